@@ -1,0 +1,245 @@
+"""Local infrastructure for `make up` and the test suite: PostgreSQL, dockerd, NATS, the base
+image, and service processes.  Everything started here is tracked by PID file so that `make down`
+and test teardown end exactly what they started, nothing else."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKER_BIP = "198.19.255.1/24"  # dockerd's default bridge, inside 198.18.0.0/15 (see README)
+PG_ROLE = "noops"
+PG_PASSWORD = "noops"
+
+
+class InfraError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"noops: {msg}", file=sys.stderr, flush=True)
+
+
+def wait_until(cond, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = cond()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise InfraError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+# ---------------------------------------------------------------- processes by PID file
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists"; treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def spawn(argv: list[str], *, pidfile: Path, logfile: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> int:
+    """Start a long-running process in its own session, output to logfile, PID to pidfile."""
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    pidfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=cwd, start_new_session=True)
+    pidfile.write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_pid(pid: int, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+
+def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
+    pid = read_pid(pidfile)
+    if pid is not None:
+        stop_pid(pid, timeout)
+    pidfile.unlink(missing_ok=True)
+    return pid is not None
+
+
+# ---------------------------------------------------------------- PostgreSQL (Debian cluster)
+
+def _pg_version() -> str:
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+    if not versions:
+        raise InfraError("PostgreSQL is not installed (apt-get install postgresql)")
+    return versions[-1].split("/")[4]
+
+
+def _psql(sql: str, db: str = "postgres") -> str:
+    out = subprocess.run(["su", "postgres", "-c", f"psql -v ON_ERROR_STOP=1 -d {db} -Atc \"{sql}\""],
+                         capture_output=True, text=True, cwd="/")
+    if out.returncode != 0:
+        raise InfraError(f"psql failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def ensure_postgres(port: int = 5432) -> None:
+    """Start Debian's cluster (create it if missing) and the noops role, which may create databases."""
+    version = _pg_version()
+    listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    if f"{version} main" not in listing.replace("  ", " "):
+        log(f"creating PostgreSQL {version} cluster 'main'")
+        subprocess.run(["pg_createcluster", version, "main", "-p", str(port)], check=True, capture_output=True)
+        listing = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
+    if "online" not in next((ln for ln in listing.splitlines() if ln.split()[:2] == [version, "main"]), ""):
+        log(f"starting PostgreSQL {version}")
+        subprocess.run(["pg_ctlcluster", version, "main", "start"], check=True)
+    wait_until(lambda: port_open(port), 30, "PostgreSQL to listen")
+    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname='{PG_ROLE}'") != "1":
+        _psql(f"CREATE ROLE {PG_ROLE} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
+
+
+def ensure_database(name: str, *, fresh: bool = False) -> str:
+    if fresh:
+        _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    if _psql(f"SELECT 1 FROM pg_database WHERE datname='{name}'") != "1":
+        _psql(f"CREATE DATABASE {name} OWNER {PG_ROLE}")
+    return f"postgresql://{PG_ROLE}:{PG_PASSWORD}@127.0.0.1:5432/{name}"
+
+
+def drop_database(name: str) -> None:
+    _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+# ---------------------------------------------------------------- Docker engine
+
+def docker_ok() -> bool:
+    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+def ensure_dockerd(run_dir: Path) -> bool:
+    """Start dockerd unless one answers already.  Returns True when this call started it."""
+    if docker_ok():
+        return False
+    if not shutil.which("dockerd"):
+        raise InfraError("dockerd is not installed (apt-get install docker.io)")
+    log(f"starting dockerd (bridge {DOCKER_BIP})")
+    spawn(["dockerd", "--bip", DOCKER_BIP, "--pidfile", str(run_dir / "dockerd.engine.pid")],
+          pidfile=run_dir / "dockerd.pid", logfile=run_dir / "logs" / "dockerd.log")
+    wait_until(docker_ok, 60, "dockerd to answer")
+    return True
+
+
+def ensure_base_image() -> None:
+    subprocess.run(["bash", str(REPO / "scripts" / "build-base-image.sh")], check=True)
+
+
+def remove_cluster_containers(cluster: str) -> int:
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=noops.cluster={cluster}"],
+                         capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+    return len(ids)
+
+
+# ---------------------------------------------------------------- NATS
+
+@dataclass(frozen=True)
+class NatsServer:
+    port: int
+    monitor_port: int
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+def start_nats(run_dir: Path, *, port: int, monitor_port: int, name: str = "nats") -> NatsServer:
+    pidfile = run_dir / f"{name}.pid"
+    if read_pid(pidfile) is None:
+        if not shutil.which("nats-server"):
+            raise InfraError("nats-server is not installed (apt-get install nats-server)")
+        store = run_dir / f"{name}-store"
+        store.mkdir(parents=True, exist_ok=True)
+        spawn(["nats-server", "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)],
+              pidfile=pidfile, logfile=run_dir / "logs" / f"{name}.log")
+    server = NatsServer(port, monitor_port)
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{monitor_port}/healthz?js-enabled-only=true"), 30, "NATS")
+    return server
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return 200 <= r.status < 300
+    except OSError:
+        return False
+
+
+# ---------------------------------------------------------------- noops services
+
+SERVICES = ("gateway", "placer", "registry", "reconciler")
+
+
+def service_argv(service: str) -> list[str]:
+    return [sys.executable, "-m", f"services.{service}"]
+
+
+def start_service(run_dir: Path, name: str, service: str, env: dict[str, str]) -> int:
+    pidfile = run_dir / f"{name}.pid"
+    pid = read_pid(pidfile)
+    if pid is not None:
+        return pid
+    return spawn(service_argv(service), pidfile=pidfile, logfile=run_dir / "logs" / f"{name}.log",
+                 env={**os.environ, **env}, cwd=REPO)

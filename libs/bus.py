@@ -1,0 +1,121 @@
+"""NATS and JetStream plumbing shared by the services: connect with retry, declare streams,
+run a durable pull consumer with the ack discipline of STYLE.md."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError, NotFoundError
+
+from libs import subjects
+
+log = logging.getLogger("noops.bus")
+
+
+async def connect(url: str, name: str, *, retry_max_s: float = 5.0) -> NATS:
+    """Connect, waiting with a clear log line (no traceback) until NATS answers."""
+    delay = 0.2
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+
+    async def _on_error(exc: Exception) -> None:
+        log.warning("nats connection trouble", extra={"error": str(exc) or type(exc).__name__})
+
+    while True:
+        try:
+            return await nats.connect(servers=servers, name=name, connect_timeout=2, allow_reconnect=True,
+                                      max_reconnect_attempts=-1, reconnect_time_wait=1,
+                                      error_cb=_on_error)
+        except (OSError, nats.errors.NoServersError, NatsTimeout, asyncio.TimeoutError) as exc:
+            log.warning("waiting for NATS", extra={"url": url, "error": str(exc) or type(exc).__name__,
+                                                   "retry_in_s": round(delay, 2)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry_max_s)
+
+
+async def ensure_streams(js: JetStreamContext, streams: Sequence[subjects.Stream] = subjects.STREAMS) -> None:
+    """Create (or bring up to date) the streams; safe to call from every service at start."""
+    for stream in streams:
+        cfg = stream.config()
+        try:
+            await js.add_stream(cfg)
+        except BadRequestError:
+            await js.update_stream(cfg)
+
+
+async def ensure_consumer(js: JetStreamContext, consumer: subjects.Consumer) -> None:
+    try:
+        await js.consumer_info(consumer.stream.name, consumer.durable)
+    except NotFoundError:
+        await js.add_consumer(consumer.stream.name, consumer.config())
+
+
+class Outcome(Enum):
+    ACK = "ack"     # done (or nothing to do): remove from the stream
+    NAK = "nak"     # transient failure: deliver again after a delay
+    TERM = "term"   # poison: never deliver again (the handler logged why)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    delay_s: float = 0.0
+
+
+ACK = Verdict(Outcome.ACK)
+TERM = Verdict(Outcome.TERM)
+
+
+def nak(delay_s: float) -> Verdict:
+    return Verdict(Outcome.NAK, delay_s)
+
+
+BatchHandler = Callable[[list[Msg]], Awaitable[list[Verdict]]]
+
+
+async def settle(msg: Msg, verdict: Verdict) -> None:
+    if verdict.outcome is Outcome.ACK:
+        await msg.ack()
+    elif verdict.outcome is Outcome.TERM:
+        await msg.term()
+    else:
+        await msg.nak(delay=verdict.delay_s)
+
+
+async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: BatchHandler, *,
+                    batch: int = 256, stop: asyncio.Event | None = None) -> None:
+    """Fetch batches from a durable pull consumer and hand them to ``handler``.
+
+    The handler returns one verdict per message, after its writes committed; acks follow.
+    A handler exception counts as transient for the whole batch (nak with backoff).
+    """
+    await ensure_consumer(js, consumer)
+    sub = await js.pull_subscribe_bind(consumer.durable, stream=consumer.stream.name)
+    failures = 0
+    while stop is None or not stop.is_set():
+        try:
+            msgs = await sub.fetch(batch, timeout=1.0)
+        except NatsTimeout:
+            continue
+        except Exception as exc:  # connection trouble: the client reconnects by itself
+            log.warning("fetch failed", extra={"consumer": consumer.durable, "error": str(exc) or type(exc).__name__})
+            await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
+            failures += 1
+            continue
+        try:
+            verdicts = await handler(msgs)
+            failures = 0
+        except Exception:
+            failures += 1
+            delay = min(0.2 * 2 ** failures, 10.0)
+            log.exception("batch failed; will be redelivered", extra={"consumer": consumer.durable,
+                                                                       "messages": len(msgs), "retry_in_s": delay})
+            verdicts = [nak(delay)] * len(msgs)
+        await asyncio.gather(*(settle(m, v) for m, v in zip(msgs, verdicts)), return_exceptions=True)

@@ -1,0 +1,118 @@
+"""Message types carried on NATS, each defined once.  JSON on the wire (msgspec).
+
+Unknown fields are rejected, so a malformed or foreign message is refused rather than
+half-understood.  Payloads other systems consume (EndpointsChanged) carry a version ``v``.
+"""
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+import msgspec
+
+STATES = ("PENDING", "STARTING", "RUNNING", "FAILED", "KILLED", "LOST")
+TERMINAL = frozenset({"FAILED", "KILLED", "LOST"})
+InstanceState = Literal["PENDING", "STARTING", "RUNNING", "FAILED", "KILLED", "LOST"]
+
+
+class Msg(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class DeployRequest(Msg):
+    """'Look at app X again.'  Carries no desired state: the placer re-reads the task log."""
+    app: str
+    reason: str = ""
+
+
+class PortSpec(Msg):
+    name: str
+    container_port: int
+    protocol: str = "tcp"
+
+
+class ContainerSpec(Msg):
+    image: str
+    cmd: list[str]
+    env: dict[str, str]
+    labels: dict[str, str]
+    cpus: float
+    mem_mb: int
+    ports: list[PortSpec]
+
+
+class Placement(Msg):
+    """Start or stop one instance on one host.  ``epoch`` orders commands for the same instance."""
+    instance: str
+    app: str
+    version: int
+    host: str
+    epoch: int
+    action: Literal["start", "stop"]
+    spec: ContainerSpec
+
+
+class IpReport(Msg):
+    """The container-IP report: which instance holds which container and address, from the host that made it."""
+    instance: str
+    app: str
+    host: str
+    epoch: int
+    state: InstanceState
+    container_id: str = ""
+    ip: str = ""
+    reason: str = ""
+    at: float = 0.0
+
+
+class Heartbeat(Msg):
+    host: str
+    cpus: float
+    mem_mb: int
+    labels: dict[str, str]
+    instances: int
+    load1: float
+    at: float
+
+
+class InventoryItem(Msg):
+    instance: str
+    app: str
+    container_id: str
+    state: str
+    ip: str = ""
+
+
+class Inventory(Msg):
+    host: str
+    items: list[InventoryItem]
+
+
+class Endpoint(Msg):
+    instance: str
+    host: str
+    ip: str
+    ports: dict[str, int]
+
+
+class EndpointsChanged(Msg):
+    """The in-service set of one app, complete: consumers replace what they had for the app."""
+    app: str
+    endpoints: list[Endpoint]
+    seq: int
+    v: int = 1
+
+
+M = TypeVar("M", bound=Msg)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(msg: Msg) -> bytes:
+    return _encoder.encode(msg)
+
+
+def decode(data: bytes, typ: type[M]) -> M:
+    """Decode or raise ``msgspec.ValidationError`` / ``msgspec.DecodeError`` (both ``msgspec.MsgspecError``)."""
+    return msgspec.json.decode(data, type=typ)
+
+
+DecodeError = msgspec.MsgspecError

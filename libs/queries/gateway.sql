@@ -1,0 +1,92 @@
+-- Named queries of the gateway.  Parameters only: no SQL is ever built from user input.
+-- jsonb goes in as text ($n::jsonb) and comes out as text (::text), because the shared pool
+-- registers no JSON codec.
+
+-- name: host_limits
+-- The largest host decides what can ever fit; NULLs when no host has registered yet.
+SELECT max(cpus) AS cpus, max(mem_mb) AS mem_mb FROM hosts;
+
+-- name: create_app
+-- One statement for "insert, or revive a deleted id": a live id yields no row (→ 409), and two
+-- concurrent creates of a new id cannot both win.  A fresh id continues after any version left
+-- in app_versions, so history is never overwritten.
+INSERT INTO apps AS a (id, version, spec, instances, deleted, status, status_reason)
+VALUES ($1, COALESCE((SELECT max(version) FROM app_versions WHERE app = $1), 0) + 1,
+        $2::jsonb, $3, false, 'deploying', '')
+ON CONFLICT (id) DO UPDATE
+   SET version = a.version + 1, spec = EXCLUDED.spec, instances = EXCLUDED.instances,
+       deleted = false, status = 'deploying', status_reason = '',
+       created_at = now(), updated_at = now()
+ WHERE a.deleted
+RETURNING a.id, a.version;
+
+-- name: update_app
+UPDATE apps
+   SET version = version + 1, spec = $2::jsonb, instances = $3,
+       status = 'deploying', status_reason = '', updated_at = now()
+ WHERE id = $1 AND NOT deleted
+RETURNING id, version;
+
+-- name: scale_app
+-- The stored spec and the desired count change together, in one statement.
+UPDATE apps
+   SET version = version + 1, spec = jsonb_set(spec, '{instances}', to_jsonb($2::integer)),
+       instances = $2, status = 'deploying', status_reason = '', updated_at = now()
+ WHERE id = $1 AND NOT deleted
+RETURNING id, version;
+
+-- name: insert_version
+INSERT INTO app_versions (app, version, spec)
+SELECT id, version, spec FROM apps WHERE id = $1 AND version = $2;
+
+-- name: delete_app
+UPDATE apps
+   SET deleted = true, instances = 0, status = 'deleting', updated_at = now()
+ WHERE id = $1 AND NOT deleted
+RETURNING id;
+
+-- name: apps_view
+-- All live apps ($1 NULL) or one; instance counts only for the current incarnation of the id.
+SELECT a.id, a.version, a.instances, a.status, a.status_reason, a.spec::text AS spec,
+       a.created_at, a.updated_at, COALESCE(c.counts, '{}'::jsonb)::text AS counts
+  FROM apps a
+  LEFT JOIN LATERAL (
+        SELECT jsonb_object_agg(s.state, s.n) AS counts
+          FROM (SELECT i.state, count(*) AS n
+                  FROM instances i
+                 WHERE i.app = a.id AND i.created_at >= a.created_at
+                 GROUP BY i.state) s
+       ) c ON true
+ WHERE NOT a.deleted AND ($1::text IS NULL OR a.id = $1)
+ ORDER BY a.id;
+
+-- name: app_created_at
+-- Any row, deleted or not: instances of an app being deleted stay visible.
+SELECT created_at FROM apps WHERE id = $1;
+
+-- name: app_instances
+SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at
+  FROM instances
+ WHERE app = $1 AND created_at >= $2 AND ($3::text IS NULL OR state = $3)
+ ORDER BY created_at DESC, id DESC;
+
+-- name: instance
+SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at
+  FROM instances
+ WHERE id = $1;
+
+-- name: hosts_view
+-- Reserved = what placed, not-yet-terminal instances hold (the same rule as instances_host_active).
+SELECT h.id, h.cpus, h.mem_mb, h.labels::text AS labels, h.load1, h.instances, h.last_seen,
+       h.last_seen >= now() - make_interval(secs => $1) AS online,
+       COALESCE(r.cpus, 0)::double precision AS reserved_cpus,
+       COALESCE(r.mem_mb, 0)::bigint AS reserved_mem_mb
+  FROM hosts h
+  LEFT JOIN (SELECT host, sum(cpus) AS cpus, sum(mem_mb) AS mem_mb
+               FROM instances
+              WHERE state NOT IN ('FAILED', 'KILLED', 'LOST')
+              GROUP BY host) r ON r.host = h.id
+ ORDER BY h.id;
+
+-- name: ping
+SELECT 1;

@@ -1,0 +1,86 @@
+"""What every service's main() shares: logging, the /healthz + /metrics endpoint, signals."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from libs import log as logsetup
+from libs.settings import CommonSettings, HttpSettings, SettingsError
+
+logger = logging.getLogger("noops.service")
+
+
+class Health:
+    """Readiness shared between a service's loops and its /healthz endpoint."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.detail: dict[str, object] = {}
+
+    def as_response(self) -> JSONResponse:
+        return JSONResponse({"ready": self.ready, **self.detail}, status_code=200 if self.ready else 503)
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def ops_app(health: Health) -> Starlette:
+    async def healthz(_: Request) -> Response:
+        return health.as_response()
+
+    async def metrics(_: Request) -> Response:
+        return metrics_response()
+
+    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
+
+
+async def serve_http(app: object, host: str, port: int) -> None:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own the signals
+    await server.serve()
+    if not server.started:
+        raise SystemExit(f"could not listen on {host}:{port} (is another process using it?)")
+
+
+def run_service(name: str, build_settings: Callable[[], object],
+                main: Callable[[object], Awaitable[None]]) -> None:
+    """Console-script entry: load settings (clear error on a bad value), set up logs, run until SIGTERM/SIGINT."""
+    try:
+        settings = build_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"noops-{name}: bad configuration: {exc}\n")
+        raise SystemExit(2) from None
+    common: CommonSettings = settings.common  # type: ignore[attr-defined]
+    logsetup.setup(name, common.log_level, common.log_format)
+
+    async def _runner() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await main(settings)
+        except asyncio.CancelledError:
+            logger.info("stopping on signal")
+
+    try:
+        asyncio.run(_runner())
+    except KeyboardInterrupt:
+        pass
+
+
+async def run_ops_server(health: Health, http: HttpSettings, port: int) -> None:
+    await serve_http(ops_app(health), http.http_host, port)

@@ -1,0 +1,181 @@
+"""Settings for every noops service, read from the environment in one place.
+
+Each service builds its settings object once in ``main()`` and passes it down;
+nothing here is created at import time.  Every field documents its environment
+variable and default; ``python -m libs.settings`` prints the table that lives in
+docs/configuration.md (a test keeps the two in step).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, get_type_hints
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def setting(default: Any, env: str, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class CommonSettings:
+    cluster: str = setting(
+        "local", "NOOPS_CLUSTER",
+        "Name of this noops cluster. Containers carry it as a label, so several clusters "
+        "(a local one and the test suite's) can share one Docker engine without touching each other's containers.")
+    nats_url: str = setting(
+        "nats://127.0.0.1:4222", "NOOPS_NATS_URL", "NATS server(s), comma separated. JetStream must be enabled.")
+    db_dsn: str = setting(
+        "postgresql://noops:noops@127.0.0.1:5432/noops", "NOOPS_DB_DSN",
+        "PostgreSQL DSN of the task log (placer, registry, reconciler and gateway use it; hostd does not).")
+    log_level: str = setting("INFO", "NOOPS_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = setting("json", "NOOPS_LOG_FORMAT", "`json` (one object per line) or `text`.")
+    connect_retry_max_s: float = setting(
+        5.0, "NOOPS_CONNECT_RETRY_MAX_S",
+        "Longest pause between attempts while waiting for NATS or PostgreSQL to come up at start.")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    http_host: str = setting("127.0.0.1", "NOOPS_HTTP_HOST", "Address the service's HTTP endpoint (/healthz, /metrics) binds to.")
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    common: CommonSettings
+    http: HttpSettings
+    port: int = setting(8700, "NOOPS_GATEWAY_PORT", "Port of the HTTP API and web UI.")
+    max_instances: int = setting(10000, "NOOPS_MAX_INSTANCES_PER_APP", "Largest `instances` an app spec may ask for.")
+    host_online_s: float = setting(
+        3.0, "NOOPS_HOST_ONLINE_S",
+        "The API and web UI show a host as online when its last heartbeat is at most this many seconds old.")
+
+
+@dataclass(frozen=True)
+class PlacerSettings:
+    common: CommonSettings
+    http: HttpSettings
+    port: int = setting(8701, "NOOPS_PLACER_PORT", "Port of the placer's /healthz and /metrics.")
+    heartbeat_grace_s: float = setting(
+        3.0, "NOOPS_HEARTBEAT_GRACE_S", "A host whose last heartbeat is older than this is not offered placements.")
+    resync_interval_s: float = setting(
+        10.0, "NOOPS_PLACER_RESYNC_S",
+        "Every this many seconds the placer looks at every app again (level-triggered safety net for lost requests).")
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    common: CommonSettings
+    http: HttpSettings
+    port: int = setting(8702, "NOOPS_REGISTRY_PORT", "Port of the registry's /healthz and /metrics.")
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    common: CommonSettings
+    http: HttpSettings
+    port: int = setting(8703, "NOOPS_RECONCILER_PORT", "Port of the reconciler's /healthz and /metrics.")
+    interval_s: float = setting(5.0, "NOOPS_RECONCILE_INTERVAL_S", "Seconds between two inventory rounds.")
+    inventory_timeout_s: float = setting(2.0, "NOOPS_INVENTORY_TIMEOUT_S", "How long to wait for one hostd's inventory.")
+
+
+@dataclass(frozen=True)
+class HostdSettings:
+    common: CommonSettings
+    http: HttpSettings
+    host_id: str = setting(
+        "", "NOOPS_HOST_ID", "This host's name in the cluster (letters, digits, '-'); defaults to the machine's hostname.")
+    port: int = setting(8710, "NOOPS_HOSTD_PORT", "Port of this hostd's /healthz and /metrics.")
+    cpus: float = setting(0.0, "NOOPS_HOST_CPUS", "CPUs this host offers to instances; 0 means all the machine's cores.")
+    mem_mb: int = setting(0, "NOOPS_HOST_MEM_MB", "Memory (MiB) this host offers; 0 means all the machine's memory.")
+    labels: str = setting("", "NOOPS_HOST_LABELS", "Host attributes for constraints, e.g. `rack=r1,zone=z1`.")
+    heartbeat_interval_s: float = setting(1.0, "NOOPS_HEARTBEAT_INTERVAL_S", "Seconds between two heartbeats.")
+    docker_url: str = setting("", "NOOPS_DOCKER_URL", "Docker engine address; empty means the local default socket.")
+    stop_timeout_s: int = setting(5, "NOOPS_STOP_TIMEOUT_S", "Seconds a container gets after SIGTERM before SIGKILL.")
+
+
+T = TypeVar("T")
+
+_SERVICES: dict[str, type] = {
+    "gateway": GatewaySettings,
+    "placer": PlacerSettings,
+    "registry": RegistrySettings,
+    "reconciler": ReconcilerSettings,
+    "hostd": HostdSettings,
+}
+
+
+def _coerce(raw: str, typ: Any, env: str) -> Any:
+    try:
+        if typ is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        return typ(raw)
+    except ValueError:
+        raise SettingsError(f"{env}={raw!r} is not a valid {typ.__name__}") from None
+
+
+def load(cls: type[T], environ: Mapping[str, str] | None = None) -> T:
+    """Build a settings dataclass (and its nested groups) from the environment."""
+    env = os.environ if environ is None else environ
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[f.name] = load(typ, env)
+        elif f.metadata["env"] in env:
+            kwargs[f.name] = _coerce(env[f.metadata["env"]], typ, f.metadata["env"])
+    obj = cls(**kwargs)
+    if isinstance(obj, HostdSettings) and not obj.host_id:
+        obj = dataclasses.replace(obj, host_id=socket.gethostname().split(".")[0].lower())
+    return obj
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``rack=r1,zone=z1`` → ``{"rack": "r1", "zone": "z1"}``."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise SettingsError(f"NOOPS_HOST_LABELS: {part!r} is not key=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def markdown() -> str:
+    """The configuration reference, one table per service."""
+    lines = ["# Configuration", "",
+             "Every service reads its settings from environment variables once, at start.",
+             "This file is generated by `python -m libs.settings`; a test checks it is current.", ""]
+    for name, cls in _SERVICES.items():
+        lines += [f"## {name}", "", "| variable | default | meaning |", "|---|---|---|"]
+        for env, default, doc in _rows(cls):
+            lines.append(f"| `{env}` | `{default}` | {doc} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _rows(cls: type) -> list[tuple[str, Any, str]]:
+    rows = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += _rows(hints[f.name])
+        else:
+            rows.append((f.metadata["env"], f.default, f.metadata["doc"]))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown())

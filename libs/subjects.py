@@ -1,0 +1,115 @@
+"""Every NATS subject, JetStream stream and consumer noops uses: the one home for names.
+
+Flow (arrows are subjects):
+
+    gateway --noops.deploy.<app>--> placer           (JetStream DEPLOY, work queue)
+    placer  --noops.place.<host>--> hostd <host>     (JetStream PLACEMENTS, one consumer per host)
+    hostd   --noops.report.<host>--> registry        (JetStream REPORTS, work queue)
+    registry --noops.endpoints.<app>--> anyone       (JetStream ENDPOINTS, kept 1 day)
+    hostd   --noops.heartbeat.<host>--> placer       (core NATS, lossy by design: the next one follows)
+    reconciler --noops.inventory.<host>--> hostd     (core NATS request/reply)
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+
+ROOT = "noops"
+# App and host ids become subject tokens, so they are restricted to this alphabet.
+TOKEN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _token(value: str, what: str) -> str:
+    if not TOKEN_RE.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid id (lowercase letters, digits and '-', at most 63)")
+    return value
+
+
+def deploy(app: str) -> str:
+    return f"{ROOT}.deploy.{_token(app, 'app')}"
+
+
+def place(host: str) -> str:
+    return f"{ROOT}.place.{_token(host, 'host')}"
+
+
+def report(host: str) -> str:
+    return f"{ROOT}.report.{_token(host, 'host')}"
+
+
+def heartbeat(host: str) -> str:
+    return f"{ROOT}.heartbeat.{_token(host, 'host')}"
+
+
+def inventory(host: str) -> str:
+    return f"{ROOT}.inventory.{_token(host, 'host')}"
+
+
+def endpoints(app: str) -> str:
+    return f"{ROOT}.endpoints.{_token(app, 'app')}"
+
+
+HEARTBEAT_ALL = f"{ROOT}.heartbeat.*"
+ENDPOINTS_ALL = f"{ROOT}.endpoints.*"
+
+
+def host_of(subject: str) -> str:
+    """The host token of a per-host subject (report, heartbeat...)."""
+    return subject.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Stream:
+    name: str
+    subjects: tuple[str, ...]
+    retention: RetentionPolicy
+    max_age_s: float = 0.0
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            subjects=list(self.subjects),
+            retention=self.retention,
+            storage=StorageType.FILE,
+            max_age=self.max_age_s or None,
+            # Publishers set Nats-Msg-Id; a re-publish within this window (an outbox relay
+            # that crashed after publishing but before deleting its row) is dropped by the server.
+            duplicate_window=600.0,
+        )
+
+
+DEPLOY = Stream("NOOPS_DEPLOY", (f"{ROOT}.deploy.*",), RetentionPolicy.WORK_QUEUE)
+PLACEMENTS = Stream("NOOPS_PLACEMENTS", (f"{ROOT}.place.*",), RetentionPolicy.WORK_QUEUE)
+REPORTS = Stream("NOOPS_REPORTS", (f"{ROOT}.report.*",), RetentionPolicy.WORK_QUEUE)
+ENDPOINTS = Stream("NOOPS_ENDPOINTS", (ENDPOINTS_ALL,), RetentionPolicy.LIMITS, max_age_s=86400.0)
+STREAMS = (DEPLOY, PLACEMENTS, REPORTS, ENDPOINTS)
+
+
+@dataclass(frozen=True)
+class Consumer:
+    stream: Stream
+    durable: str
+    filter_subject: str
+    ack_wait_s: float = 30.0
+
+    def config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject=self.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_s,
+            max_ack_pending=10000,
+        )
+
+
+PLACER = Consumer(DEPLOY, "placer", f"{ROOT}.deploy.*")
+REGISTRY = Consumer(REPORTS, "registry", f"{ROOT}.report.*")
+
+
+def hostd_consumer(host: str) -> Consumer:
+    # Container creation can take a while under load: a long ack wait avoids a second delivery
+    # racing the first (the handler is idempotent anyway).
+    return Consumer(PLACEMENTS, f"hostd-{_token(host, 'host')}", place(host), ack_wait_s=120.0)

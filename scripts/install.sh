@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what noops needs on a Debian 12 machine, only what is missing:
+# Debian packages (Docker engine, NATS, PostgreSQL, ...) and the Python virtualenv in .venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v docker >/dev/null 2>&1 || need+=(docker.io)
+command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# The base image needs a statically linked busybox (it runs alone in an empty rootfs).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+
+if [ ${#need[@]} -gt 0 ]; then
+  mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+  echo "noops: installing Debian packages: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian starts services it installs where systemd runs; noops starts its own (devtools/infra.py).
+fi
+
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+  echo "noops: Python 3.11 or newer is needed (python3 is $(python3 --version))" >&2; exit 1; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "noops: creating the virtualenv in .venv" >&2
+  python3 -m venv .venv
+fi
+stamp=".venv/.noops-installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  echo "noops: installing Python dependencies into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  rm -f .venv/.noops-installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,3 @@
+from services.placer.main import run
+
+run()

@@ -1,0 +1,68 @@
+"""Heartbeats from hostd (core NATS, lossy by design) are folded in memory and written to the
+hosts table once per interval in one statement, whatever the number of hosts."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+import asyncpg
+from nats.aio.msg import Msg
+from prometheus_client import Counter, Gauge
+
+from libs import messages, subjects
+from libs.db import Queries
+
+log = logging.getLogger("noops.placer.heartbeats")
+
+RECEIVED = Counter("noops_placer_heartbeats_total", "Heartbeats received")
+REJECTED = Counter("noops_placer_heartbeats_rejected_total", "Heartbeats refused (malformed or wrong subject)")
+HOSTS = Gauge("noops_placer_hosts_reporting", "Hosts heard from in the last flush interval")
+
+
+class HeartbeatSink:
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, on_new_host: Callable[[list[str]], None]) -> None:
+        self.pool, self.q, self.on_new_host = pool, queries, on_new_host
+        self.latest: dict[str, messages.Heartbeat] = {}
+        self._previous: set[str] = set()
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            hb = messages.decode(msg.data, messages.Heartbeat)
+        except messages.DecodeError as exc:
+            REJECTED.inc()
+            log.warning("malformed heartbeat", extra={"subject": msg.subject, "error": str(exc)})
+            return
+        if hb.host != subjects.host_of(msg.subject):
+            REJECTED.inc()
+            log.warning("heartbeat for another host", extra={"subject": msg.subject, "host": hb.host})
+            return
+        RECEIVED.inc()
+        self.latest[hb.host] = hb
+
+    async def flush(self) -> int:
+        batch, self.latest = self.latest, {}
+        HOSTS.set(len(batch))
+        if not batch:
+            return 0
+        hbs = list(batch.values())
+        await self.pool.execute(
+            self.q.upsert_hosts, [h.host for h in hbs], [h.cpus for h in hbs], [h.mem_mb for h in hbs],
+            [json.dumps(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs])
+        # A host not heard from in the previous interval is new or back: capacity appeared, so
+        # apps waiting for room are looked at again.
+        new = sorted(set(batch) - self._previous)
+        self._previous = set(batch)
+        if new:
+            log.info("hosts reporting", extra={"hosts": new})
+            self.on_new_host(new)
+        return len(hbs)
+
+    async def run(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.warning("could not record heartbeats; retrying", extra={"error": str(exc) or type(exc).__name__})

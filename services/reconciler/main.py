@@ -1,0 +1,83 @@
+"""reconciler: compares every host's inventory with the task log and exports the drift.
+
+    every interval: hosts (task log) --noops.inventory.<host> request/reply--> inventories
+                    diff(task log, inventories) --> noops_reconciler_drift{kind} gauges + log lines
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from prometheus_client import Gauge
+
+from libs import bus, db, messages, subjects
+from libs.service import Health, run_ops_server, run_service
+from libs.settings import ReconcilerSettings, load
+from services.reconciler.diff import Placed, diff
+
+log = logging.getLogger("noops.reconciler")
+
+DRIFT = Gauge("noops_reconciler_drift", "Differences between the task log and the hosts, last round", ["kind"])
+LAST_ROUND = Gauge("noops_reconciler_last_round_timestamp_seconds", "When the last round finished")
+HOSTS_CHECKED = Gauge("noops_reconciler_hosts_checked", "Hosts asked for their inventory in the last round")
+
+# Hosts silent for longer than this are not asked (the placer marks them down; issue 4).
+RECENT_HOST_S = 30.0
+
+
+async def ask(nc: NATS, host: str, timeout_s: float) -> messages.Inventory | None:
+    try:
+        reply = await nc.request(subjects.inventory(host), b"", timeout=timeout_s)
+        inv = messages.decode(reply.data, messages.Inventory)
+    except (nats.errors.Error, asyncio.TimeoutError, messages.DecodeError) as exc:
+        log.debug("no inventory", extra={"host": host, "error": str(exc) or type(exc).__name__})
+        return None
+    return inv if inv.host == host else None
+
+
+async def one_round(pool, q: db.Queries, nc: NATS, timeout_s: float) -> dict[str, int]:
+    hosts = [r["id"] for r in await pool.fetch(q.recent_hosts, RECENT_HOST_S)]
+    answers = await asyncio.gather(*(ask(nc, h, timeout_s) for h in hosts))
+    inventories = dict(zip(hosts, answers))
+    # Read the task log after the inventories, so an instance placed meanwhile shows as
+    # not-yet-running (not counted) rather than as unexpected.
+    placed = [Placed(r["id"], r["host"], r["state"], r["container_id"]) for r in await pool.fetch(q.placed_instances)]
+    report = diff(placed, inventories)
+    for kind, n in report.counts.items():
+        DRIFT.labels(kind).set(n)
+    HOSTS_CHECKED.set(len(hosts))
+    LAST_ROUND.set(time.time())
+    for d in report.drift[:20]:
+        log.info("drift", extra={"kind": d.kind, "host": d.host, "instance": d.instance, "detail": d.detail})
+    return dict(report.counts)
+
+
+async def main(settings: ReconcilerSettings) -> None:
+    health = Health()
+    ops = asyncio.create_task(run_ops_server(health, settings.http, settings.port))
+    common = settings.common
+    pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
+    await db.migrate(pool)
+    nc = await bus.connect(common.nats_url, "reconciler", retry_max_s=common.connect_retry_max_s)
+    q = db.Queries("reconciler")
+    health.ready = True
+    log.info("reconciler ready")
+    try:
+        while True:
+            try:
+                counts = await one_round(pool, q, nc, settings.inventory_timeout_s)
+                health.detail = {"drift": counts}
+            except db.TRANSIENT as exc:
+                log.warning("round failed; will retry", extra={"error": str(exc) or type(exc).__name__})
+            await asyncio.sleep(settings.interval_s)
+    finally:
+        ops.cancel()
+        await nc.close()
+        await pool.close()
+
+
+def run() -> None:
+    run_service("reconciler", lambda: load(ReconcilerSettings), main)  # type: ignore[arg-type]

@@ -1,0 +1,64 @@
+"""The registry's pure core: is this IP report to be believed, and what does it change?
+
+A report is accepted only when the task log places that instance, at that epoch, on the host
+that reported it.  State never goes backwards: a late STARTING after RUNNING, or anything after
+a terminal state, changes nothing (so redelivered or reordered reports are harmless).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from libs.messages import TERMINAL, IpReport
+
+_RANK = {"PENDING": 0, "STARTING": 1, "RUNNING": 2, "FAILED": 3, "KILLED": 3, "LOST": 3}
+
+UNKNOWN_INSTANCE = "unknown instance"
+WRONG_HOST = "instance placed on another host"
+WRONG_APP = "instance belongs to another app"
+STALE_EPOCH = "stale epoch"
+HOST_MISMATCH = "report names another host than its subject"
+
+
+@dataclass(frozen=True)
+class Row:
+    """What the task log holds for the instance."""
+    id: str
+    app: str
+    host: str
+    epoch: int
+    state: str
+    desired: str
+    ip: str
+    container_id: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    reason: str = ""         # why a report was rejected
+    changed: bool = False    # whether the task log must be written
+    state_changed: bool = False
+
+
+
+def judge(report: IpReport, subject_host: str, row: Row | None) -> Verdict:
+    if report.host != subject_host:
+        return Verdict(False, HOST_MISMATCH)
+    if row is None:
+        return Verdict(False, UNKNOWN_INSTANCE)
+    if row.host != report.host:
+        return Verdict(False, WRONG_HOST)
+    if row.app != report.app:
+        return Verdict(False, WRONG_APP)
+    if report.epoch != row.epoch:
+        return Verdict(False, STALE_EPOCH)
+    if row.state in TERMINAL or _RANK[report.state] < _RANK[row.state]:
+        return Verdict(True)  # old news
+    if report.state == row.state and report.ip == row.ip and report.container_id == row.container_id:
+        return Verdict(True)  # a duplicate
+    return Verdict(True, changed=True, state_changed=report.state != row.state)
+
+
+def in_service(state: str) -> bool:
+    """Until health checks exist, a running instance is in service."""
+    return state == "RUNNING"

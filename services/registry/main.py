@@ -1,0 +1,44 @@
+"""registry: verifies container-IP reports against the task log and announces endpoint changes.
+
+    noops.report.<host> (JetStream) --> [judge against task log, record, outbox] --> noops.endpoints.<app>
+                                                                          \\--> noops.deploy.<app> (instance ended)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from libs import bus, db, outbox, subjects
+from libs.service import Health, run_ops_server, run_service
+from libs.settings import RegistrySettings, load
+from services.registry.records import Records
+
+log = logging.getLogger("noops.registry")
+
+
+async def main(settings: RegistrySettings) -> None:
+    health = Health()
+    tasks = [asyncio.create_task(run_ops_server(health, settings.http, settings.port))]
+    common = settings.common
+    pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
+    await db.migrate(pool)
+    nc = await bus.connect(common.nats_url, "registry", retry_max_s=common.connect_retry_max_s)
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    relay = outbox.Relay(pool, js)
+    records = Records(pool, db.Queries("registry"), relay)
+    tasks += [asyncio.create_task(relay.run()),
+              asyncio.create_task(bus.pull_loop(js, subjects.REGISTRY, records.handle_batch))]
+    health.ready = True
+    log.info("registry ready")
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await nc.close()
+        await pool.close()
+
+
+def run() -> None:
+    run_service("registry", lambda: load(RegistrySettings), main)  # type: ignore[arg-type]

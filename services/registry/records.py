@@ -1,0 +1,112 @@
+"""Applies a batch of accepted IP reports to the task log and announces the apps whose
+in-service set changed, all in one transaction (outbox), so a crash loses nothing and a
+redelivered batch changes nothing."""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+
+import asyncpg
+from nats.aio.msg import Msg
+from prometheus_client import Counter
+
+from libs import bus, messages, outbox, subjects
+from libs.db import Queries
+from services.registry.judge import Row, in_service, judge
+
+log = logging.getLogger("noops.registry")
+
+ACCEPTED = Counter("noops_registry_reports_accepted_total", "IP reports accepted", ["changed"])
+REJECTED = Counter("noops_registry_reports_rejected_total", "IP reports rejected", ["reason"])
+PUBLISHED = Counter("noops_registry_endpoint_events_total", "EndpointsChanged events written")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    msg: Msg
+    report: messages.IpReport | None
+
+
+class Records:
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, relay: outbox.Relay) -> None:
+        self.pool, self.q, self.relay = pool, queries, relay
+
+    async def handle_batch(self, msgs: list[Msg]) -> list[bus.Verdict]:
+        parsed: list[Parsed] = []
+        for m in msgs:
+            try:
+                parsed.append(Parsed(m, messages.decode(m.data, messages.IpReport)))
+            except messages.DecodeError as exc:
+                REJECTED.labels("malformed").inc()
+                log.warning("rejected malformed report", extra={"subject": m.subject, "error": str(exc)})
+                parsed.append(Parsed(m, None))
+        reports = [p.report for p in parsed if p.report is not None]
+        if reports:
+            await self._apply(parsed)
+        # A malformed message is poison (term: never redeliver); a well-formed report that was
+        # judged false is done with (ack), counted and logged above.
+        return [bus.ACK if p.report is not None else bus.TERM for p in parsed]
+
+    async def _apply(self, parsed: list[Parsed]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            ids = sorted({p.report.instance for p in parsed if p.report})
+            rows = {r["id"]: Row(**dict(r)) for r in await conn.fetch(self.q.lock_instances, ids)}
+            updates: dict[str, messages.IpReport] = {}
+            events: list[tuple[str, str, str]] = []
+            touched_apps: set[str] = set()
+            respawn_apps: set[str] = set()
+            for p in parsed:
+                r = p.report
+                if r is None:
+                    continue
+                row = rows.get(r.instance)
+                v = judge(r, subjects.host_of(p.msg.subject), row)
+                if not v.accepted:
+                    REJECTED.labels(v.reason).inc()
+                    log.warning("rejected report", extra={"instance": r.instance, "host": r.host,
+                                                          "subject": p.msg.subject, "reason": v.reason})
+                    continue
+                ACCEPTED.labels(str(v.changed).lower()).inc()
+                if not v.changed:
+                    continue
+                assert row is not None
+                if in_service(row.state) != in_service(r.state) or (in_service(r.state) and r.ip != row.ip):
+                    touched_apps.add(r.app)
+                if r.state in messages.TERMINAL and row.desired == "RUNNING":
+                    respawn_apps.add(r.app)
+                if v.state_changed:
+                    events.append((r.instance, r.state, r.reason))
+                updates[r.instance] = r
+                # Later reports in the same batch are judged against what this one wrote.
+                rows[r.instance] = Row(row.id, row.app, row.host, row.epoch, r.state, row.desired, r.ip,
+                                       r.container_id)
+            if updates:
+                us = list(updates.values())
+                await conn.execute(self.q.apply_reports, [u.instance for u in us], [u.state for u in us],
+                                   [u.ip for u in us], [u.container_id for u in us], [u.reason for u in us])
+            if events:
+                await conn.execute(self.q.insert_events, *map(list, zip(*events)))
+            out = await self._announcements(conn, touched_apps)
+            out += [(subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
+                     messages.DeployRequest(app=app, reason="instance ended")) for app in sorted(respawn_apps)]
+            await outbox.enqueue(conn, out)
+        if touched_apps or respawn_apps:
+            self.relay.kick()
+
+    async def _announcements(self, conn: asyncpg.Connection, apps: set[str]) -> list[tuple[str, str, messages.Msg]]:
+        if not apps:
+            return []
+        eps: dict[str, list[messages.Endpoint]] = defaultdict(list)
+        for r in await conn.fetch(self.q.in_service, sorted(apps)):
+            ports = {p["name"]: p["container_port"] for p in json.loads(r["ports"] or "[]")}
+            eps[r["app"]].append(messages.Endpoint(instance=r["id"], host=r["host"], ip=r["ip"], ports=ports))
+        seqs = [r[0] for r in await conn.fetch(self.q.next_seq, len(apps))]
+        out: list[tuple[str, str, messages.Msg]] = []
+        for app, seq in zip(sorted(apps), seqs):
+            out.append((subjects.endpoints(app), f"endpoints:{app}:{seq}",
+                        messages.EndpointsChanged(app=app, endpoints=eps.get(app, []), seq=seq)))
+        PUBLISHED.inc(len(out))
+        return out

@@ -1,0 +1,24 @@
+"""Wait for a condition with a deadline: the only way tests wait."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+async def eventually(cond: Callable[[], Any | Awaitable[Any]], *, timeout: float = 30.0,
+                     interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll ``cond`` (sync or async) until it returns something truthy; return that value."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = cond()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from libs import settings
+from libs.settings import HostdSettings, PlacerSettings, SettingsError, load
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_configuration_doc_is_current():
+    assert (REPO / "docs" / "configuration.md").read_text() == settings.markdown(), \
+        "run `make docs` to regenerate docs/configuration.md"
+
+
+def test_defaults_work_locally():
+    s = load(PlacerSettings, {})
+    assert s.common.nats_url == "nats://127.0.0.1:4222" and s.port == 8701
+
+
+def test_env_overrides_and_types():
+    s = load(HostdSettings, {"NOOPS_HOST_ID": "h9", "NOOPS_HOST_CPUS": "1.5", "NOOPS_CLUSTER": "x"})
+    assert (s.host_id, s.cpus, s.common.cluster) == ("h9", 1.5, "x")
+
+
+def test_bad_value_is_a_clear_error():
+    with pytest.raises(SettingsError, match="NOOPS_HOST_CPUS='lots' is not a valid float"):
+        load(HostdSettings, {"NOOPS_HOST_CPUS": "lots"})
+
+
+@pytest.mark.parametrize("text,want", [
+    pytest.param("", {}, id="empty"),
+    pytest.param("rack=r1, zone=z1", {"rack": "r1", "zone": "z1"}, id="two"),
+])
+def test_parse_labels(text, want):
+    assert settings.parse_labels(text) == want
+
+
+def test_parse_labels_rejects_garbage():
+    with pytest.raises(SettingsError):
+        settings.parse_labels("rack")

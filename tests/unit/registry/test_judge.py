@@ -1,0 +1,33 @@
+import pytest
+
+from libs.messages import IpReport
+from services.registry import judge as j
+from services.registry.judge import Row, judge
+
+
+def row(**kw):
+    base = dict(id="web-1", app="web", host="h1", epoch=1, state="STARTING", desired="RUNNING", ip="", container_id="c1")
+    return Row(**{**base, **kw})
+
+
+def rep(**kw):
+    base = dict(instance="web-1", app="web", host="h1", epoch=1, state="RUNNING", container_id="c1", ip="198.19.255.2")
+    return IpReport(**{**base, **kw})
+
+
+@pytest.mark.parametrize("report,subject_host,task_row,accepted,reason,changed", [
+    pytest.param(rep(), "h1", row(), True, "", True, id="starting-to-running"),
+    pytest.param(rep(), "h2", row(), False, j.HOST_MISMATCH, False, id="published-on-other-host-subject"),
+    pytest.param(rep(), "h1", None, False, j.UNKNOWN_INSTANCE, False, id="unknown-instance"),
+    pytest.param(rep(host="h2"), "h2", row(), False, j.WRONG_HOST, False, id="placed-elsewhere"),
+    pytest.param(rep(app="db"), "h1", row(), False, j.WRONG_APP, False, id="other-app"),
+    pytest.param(rep(epoch=0), "h1", row(), False, j.STALE_EPOCH, False, id="stale-epoch"),
+    pytest.param(rep(state="STARTING"), "h1", row(state="RUNNING", ip="198.19.255.2"), True, "", False,
+                 id="late-starting-ignored"),
+    pytest.param(rep(), "h1", row(state="RUNNING", ip="198.19.255.2"), True, "", False, id="duplicate"),
+    pytest.param(rep(state="RUNNING"), "h1", row(state="KILLED"), True, "", False, id="after-terminal-ignored"),
+    pytest.param(rep(state="FAILED", reason="OOMKilled"), "h1", row(state="RUNNING"), True, "", True, id="failure"),
+])
+def test_judge(report, subject_host, task_row, accepted, reason, changed):
+    v = judge(report, subject_host, task_row)
+    assert (v.accepted, v.reason, v.changed) == (accepted, reason, changed)
