@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from urllib.parse import urlparse
 
 import nats
 from nats.aio.client import Client as NATS
@@ -29,6 +30,14 @@ async def connect(url: str, name: str, *, retry_max_s: float = 5.0) -> NATS:
         log.warning("nats connection trouble", extra={"error": str(exc) or type(exc).__name__})
 
     while True:
+        # nats-py retries a failed first connection by itself (silently, with allow_reconnect),
+        # so reachability is checked here first: the operator sees why the service is waiting.
+        reachable, why = await _any_reachable(servers)
+        if not reachable:
+            log.warning("waiting for NATS", extra={"url": url, "error": why, "retry_in_s": round(delay, 2)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry_max_s)
+            continue
         try:
             return await nats.connect(servers=servers, name=name, connect_timeout=2, allow_reconnect=True,
                                       max_reconnect_attempts=-1, reconnect_time_wait=1,
@@ -38,6 +47,20 @@ async def connect(url: str, name: str, *, retry_max_s: float = 5.0) -> NATS:
                                                    "retry_in_s": round(delay, 2)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, retry_max_s)
+
+
+async def _any_reachable(servers: list[str]) -> tuple[bool, str]:
+    why = "no server configured"
+    for server in servers:
+        u = urlparse(server if "://" in server else f"nats://{server}")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(u.hostname or "127.0.0.1", u.port or 4222), 2)
+        except (OSError, asyncio.TimeoutError) as exc:
+            why = f"{u.hostname}:{u.port or 4222}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__}"
+            continue
+        writer.close()
+        return True, ""
+    return False, why
 
 
 async def ensure_streams(js: JetStreamContext, streams: Sequence[subjects.Stream] = subjects.STREAMS) -> None:

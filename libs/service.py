@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -45,11 +46,24 @@ def ops_app(health: Health) -> Starlette:
     return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
 
 
-async def serve_http(app: object, host: str, port: int) -> None:
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+async def serve_http(app: object, host: str, port: int, *, graceful_s: float = 3.0) -> None:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=graceful_s)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own the signals
-    await server.serve()
+    # We own SIGTERM/SIGINT (run_service cancels the main task); uvicorn must not take them.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
+    # uvicorn runs in its own task: on our cancellation it is asked to shut down (open requests
+    # and event streams get graceful_s to finish) instead of being cut off mid-request.
+    inner = asyncio.create_task(server.serve())
+    try:
+        await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        try:
+            await asyncio.wait_for(inner, graceful_s + 2)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            inner.cancel()
+        raise
     if not server.started:
         raise SystemExit(f"could not listen on {host}:{port} (is another process using it?)")
 

@@ -1,0 +1,53 @@
+"""noops-gateway: the HTTP API and web UI.
+
+Start order matters: the task log must be migrated before the API accepts writes, and the
+streams must exist before the outbox relay publishes into them."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from libs import bus, db, outbox, settings
+from libs.service import run_service, serve_http
+from libs.settings import GatewaySettings
+from services.gateway.app import create_app
+
+log = logging.getLogger("noops.gateway")
+
+CLOSE_TIMEOUT_S = 5.0
+
+
+async def main(cfg: GatewaySettings) -> None:
+    common = cfg.common
+    async with contextlib.AsyncExitStack() as stack:
+        pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
+        stack.push_async_callback(_close_pool, pool)
+        await db.migrate(pool)
+        nc = await bus.connect(common.nats_url, "gateway", retry_max_s=common.connect_retry_max_s)
+        stack.push_async_callback(nc.close)
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+        relay = outbox.Relay(pool, js)
+        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        stack.push_async_callback(_cancel, relay_task)
+        log.info("gateway listening", extra={"host": cfg.http.http_host, "port": cfg.port})
+        await serve_http(create_app(cfg, pool, nc, relay), cfg.http.http_host, cfg.port)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_pool(pool) -> None:  # type: ignore[no-untyped-def]
+    # close() waits for connections in use; on shutdown we do not wait for stragglers forever.
+    try:
+        await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        pool.terminate()
+
+
+def run() -> None:
+    run_service("gateway", lambda: settings.load(GatewaySettings), main)  # type: ignore[arg-type]

@@ -1,0 +1,83 @@
+"""/v1/apps: desired state.  Handlers validate, write through ``store`` (one transaction each, with
+the deploy request in the outbox), kick the relay, and answer; no scheduling happens here."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from libs.appspec import AppSpec
+from libs.messages import STATES
+from libs.subjects import TOKEN_RE
+from services.gateway import store, views
+from services.gateway.deps import PoolDep, QueriesDep, RelayDep, SettingsDep
+from services.gateway.errors import invalid_spec, not_found
+from services.gateway.models import AppUpdate, ScaleRequest
+
+router = APIRouter(prefix="/v1/apps", tags=["apps"])
+
+
+async def _view(pool: PoolDep, q: QueriesDep, app_id: str) -> dict[str, Any]:
+    row = await pool.fetchrow(q.apps_view, app_id)
+    if row is None:
+        raise not_found("app", app_id)
+    return views.app(row)
+
+
+@router.post("", status_code=201)
+async def create_app(spec: AppSpec, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+                     settings: SettingsDep) -> dict[str, Any]:
+    await store.create(pool, q, spec, max_instances=settings.max_instances)
+    relay.kick()  # after commit: the row is visible to the relay now
+    return await _view(pool, q, spec.id)
+
+
+@router.put("/{app_id}")
+async def replace_app(app_id: str, body: AppUpdate, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+                      settings: SettingsDep) -> dict[str, Any]:
+    if not TOKEN_RE.match(app_id):
+        raise not_found("app", app_id)  # no app can have this id
+    if body.id is not None and body.id != app_id:
+        raise invalid_spec("id", f"must equal the app id in the path ({app_id!r}) or be left out")
+    await store.update(pool, q, body.for_app(app_id), max_instances=settings.max_instances)
+    relay.kick()
+    return await _view(pool, q, app_id)
+
+
+@router.patch("/{app_id}")
+async def scale_app(app_id: str, body: ScaleRequest, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+                    settings: SettingsDep) -> dict[str, Any]:
+    await store.scale(pool, q, app_id, body.instances, max_instances=settings.max_instances)
+    relay.kick()
+    return await _view(pool, q, app_id)
+
+
+@router.delete("/{app_id}", status_code=202)
+async def delete_app(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> JSONResponse:
+    await store.delete(pool, q, app_id)
+    relay.kick()
+    return JSONResponse({"id": app_id, "status": "deleting"}, status_code=202)
+
+
+@router.get("")
+async def list_apps(pool: PoolDep, q: QueriesDep) -> list[dict[str, Any]]:
+    return [views.app(r) for r in await pool.fetch(q.apps_view, None)]
+
+
+@router.get("/{app_id}")
+async def get_app(app_id: str, pool: PoolDep, q: QueriesDep) -> dict[str, Any]:
+    return await _view(pool, q, app_id)
+
+
+@router.get("/{app_id}/instances")
+async def app_instances(app_id: str, pool: PoolDep, q: QueriesDep,
+                        state: str | None = Query(None, pattern=f"^({'|'.join(STATES)})$",
+                                                  description="Only instances in this state.")
+                        ) -> list[dict[str, Any]]:
+    async with pool.acquire() as conn:
+        created_at = await conn.fetchval(q.app_created_at, app_id)
+        if created_at is None:
+            raise not_found("app", app_id)
+        rows = await conn.fetch(q.app_instances, app_id, created_at, state)
+    return [views.instance(r) for r in rows]

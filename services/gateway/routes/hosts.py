@@ -1,0 +1,17 @@
+"""/v1/hosts: the pool as the placer sees it, with what placed instances reserve on each host."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.gateway import views
+from services.gateway.deps import PoolDep, QueriesDep, SettingsDep
+
+router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
+
+
+@router.get("")
+async def list_hosts(pool: PoolDep, q: QueriesDep, settings: SettingsDep) -> list[dict[str, Any]]:
+    # "online" is decided by the database clock, so the gateway's own clock never matters.
+    return [views.host(r) for r in await pool.fetch(q.hosts_view, settings.host_online_s)]

@@ -1,0 +1,20 @@
+"""/v1/instances: observed state of one instance, as the registry last recorded it."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.gateway import views
+from services.gateway.deps import PoolDep, QueriesDep
+from services.gateway.errors import not_found
+
+router = APIRouter(prefix="/v1/instances", tags=["instances"])
+
+
+@router.get("/{instance_id}")
+async def get_instance(instance_id: str, pool: PoolDep, q: QueriesDep) -> dict[str, Any]:
+    row = await pool.fetchrow(q.instance, instance_id)
+    if row is None:
+        raise not_found("instance", instance_id)
+    return views.instance(row)

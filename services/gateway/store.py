@@ -1,0 +1,77 @@
+"""The gateway's writes to the task log.  Each is one transaction that changes desired state,
+records the version and enqueues a DeployRequest in the outbox, so the request is published
+if and only if the change committed.  The caller kicks the relay after commit."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+
+from libs import db, messages, outbox, subjects
+from libs.appspec import AppSpec
+from services.gateway import checks
+from services.gateway.errors import ApiError, not_found
+
+
+async def _deploy(conn: asyncpg.Connection, app_id: str, reason: str) -> None:
+    # A fresh msg id per change: JetStream de-duplicates only re-publishes of this very row.
+    msg_id = f"deploy:{app_id}:{uuid.uuid4().hex}"
+    await outbox.enqueue(conn, [(subjects.deploy(app_id), msg_id, messages.DeployRequest(app=app_id, reason=reason))])
+
+
+def _spec_json(spec: AppSpec) -> str:
+    return json.dumps(spec.model_dump(mode="json"), separators=(",", ":"))
+
+
+async def _check(conn: asyncpg.Connection, q: db.Queries, spec: AppSpec, max_instances: int) -> None:
+    row = await conn.fetchrow(q.host_limits)
+    limits = checks.Limits(max_instances, row["cpus"], row["mem_mb"])
+    problems = checks.problems(spec, limits)
+    if problems:
+        raise ApiError(422, "invalid app spec", problems)
+
+
+async def create(pool: asyncpg.Pool, q: db.Queries, spec: AppSpec, *, max_instances: int) -> int:
+    """Create ``spec.id`` (or revive it if deleted); returns the new version.  409 if it is live."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _check(conn, q, spec, max_instances)
+        row = await conn.fetchrow(q.create_app, spec.id, _spec_json(spec), spec.instances)
+        if row is None:
+            raise ApiError(409, f"app {spec.id!r} already exists")
+        await conn.execute(q.insert_version, spec.id, row["version"])
+        await _deploy(conn, spec.id, "created")
+        return row["version"]
+
+
+async def update(pool: asyncpg.Pool, q: db.Queries, spec: AppSpec, *, max_instances: int) -> int:
+    """Replace the spec of a live app with a new version."""
+    async with pool.acquire() as conn, conn.transaction():
+        await _check(conn, q, spec, max_instances)
+        row = await conn.fetchrow(q.update_app, spec.id, _spec_json(spec), spec.instances)
+        if row is None:
+            raise not_found("app", spec.id)
+        await conn.execute(q.insert_version, spec.id, row["version"])
+        await _deploy(conn, spec.id, "updated")
+        return row["version"]
+
+
+async def scale(pool: asyncpg.Pool, q: db.Queries, app_id: str, instances: int, *, max_instances: int) -> int:
+    problems = checks.instance_problems(instances, max_instances)
+    if problems:
+        raise ApiError(422, "invalid app spec", problems)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(q.scale_app, app_id, instances)
+        if row is None:
+            raise not_found("app", app_id)
+        await conn.execute(q.insert_version, app_id, row["version"])
+        await _deploy(conn, app_id, "scaled")
+        return row["version"]
+
+
+async def delete(pool: asyncpg.Pool, q: db.Queries, app_id: str) -> None:
+    """Mark deleted; the placer stops the instances when it sees the request."""
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchrow(q.delete_app, app_id) is None:
+            raise not_found("app", app_id)
+        await _deploy(conn, app_id, "deleted")

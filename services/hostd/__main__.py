@@ -1,0 +1,4 @@
+"""`python -m services.hostd`."""
+from services.hostd.main import run
+
+run()

@@ -1,0 +1,246 @@
+"""Placement handling: make this host's containers match what the placer asked, idempotently.
+
+Every handler treats its input as "look at instance X again": it re-lists the instance's
+containers on the engine and acts from what it finds, so a redelivered or repeated placement
+adopts instead of duplicating.  One instance is handled by one coroutine at a time (a lock per
+instance, shared with the die-event handler so a FAILED never overtakes the RUNNING before it);
+different instances run concurrently up to a bound.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from nats.aio.msg import Msg
+
+from libs import bus, messages
+from services.hostd import containers as ct
+from services.hostd import metrics
+from services.hostd.reports import Reporter
+from services.hostd.runtime import ContainerRuntime, RuntimeRefused, RuntimeUnavailable
+
+log = logging.getLogger("noops.hostd.agent")
+
+
+class KeyedLocks:
+    """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = defaultdict(int)
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+
+def retry_delay(num_delivered: int) -> float:
+    """Per-message exponential backoff for a transient failure: 0.5s, 1s, 2s ... capped at 30s."""
+    return min(0.5 * 2 ** max(num_delivered - 1, 0), 30.0)
+
+
+class Agent:
+    def __init__(self, *, cluster: str, host: str, runtime: ContainerRuntime, reporter: Reporter,
+                 stop_timeout_s: int, concurrency: int = 8) -> None:
+        self.cluster = cluster
+        self.host = host
+        self.owner = ct.owner_labels(cluster, host)
+        self._rt = runtime
+        self._report = reporter
+        self._stop_timeout_s = stop_timeout_s
+        self._locks = KeyedLocks()
+        self._slots = asyncio.Semaphore(concurrency)
+        # instance -> container id, for what this hostd created or adopted (the engine stays the truth).
+        self.containers: dict[str, str] = {}
+        # instance -> highest placement epoch acted on; an older placement arriving late is stale.
+        self._epochs: dict[str, int] = {}
+        # container ids hostd is stopping on purpose: their 'die' is not a failure.
+        self._stopping: set[str] = set()
+
+    # ------------------------------------------------------------ start-up
+
+    async def adopt(self) -> int:
+        """Take over this host's existing containers and re-announce them; returns how many."""
+        found = await self._rt.list(self.owner)
+        for info in found:
+            self.containers[info.instance] = info.id
+            self._epochs[info.instance] = max(self._epochs.get(info.instance, 0), info.epoch)
+            try:
+                async with self._locks.hold(info.instance):
+                    await self._announce(info)
+            except Exception as exc:
+                # Not fatal: a later placement or the reconciler's inventory round catches up.
+                log.warning("could not re-announce a container", extra={
+                    "instance": info.instance, "container_id": info.id[:12], "error": str(exc) or type(exc).__name__})
+        log.info("adopted containers", extra={"containers": len(found),
+                                              "running": sum(1 for c in found if c.running)})
+        return len(found)
+
+    async def _announce(self, info: ct.ContainerInfo) -> None:
+        if info.running:
+            await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
+                                    container_id=info.id, ip=info.ip)
+        elif info.state in ("exited", "dead"):
+            # It died while no hostd was watching; the list entry has no exit code.
+            full = await self._rt.inspect(info.id)
+            if full is not None and not full.running:
+                await self._fail_exited(full)
+
+    # ------------------------------------------------------------ placements
+
+    async def handle_batch(self, msgs: list[Msg]) -> list[bus.Verdict]:
+        """bus.pull_loop handler: one verdict per message, each after its report was published."""
+        verdicts: list[bus.Verdict] = [bus.TERM] * len(msgs)
+        groups: dict[str, list[tuple[int, Msg, messages.Placement]]] = defaultdict(list)
+        for i, msg in enumerate(msgs):
+            placement = self._parse(msg)
+            if placement is not None:
+                groups[placement.instance].append((i, msg, placement))
+
+        async def run_group(instance: str, items: list[tuple[int, Msg, messages.Placement]]) -> None:
+            # Lock before slot: waiting on a busy instance must not hold one of the slots.
+            async with self._locks.hold(instance), self._slots:
+                for i, msg, placement in items:  # in delivery order
+                    verdicts[i] = await self._handle_one(msg, placement)
+
+        await asyncio.gather(*(run_group(k, v) for k, v in groups.items()))
+        return verdicts
+
+    def _parse(self, msg: Msg) -> messages.Placement | None:
+        try:
+            placement = messages.decode(msg.data, messages.Placement)
+        except messages.DecodeError as exc:
+            log.error("malformed placement dropped", extra={"subject": msg.subject, "error": str(exc),
+                                                            "data": msg.data[:200].decode(errors="replace")})
+            metrics.PLACEMENTS.labels("?", "malformed").inc()
+            return None
+        if placement.host != self.host:
+            log.error("placement for another host dropped", extra={"instance": placement.instance,
+                                                                   "for_host": placement.host})
+            metrics.PLACEMENTS.labels(placement.action, "misrouted").inc()
+            return None
+        return placement
+
+    async def _handle_one(self, msg: Msg, p: messages.Placement) -> bus.Verdict:
+        seen = self._epochs.get(p.instance, 0)
+        if p.epoch < seen:
+            log.info("stale placement ignored", extra={"instance": p.instance, "epoch": p.epoch,
+                                                       "action": p.action, "seen_epoch": seen})
+            metrics.PLACEMENTS.labels(p.action, "stale").inc()
+            return bus.ACK
+        self._epochs[p.instance] = p.epoch
+        try:
+            await self.apply(p)
+        except Exception as exc:
+            delay = retry_delay(_num_delivered(msg))
+            extra = {"instance": p.instance, "action": p.action, "epoch": p.epoch, "retry_in_s": delay,
+                     "error": str(exc) or type(exc).__name__}
+            if isinstance(exc, RuntimeUnavailable | RuntimeRefused):
+                log.warning("placement failed for now; will retry", extra=extra)
+            else:
+                log.exception("placement failed unexpectedly; will retry", extra=extra)
+            metrics.PLACEMENTS.labels(p.action, "retry").inc()
+            return bus.nak(delay)
+        metrics.PLACEMENTS.labels(p.action, "done").inc()
+        return bus.ACK
+
+    async def apply(self, p: messages.Placement) -> None:
+        """Act on one placement.  Raises on transient trouble (engine away, report not published)."""
+        if p.action == "start":
+            await self._start(p)
+        else:
+            await self._stop(p)
+
+    async def _instance_containers(self, instance: str) -> list[ct.ContainerInfo]:
+        return await self._rt.list({**self.owner, ct.LABEL_INSTANCE: instance})
+
+    async def _start(self, p: messages.Placement) -> None:
+        existing = await self._instance_containers(p.instance)
+        keep = next((c for c in existing if c.running), None)
+        for c in existing:
+            if c is not keep:  # exited, created (hostd died mid-start), dead: start afresh
+                await self._rt.remove(c.id)
+        if keep is not None:
+            log.info("instance already running; adopting", extra={"instance": p.instance, "container_id": keep.id[:12]})
+            self.containers[p.instance] = keep.id
+            await self._send(p, "RUNNING", container_id=keep.id, ip=keep.ip)
+            return
+        self.containers.pop(p.instance, None)
+
+        try:
+            cid = await self._rt.create(ct.container_name(self.cluster, p.instance),
+                                        ct.create_config(p, self.cluster, self.host))
+        except RuntimeRefused as exc:
+            await self._send(p, "FAILED", reason=ct.create_failure(p.spec.image, self.host, exc.status, exc.message))
+            return
+        self.containers[p.instance] = cid
+        await self._send(p, "STARTING", container_id=cid)
+
+        try:
+            await self._rt.start(cid)
+        except RuntimeRefused as exc:
+            await self._rt.remove(cid)  # no half-made container stays behind
+            self.containers.pop(p.instance, None)
+            await self._send(p, "FAILED", container_id=cid, reason=ct.start_failure(self.host, exc.message))
+            return
+
+        info = await self._rt.inspect(cid)
+        if info is None:
+            self.containers.pop(p.instance, None)
+            await self._send(p, "FAILED", container_id=cid, reason="the container was removed while starting")
+        elif info.running:
+            await self._send(p, "RUNNING", container_id=cid, ip=info.ip)
+        else:  # already exited; the die event handler will find this same fact
+            await self._send(p, "FAILED", container_id=cid, reason=ct.exit_reason(info))
+
+    async def _stop(self, p: messages.Placement) -> None:
+        existing = await self._instance_containers(p.instance)
+        for c in existing:
+            self._stopping.add(c.id)
+            await self._rt.stop(c.id, self._stop_timeout_s)
+            await self._rt.remove(c.id)
+            self._stopping.discard(c.id)  # gone: its late 'die' event finds nothing to inspect
+        self.containers.pop(p.instance, None)
+        await self._send(p, "KILLED", container_id=existing[0].id if existing else "")
+
+    async def _send(self, p: messages.Placement, state: messages.InstanceState, *,
+                    container_id: str = "", ip: str = "", reason: str = "") -> None:
+        await self._report.send(instance=p.instance, app=p.app, epoch=p.epoch, state=state,
+                                container_id=container_id, ip=ip, reason=reason)
+
+    # ------------------------------------------------------------ container deaths
+
+    async def on_die(self, instance: str, container_id: str) -> None:
+        """A container of ours died: re-read it and report FAILED unless the exit was on purpose."""
+        async with self._locks.hold(instance):
+            if container_id in self._stopping:
+                metrics.DIE_EVENTS.labels("on_purpose").inc()
+                return
+            info = await self._rt.inspect(container_id)
+            if info is None or info.running:  # removed on purpose, or running again
+                metrics.DIE_EVENTS.labels("gone").inc()
+                return
+            metrics.DIE_EVENTS.labels("failure").inc()
+            await self._fail_exited(info)
+
+    async def _fail_exited(self, info: ct.ContainerInfo) -> None:
+        await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
+                                container_id=info.id, reason=ct.exit_reason(info))
+
+
+def _num_delivered(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:  # not a JetStream message (tests calling apply directly)
+        return 1

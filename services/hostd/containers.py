@@ -1,0 +1,132 @@
+"""What a noops container looks like on the engine, both ways, with no I/O.
+
+Forward: a Placement becomes a container name, labels and a create config.  Backward: the
+engine's inspect / list output becomes a ``ContainerInfo`` and failure text a person can read.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from libs import messages
+from services.hostd import network
+
+LABEL_CLUSTER = "noops.cluster"
+LABEL_HOST = "noops.host"
+LABEL_INSTANCE = "noops.instance"
+LABEL_APP = "noops.app"
+LABEL_VERSION = "noops.version"
+LABEL_EPOCH = "noops.epoch"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """One container as the engine last described it (a snapshot: re-read, never mutate)."""
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    state: str              # docker's word: created, running, exited, dead, ...
+    ip: str = ""
+    exit_code: int = 0
+    oom_killed: bool = False
+
+    @property
+    def instance(self) -> str:
+        return self.labels.get(LABEL_INSTANCE, "")
+
+    @property
+    def app(self) -> str:
+        return self.labels.get(LABEL_APP, "")
+
+    @property
+    def epoch(self) -> int:
+        try:
+            return int(self.labels.get(LABEL_EPOCH, "0"))
+        except ValueError:
+            return 0
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+def container_name(cluster: str, instance: str) -> str:
+    return f"noops-{cluster}-{instance}"
+
+
+def owner_labels(cluster: str, host: str) -> dict[str, str]:
+    """The labels that say 'this container belongs to this hostd' (list/event filters use them)."""
+    return {LABEL_CLUSTER: cluster, LABEL_HOST: host}
+
+
+def container_labels(p: messages.Placement, cluster: str, host: str) -> dict[str, str]:
+    # noops.* are written last so an app spec cannot claim another instance's identity.
+    return {
+        **p.spec.labels,
+        **owner_labels(cluster, host),
+        LABEL_INSTANCE: p.instance,
+        LABEL_APP: p.app,
+        LABEL_VERSION: str(p.version),
+        LABEL_EPOCH: str(p.epoch),
+    }
+
+
+def create_config(p: messages.Placement, cluster: str, host: str) -> dict[str, Any]:
+    """The body of POST /containers/create for a placement."""
+    config: dict[str, Any] = {
+        "Image": p.spec.image,
+        "Env": [f"{k}={v}" for k, v in p.spec.env.items()],
+        "Labels": container_labels(p, cluster, host),
+        "HostConfig": {
+            "NanoCpus": int(p.spec.cpus * 1e9),
+            "Memory": p.spec.mem_mb * MIB,
+            "RestartPolicy": {"Name": "no"},
+            **network.host_config(),
+        },
+    }
+    if p.spec.cmd:  # empty means the image's own CMD
+        config["Cmd"] = list(p.spec.cmd)
+    return config
+
+
+def info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
+    state = data.get("State") or {}
+    return ContainerInfo(
+        id=data.get("Id", ""),
+        name=str(data.get("Name", "")).lstrip("/"),
+        labels=dict((data.get("Config") or {}).get("Labels") or {}),
+        state=str(state.get("Status", "")),
+        ip=network.ip_of(data.get("NetworkSettings") or {}),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+    )
+
+
+def info_from_list(data: Mapping[str, Any]) -> ContainerInfo:
+    """An entry of GET /containers/json (no exit code there: inspect when it matters)."""
+    names = data.get("Names") or [""]
+    return ContainerInfo(
+        id=data.get("Id", ""),
+        name=str(names[0]).lstrip("/"),
+        labels=dict(data.get("Labels") or {}),
+        state=str(data.get("State", "")),
+        ip=network.ip_of(data.get("NetworkSettings") or {}),
+    )
+
+
+def exit_reason(info: ContainerInfo) -> str:
+    return "OOMKilled" if info.oom_killed else f"exited with code {info.exit_code}"
+
+
+def create_failure(image: str, host: str, status: int, message: str) -> str:
+    if status == 404:
+        return f"image {image} not found on host {host}"
+    if status == 409:
+        return f"container name is already taken on host {host}: {message}"
+    return f"could not create the container on host {host}: {message}"
+
+
+def start_failure(host: str, message: str) -> str:
+    return f"could not start the container on host {host}: {message}"

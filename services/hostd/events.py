@@ -1,0 +1,74 @@
+"""Watch the engine's 'die' events for this host's containers and hand them to the agent.
+
+The event is only a key ("container C of instance X died"); the agent re-inspects the container
+before reporting anything.  When the stream breaks (dockerd restarted, socket closed) it is opened
+again from the time of the last event seen, so deaths during the gap are replayed by the engine.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from services.hostd import metrics
+from services.hostd.agent import Agent
+from services.hostd.containers import LABEL_INSTANCE
+from services.hostd.runtime import ContainerRuntime, RuntimeRefused, RuntimeUnavailable
+
+log = logging.getLogger("noops.hostd.events")
+
+
+def die_key(event: dict[str, Any]) -> tuple[str, str] | None:
+    """(instance, container id) of a die event, or None when it names neither."""
+    actor = event.get("Actor") or {}
+    cid = actor.get("ID") or event.get("id") or ""
+    instance = (actor.get("Attributes") or {}).get(LABEL_INSTANCE, "")
+    return (instance, cid) if cid and instance else None
+
+
+def event_time(event: dict[str, Any], default: float) -> float:
+    if "timeNano" in event:
+        return int(event["timeNano"]) / 1e9
+    return default
+
+
+async def watch_deaths(runtime: ContainerRuntime, agent: Agent, *, since: float,
+                       retry_max_s: float = 5.0) -> None:
+    """Run until cancelled.  ``since``: unix time to replay from; main takes it before adoption,
+    so a container dying between the adoption listing and the first event is not missed."""
+    delay = 0.2
+    pending: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            try:
+                async for event in runtime.die_events(agent.owner, since):
+                    delay = 0.2
+                    since = event_time(event, since)
+                    key = die_key(event)
+                    if key is None:
+                        continue
+                    # One task per death: a slow instance (its lock held by a start) must not
+                    # delay the others' reports.
+                    task = asyncio.create_task(_handle(agent, *key))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                log.warning("docker event stream ended; reopening", extra={"retry_in_s": round(delay, 2)})
+            except (RuntimeUnavailable, RuntimeRefused) as exc:
+                log.warning("docker event stream broke; reopening", extra={"error": str(exc),
+                                                                           "retry_in_s": round(delay, 2)})
+            metrics.EVENT_RECONNECTS.inc()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry_max_s)
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _handle(agent: Agent, instance: str, container_id: str) -> None:
+    try:
+        await agent.on_die(instance, container_id)
+    except Exception as exc:
+        # Lost for now; the reconciler's inventory round sees the exited container.
+        log.warning("could not report a container death", extra={
+            "instance": instance, "container_id": container_id[:12], "error": str(exc) or type(exc).__name__})

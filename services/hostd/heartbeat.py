@@ -1,0 +1,85 @@
+"""The heartbeat: 'this host is alive and offers this much', on core NATS every interval.
+
+Lossy by design: the next one follows.  A host whose Docker engine does not answer skips its
+heartbeats, so the placer stops offering it placements until the engine is back.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+
+from libs import messages, subjects
+from libs.settings import HostdSettings, parse_labels
+from services.hostd import metrics
+from services.hostd.runtime import ContainerRuntime, RuntimeRefused, RuntimeUnavailable
+
+log = logging.getLogger("noops.hostd.heartbeat")
+
+
+def mem_total_mb(meminfo: str) -> int:
+    """MemTotal from the text of /proc/meminfo, in MiB (0 when absent)."""
+    for line in meminfo.splitlines():
+        key, _, rest = line.partition(":")
+        if key.strip() == "MemTotal":
+            fields = rest.split()
+            unit = fields[1].lower() if len(fields) > 1 else "kb"
+            factor = {"kb": 1024, "mb": 1024 ** 2, "gb": 1024 ** 3, "b": 1}.get(unit, 1024)
+            return int(fields[0]) * factor // (1024 * 1024)
+    return 0
+
+
+def host_labels(labels_text: str, host_id: str) -> dict[str, str]:
+    """Configured labels plus ``hostname`` (which the UNIQUE hostname constraint uses)."""
+    return {**parse_labels(labels_text), "hostname": host_id}
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What this host offers to instances, fixed at start."""
+    cpus: float
+    mem_mb: int
+    labels: dict[str, str]
+
+
+def offer(settings: HostdSettings, *, cpu_count: int | None, meminfo: str) -> Offer:
+    """Settings win; 0 means the whole machine."""
+    return Offer(cpus=settings.cpus or float(cpu_count or 1),
+                 mem_mb=settings.mem_mb or mem_total_mb(meminfo),
+                 labels=host_labels(settings.labels, settings.host_id))
+
+
+def machine_offer(settings: HostdSettings) -> Offer:
+    try:
+        with open("/proc/meminfo") as f:
+            meminfo = f.read()
+    except OSError:
+        meminfo = ""
+    return offer(settings, cpu_count=os.cpu_count(), meminfo=meminfo)
+
+
+async def heartbeat_loop(nc: NATS, runtime: ContainerRuntime, *, host: str, owner: dict[str, str],
+                         offer: Offer, interval_s: float, clock: Callable[[], float]) -> None:
+    subject = subjects.heartbeat(host)
+    healthy = True
+    while True:
+        try:
+            count = len(await runtime.list(owner))
+            metrics.CONTAINERS.set(count)
+            beat = messages.Heartbeat(host=host, cpus=offer.cpus, mem_mb=offer.mem_mb, labels=offer.labels,
+                                      instances=count, load1=os.getloadavg()[0], at=clock())
+            await nc.publish(subject, messages.encode(beat))
+            if not healthy:
+                log.info("heartbeats resumed")
+            healthy = True
+        except (RuntimeUnavailable, RuntimeRefused) as exc:
+            if healthy:  # one line per outage, not one per interval
+                log.warning("docker does not answer; heartbeats paused", extra={"error": str(exc)})
+            healthy = False
+        except Exception as exc:  # NATS trouble: the client reconnects by itself
+            log.warning("heartbeat not sent", extra={"error": str(exc) or type(exc).__name__})
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,130 @@
+"""hostd's entry: wire NATS, the Docker engine and the loops together; shut down cleanly.
+
+Start-up order matters: NATS first (reports need it), then Docker, then adoption (re-announce
+what runs here) before the first placement is taken, so a placement never races the adoption
+of its own instance.  On cancellation the loops stop, Docker and NATS are closed, and the
+containers keep running for the next hostd to adopt.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+
+from nats.aio.client import Client as NATS
+
+from libs import bus, settings, subjects
+from libs.service import Health, run_ops_server, run_service
+from libs.settings import HostdSettings, SettingsError
+from services.hostd.agent import Agent
+from services.hostd.events import watch_deaths
+from services.hostd.heartbeat import heartbeat_loop, machine_offer
+from services.hostd.inventory import serve_inventory
+from services.hostd.reports import Reporter
+from services.hostd.runtime import connect_docker
+
+log = logging.getLogger("noops.hostd")
+
+# Placements per fetch: small enough that a shutdown finishes the batch in hand quickly.
+FETCH_BATCH = 32
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
+    """Load and check what the environment cannot express by type alone."""
+    s = settings.load(HostdSettings, environ)
+    if not subjects.TOKEN_RE.match(s.host_id):
+        raise SettingsError(f"NOOPS_HOST_ID={s.host_id!r} is not a valid host id "
+                            "(lowercase letters, digits and '-', at most 63)")
+    settings.parse_labels(s.labels)  # raises SettingsError on a bad NOOPS_HOST_LABELS
+    if s.heartbeat_interval_s <= 0:
+        raise SettingsError("NOOPS_HEARTBEAT_INTERVAL_S must be > 0")
+    return s
+
+
+async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) -> None:
+    host = cfg.host_id
+    health = Health()
+    health.detail = {"host": host, "stage": "connecting"}
+    async with AsyncExitStack() as stack:
+        ops = asyncio.create_task(run_ops_server(health, cfg.http, cfg.port), name="hostd-ops")
+        stack.push_async_callback(_cancel, ops)
+
+        nc = await bus.connect(cfg.common.nats_url, f"hostd-{host}", retry_max_s=cfg.common.connect_retry_max_s)
+        stack.push_async_callback(_close_nats, nc)
+        js = nc.jetstream()
+        await bus.ensure_streams(js)
+
+        runtime = await connect_docker(cfg.docker_url, retry_max_s=cfg.common.connect_retry_max_s)
+        stack.push_async_callback(runtime.close)
+
+        agent = Agent(cluster=cfg.common.cluster, host=host, runtime=runtime,
+                      reporter=Reporter(js, host, clock), stop_timeout_s=cfg.stop_timeout_s)
+        since = clock()
+        health.detail["stage"] = "adopting"
+        await agent.adopt()
+
+        inventory = await serve_inventory(nc, runtime, host=host, owner=agent.owner)
+        stack.push_async_callback(inventory.unsubscribe)
+
+        stop = asyncio.Event()
+        placements = asyncio.create_task(
+            bus.pull_loop(js, subjects.hostd_consumer(host), agent.handle_batch, batch=FETCH_BATCH, stop=stop),
+            name="hostd-placements")
+        others = [
+            asyncio.create_task(heartbeat_loop(nc, runtime, host=host, owner=agent.owner, offer=machine_offer(cfg),
+                                               interval_s=cfg.heartbeat_interval_s, clock=clock),
+                                name="hostd-heartbeat"),
+            asyncio.create_task(watch_deaths(runtime, agent, since=since, retry_max_s=cfg.common.connect_retry_max_s),
+                                name="hostd-events"),
+        ]
+        stack.push_async_callback(_stop_loops, stop, placements, others, grace_s=cfg.stop_timeout_s + 5.0)
+
+        health.ready = True
+        health.detail["stage"] = "running"
+        log.info("hostd ready", extra={"host": host, "cluster": cfg.common.cluster,
+                                       "containers": len(agent.containers)})
+        done, _ = await asyncio.wait([ops, placements, *others], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # re-raises a loop's crash
+        if done == {ops}:
+            # uvicorn takes SIGTERM/SIGINT for itself, stops serving, then re-raises the signal
+            # (which cancels us): its clean end is the start of a shutdown, not a crash.
+            log.info("ops endpoint stopped; shutting down")
+            return
+        raise RuntimeError(f"{', '.join(t.get_name() for t in done)} stopped unexpectedly")
+
+
+async def _stop_loops(stop: asyncio.Event, placements: asyncio.Task[None], others: list[asyncio.Task[None]],
+                      *, grace_s: float) -> None:
+    # Let the batch in hand finish (its reports published, its messages acked) so nothing waits
+    # out the 120 s ack wait after a restart; cancel it if it takes longer than the grace period.
+    # The finally matters: if we are cancelled while waiting, the loops must still be over
+    # before Docker and NATS are closed under them.
+    stop.set()
+    for task in others:
+        task.cancel()
+    try:
+        await asyncio.wait({placements}, timeout=grace_s)
+    finally:
+        placements.cancel()
+        await asyncio.gather(placements, *others, return_exceptions=True)
+        log.info("hostd loops stopped; containers keep running")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _close_nats(nc: NATS) -> None:
+    try:
+        await nc.close()
+    except Exception as exc:
+        log.warning("closing NATS failed", extra={"error": str(exc) or type(exc).__name__})
+
+
+def run() -> None:
+    run_service("hostd", load_settings, main)  # type: ignore[arg-type]
+

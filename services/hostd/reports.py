@@ -1,0 +1,52 @@
+"""Publishing IpReports to JetStream, de-duplicated by message id."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from nats.js import JetStreamContext
+
+from libs import messages, subjects
+from services.hostd import metrics
+
+log = logging.getLogger("noops.hostd.reports")
+
+
+def msg_id(r: messages.IpReport) -> str:
+    # The same fact reported twice (redelivered placement, re-adoption after a restart) gets the
+    # same id, so JetStream drops the copy within its duplicate window.
+    return f"report:{r.instance}:{r.epoch}:{r.state}:{r.container_id}"
+
+
+class Reporter:
+    def __init__(self, js: JetStreamContext, host: str, clock: Callable[[], float], *,
+                 attempts: int = 3, retry_s: float = 0.2) -> None:
+        self._js = js
+        self._host = host
+        self._clock = clock
+        self._subject = subjects.report(host)
+        self._attempts = attempts
+        self._retry_s = retry_s
+
+    async def send(self, *, instance: str, app: str, epoch: int, state: messages.InstanceState,
+                   container_id: str = "", ip: str = "", reason: str = "") -> messages.IpReport:
+        """Publish and wait for JetStream's ack; raise the last error after a few short retries."""
+        report = messages.IpReport(instance=instance, app=app, host=self._host, epoch=epoch, state=state,
+                                   container_id=container_id, ip=ip, reason=reason, at=self._clock())
+        data = messages.encode(report)
+        headers = {"Nats-Msg-Id": msg_id(report)}
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await self._js.publish(self._subject, data, headers=headers)
+                break
+            except Exception as exc:  # nats raises several unrelated types for "not now"
+                if attempt == self._attempts:
+                    raise
+                log.warning("report publish failed; retrying", extra={
+                    "instance": instance, "state": state, "error": str(exc) or type(exc).__name__})
+                await asyncio.sleep(self._retry_s * attempt)
+        metrics.REPORTS.labels(state).inc()
+        log.info("reported", extra={"instance": instance, "epoch": epoch, "state": state,
+                                    "container_id": container_id[:12], "ip": ip, "reason": reason})
+        return report

@@ -1,0 +1,176 @@
+"""The container runtime port and its one real adapter (the Docker engine through aiodocker).
+
+The agent only sees ``ContainerRuntime``; driver errors become two domain errors:
+``RuntimeUnavailable`` (the engine did not answer: transient, try again later) and
+``RuntimeRefused`` (the engine answered no: permanent for this request, tell the user why).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Protocol
+
+import aiodocker
+from aiodocker.events import DockerEvents
+
+from services.hostd.containers import ContainerInfo, info_from_inspect, info_from_list
+
+log = logging.getLogger("noops.hostd.runtime")
+
+# aiodocker reports "could not connect to the engine" as a DockerError with this made-up status.
+_NO_CONNECTION = 900
+
+
+class RuntimeUnavailable(Exception):
+    """The engine could not be reached (or timed out)."""
+
+
+class RuntimeRefused(Exception):
+    """The engine answered with an error (HTTP status kept: 404 no such image/container, 409 conflict...)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"[{status}] {message}")
+        self.status = status
+        self.message = message
+
+
+class ContainerRuntime(Protocol):
+    async def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Containers in any state carrying all these labels."""
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        """None when the container does not exist (any more)."""
+
+    async def create(self, name: str, config: Mapping[str, Any]) -> str:
+        """Create (not start); return the id."""
+
+    async def start(self, container_id: str) -> None: ...
+
+    async def stop(self, container_id: str, timeout_s: int) -> None:
+        """SIGTERM, SIGKILL after timeout_s; a missing or stopped container is not an error."""
+
+    async def remove(self, container_id: str) -> None:
+        """Force-remove; a missing container is not an error."""
+
+    def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
+        """'die' events of containers carrying these labels, from ``since`` (unix time) on.
+        Ends (or raises RuntimeUnavailable) when the stream breaks; the caller reconnects."""
+
+    async def close(self) -> None: ...
+
+
+def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, aiodocker.DockerError) and exc.status != _NO_CONNECTION:
+        return RuntimeRefused(exc.status, exc.message)
+    return RuntimeUnavailable(str(exc) or type(exc).__name__)
+
+
+def _label_filter(labels: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in labels.items()]
+
+
+class DockerRuntime:
+    def __init__(self, docker: aiodocker.Docker) -> None:
+        self._docker = docker
+
+    async def version(self) -> str:
+        try:
+            return str((await self._docker.version()).get("Version", "?"))
+        except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+            raise _translate(exc) from exc
+
+    async def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        filters = json.dumps({"label": _label_filter(labels)})
+        try:
+            found = await self._docker.containers.list(all=True, filters=filters)
+        except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+            raise _translate(exc) from exc
+        return [info_from_list(c._container) for c in found]
+
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        try:
+            data = await self._docker.containers.container(container_id).show()
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise _translate(exc) from exc
+        except (asyncio.TimeoutError, OSError) as exc:
+            raise _translate(exc) from exc
+        return info_from_inspect(data)
+
+    async def create(self, name: str, config: Mapping[str, Any]) -> str:
+        try:
+            container = await self._docker.containers.create(dict(config), name=name)
+        except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+            raise _translate(exc) from exc
+        return container.id
+
+    async def start(self, container_id: str) -> None:
+        try:
+            await self._docker.containers.container(container_id).start()
+        except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+            raise _translate(exc) from exc
+
+    async def stop(self, container_id: str, timeout_s: int) -> None:
+        try:
+            await self._docker.containers.container(container_id).stop(t=timeout_s)
+        except aiodocker.DockerError as exc:
+            if exc.status in (304, 404):
+                return
+            raise _translate(exc) from exc
+        except (asyncio.TimeoutError, OSError) as exc:
+            raise _translate(exc) from exc
+
+    async def remove(self, container_id: str) -> None:
+        try:
+            await self._docker.containers.container(container_id).delete(force=True)
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return
+            # 409 "removal already in progress" means someone else finishes the job.
+            if exc.status == 409 and "in progress" in exc.message:
+                return
+            raise _translate(exc) from exc
+        except (asyncio.TimeoutError, OSError) as exc:
+            raise _translate(exc) from exc
+
+    async def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
+        filters = json.dumps({"type": ["container"], "event": ["die"], "label": _label_filter(labels)})
+        # A DockerEvents per connection: its channel ends with None when the stream breaks.
+        events = DockerEvents(self._docker)
+        sub = events.subscribe(create_task=False)
+        task = asyncio.ensure_future(events.run(filters=filters, since=str(int(since))))
+        try:
+            while (event := await sub.get()) is not None:
+                yield event
+            try:
+                await task  # surfaces why the stream ended
+            except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+                raise _translate(exc) from exc
+        finally:
+            await events.stop()
+
+    async def close(self) -> None:
+        await self._docker.close()
+
+
+async def connect_docker(url: str, *, retry_max_s: float = 5.0) -> DockerRuntime:
+    """Open the engine, waiting with a clear log line (no traceback) until it answers."""
+    delay = 0.2
+    while True:
+        docker: aiodocker.Docker | None = None
+        try:
+            docker = aiodocker.Docker(url=url or None)
+            runtime = DockerRuntime(docker)
+            version = await runtime.version()
+            log.info("docker engine answers", extra={"docker_version": version})
+            return runtime
+        except (RuntimeUnavailable, RuntimeRefused, ValueError) as exc:
+            log.warning("waiting for Docker", extra={"url": url or "default socket", "error": str(exc),
+                                                     "retry_in_s": round(delay, 2)})
+            if docker is not None:
+                await docker.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry_max_s)

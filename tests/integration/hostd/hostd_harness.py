@@ -1,0 +1,162 @@
+"""An in-process hostd for integration tests, on the session's real NATS and Docker engine.
+
+The test drives it the way the placer does (Placements on JetStream) and watches what the
+registry would see (IpReports, via a core subscription so the REPORTS work queue is left alone).
+Cleanup removes every container labelled with the test's host, its durable consumer and its
+messages, whether the test passed or not.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiodocker
+import httpx
+import nats
+import pytest_asyncio
+from aiodocker.containers import DockerContainer
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from devtools import infra
+from devtools.cluster import ClusterConfig
+from libs import messages, subjects
+from libs.settings import HostdSettings
+from services.hostd.containers import LABEL_CLUSTER, LABEL_HOST, LABEL_INSTANCE
+from services.hostd.main import load_settings, main
+from tests.support.wait import eventually
+
+BASE_IMAGE = "noops/base:latest"
+HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+
+
+def spec(*, image: str = BASE_IMAGE, cmd: list[str] | None = None, cpus: float = 0.5, mem_mb: int = 64,
+         env: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> messages.ContainerSpec:
+    return messages.ContainerSpec(image=image, cmd=HTTPD if cmd is None else cmd, env=env or {"GREETING": "hi"},
+                                  labels=labels or {"team": "tests"}, cpus=cpus, mem_mb=mem_mb,
+                                  ports=[messages.PortSpec(name="http", container_port=8080)])
+
+
+@dataclass
+class HostdUnderTest:
+    cfg: ClusterConfig
+    nc: nats.NATS
+    docker: aiodocker.Docker
+    host: str
+    env: dict[str, str] = field(default_factory=dict)
+    reports: list[messages.IpReport] = field(default_factory=list)
+    heartbeats: list[messages.Heartbeat] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    settings: HostdSettings | None = None
+    _subs: list[Subscription] = field(default_factory=list)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def watch(self) -> None:
+        async def on_report(msg: Msg) -> None:
+            self.reports.append(messages.decode(msg.data, messages.IpReport))
+
+        async def on_heartbeat(msg: Msg) -> None:
+            self.heartbeats.append(messages.decode(msg.data, messages.Heartbeat))
+
+        self._subs.append(await self.nc.subscribe(subjects.report(self.host), cb=on_report))
+        self._subs.append(await self.nc.subscribe(subjects.heartbeat(self.host), cb=on_heartbeat))
+        await self.nc.flush()
+
+    def build_settings(self, **extra: str) -> HostdSettings:
+        return load_settings({
+            "NOOPS_CLUSTER": self.cfg.cluster,
+            "NOOPS_NATS_URL": self.cfg.nats_url,
+            "NOOPS_HOST_ID": self.host,
+            "NOOPS_HOSTD_PORT": str(infra.free_port()),
+            "NOOPS_STOP_TIMEOUT_S": "1",
+            "NOOPS_HEARTBEAT_INTERVAL_S": "0.2",
+            "NOOPS_CONNECT_RETRY_MAX_S": "0.5",
+            **self.env, **extra,
+        })
+
+    async def start(self, *, wait_ready: bool = True, **extra: str) -> None:
+        assert self.task is None, "already running"
+        self.settings = self.build_settings(**extra)
+        self.task = asyncio.create_task(main(self.settings), name=f"hostd-{self.host}")
+        if wait_ready:
+            await eventually(self.ready, timeout=30, what=f"hostd {self.host} /healthz ready")
+
+    async def ready(self) -> bool:
+        assert self.settings is not None and self.task is not None
+        if self.task.done():
+            self.task.result()  # surface a crash instead of timing out
+        try:
+            async with httpx.AsyncClient(timeout=1) as client:
+                r = await client.get(f"http://127.0.0.1:{self.settings.port}/healthz")
+            return r.status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None
+
+    async def cleanup(self) -> None:
+        await self.stop()
+        for sub in self._subs:
+            await sub.unsubscribe()
+        for c in await self.containers():
+            await c.delete(force=True)
+        js = self.nc.jetstream()
+        consumer = subjects.hostd_consumer(self.host)
+        for coro in (js.delete_consumer(consumer.stream.name, consumer.durable),
+                     js.purge_stream(subjects.PLACEMENTS.name, subject=subjects.place(self.host)),
+                     js.purge_stream(subjects.REPORTS.name, subject=subjects.report(self.host))):
+            try:
+                await coro
+            except Exception:
+                pass
+
+    # ------------------------------------------------------------ driving and observing
+
+    async def place(self, instance: str, *, action: str = "start", epoch: int = 1, app: str = "web",
+                    container: messages.ContainerSpec | None = None) -> None:
+        p = messages.Placement(instance=instance, app=app, version=1, host=self.host, epoch=epoch,
+                               action=action, spec=container or spec())  # type: ignore[arg-type]
+        await self.nc.jetstream().publish(subjects.place(self.host), messages.encode(p))
+
+    def states(self, instance: str) -> list[str]:
+        return [r.state for r in self.reports if r.instance == instance]
+
+    async def report(self, instance: str, state: str, *, after: int = 0, timeout: float = 30) -> messages.IpReport:
+        """The first report of ``state`` for ``instance`` among reports[after:]."""
+        def found() -> messages.IpReport | None:
+            return next((r for r in self.reports[after:] if r.instance == instance and r.state == state), None)
+        return await eventually(found, timeout=timeout, what=f"{state} report for {instance}")
+
+    async def containers(self, instance: str | None = None) -> list[DockerContainer]:
+        labels = [f"{LABEL_CLUSTER}={self.cfg.cluster}", f"{LABEL_HOST}={self.host}"]
+        if instance is not None:
+            labels.append(f"{LABEL_INSTANCE}={instance}")
+        return await self.docker.containers.list(all=True, filters=json.dumps({"label": labels}))
+
+
+# ---------------------------------------------------------------- fixtures (import them into a test module)
+
+@pytest_asyncio.fixture(scope="session")
+async def docker(cluster_cfg: ClusterConfig) -> AsyncIterator[aiodocker.Docker]:
+    client = aiodocker.Docker()
+    yield client
+    await client.close()
+
+
+@pytest_asyncio.fixture
+async def hostd(cluster_cfg: ClusterConfig, nc: nats.NATS, docker: aiodocker.Docker,
+                uid: str) -> AsyncIterator[HostdUnderTest]:
+    """A not-yet-started hostd for host ``hx<uid>``, its reports and heartbeats already watched."""
+    h = HostdUnderTest(cfg=cluster_cfg, nc=nc, docker=docker, host=f"hx{uid}")
+    await h.watch()
+    try:
+        yield h
+    finally:
+        await h.cleanup()

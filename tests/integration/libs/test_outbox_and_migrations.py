@@ -1,0 +1,67 @@
+"""The outbox relay against real PostgreSQL and JetStream; migrations applied twice."""
+from __future__ import annotations
+
+import uuid
+
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from libs import db, messages, outbox, subjects
+
+
+async def test_migrations_are_idempotent(pool):
+    assert await db.migrate(pool) == []
+    versions = [r["version"] for r in await pool.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [v for v, _, _ in db.migration_files()]
+
+
+async def _stream_msgs(js, subject: str, expect_at_most: int) -> list[bytes]:
+    sub = await js.pull_subscribe(subject, durable=None, stream=subjects.ENDPOINTS.name,
+                                  config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL))
+    out: list[bytes] = []
+    try:
+        while True:
+            got = await sub.fetch(expect_at_most + 1, timeout=1)
+            out += [m.data for m in got]
+    except Exception:  # noqa: BLE001 - fetch timeout: nothing more
+        pass
+    await sub.unsubscribe()
+    return out
+
+
+async def test_relay_republish_after_crash_is_deduplicated(pool, nc, uid):
+    """A relay that published but crashed before deleting its rows publishes them again on
+    restart; JetStream drops the copies because the msg ids repeat."""
+    js = nc.jetstream()
+    app = f"ob-{uid}"
+    # ENDPOINTS (limits retention) rather than DEPLOY (a work queue the placer may be consuming).
+    items = [(subjects.endpoints(app), f"ep:{app}:{k}", messages.EndpointsChanged(app=app, endpoints=[], seq=k))
+             for k in range(5)]
+    relay = outbox.Relay(pool, js)
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, items)
+    assert await relay.drain_once() >= 5
+    # The "crash": the rows come back as if the DELETE never committed.
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, items)
+    assert await relay.drain_once() >= 5
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE msg_id LIKE $1", f"ep:{app}:%") == 0
+    got = await _stream_msgs(js, subjects.endpoints(app), 10)
+    assert sorted(messages.decode(d, messages.EndpointsChanged).seq for d in got) == [0, 1, 2, 3, 4]
+
+
+async def test_rolled_back_transaction_publishes_nothing(pool, nc, uid):
+    js = nc.jetstream()
+    app = f"rb-{uid}"
+
+    class Boom(Exception):
+        pass
+
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(conn, [(subjects.endpoints(app), f"x:{uuid.uuid4()}",
+                                         messages.EndpointsChanged(app=app, endpoints=[], seq=1))])
+            raise Boom
+    except Boom:
+        pass
+    await outbox.Relay(pool, js).drain_once()
+    assert await _stream_msgs(js, subjects.endpoints(app), 1) == []

@@ -1,0 +1,47 @@
+"""The whole platform as real processes (the same launcher `make up` uses), for e2e tests."""
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+import httpx
+
+from devtools import infra
+from devtools.cluster import ClusterConfig, process_names, start_process, wait_healthy
+
+
+@dataclass
+class Platform:
+    cfg: ClusterConfig
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.cfg.gateway_port}"
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, timeout=10.0)
+
+    def start(self, name: str) -> None:
+        start_process(self.cfg, name)
+        wait_healthy(self.cfg, [name])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no chance to clean up, as in a crash."""
+        pidfile = self.cfg.run_dir / f"{name}.pid"
+        pid = infra.read_pid(pidfile)
+        assert pid is not None, f"{name} is not running"
+        infra.stop_pid(pid, timeout=10, sig=signal.SIGKILL)
+        pidfile.unlink(missing_ok=True)
+
+    def log_text(self, name: str) -> str:
+        return (self.cfg.run_dir / "logs" / f"{name}.log").read_text(errors="replace")
+
+    def start_all(self) -> None:
+        names = process_names(self.cfg)
+        for name in names:
+            start_process(self.cfg, name)
+        wait_healthy(self.cfg, names)
+
+    def stop_all(self) -> None:
+        for name in process_names(self.cfg):
+            infra.stop_pidfile(self.cfg.run_dir / f"{name}.pid", timeout=10)
