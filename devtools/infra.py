@@ -4,6 +4,7 @@ and test teardown end exactly what they started, nothing else."""
 from __future__ import annotations
 
 import glob
+import ipaddress
 import os
 import shutil
 import signal
@@ -171,6 +172,7 @@ def docker_ok() -> bool:
 def ensure_dockerd(run_dir: Path) -> bool:
     """Start dockerd unless one answers already.  Returns True when this call started it."""
     if docker_ok():
+        check_docker_bridge()
         return False
     if not shutil.which("dockerd"):
         raise InfraError("dockerd is not installed (apt-get install docker.io)")
@@ -179,6 +181,19 @@ def ensure_dockerd(run_dir: Path) -> bool:
           pidfile=run_dir / "dockerd.pid", logfile=run_dir / "logs" / "dockerd.log")
     wait_until(docker_ok, 60, "dockerd to answer")
     return True
+
+
+def check_docker_bridge() -> None:
+    """Containers on Docker's default bridge get its addresses; noops numbers its networks inside
+    198.18.0.0/15 only, so an engine configured otherwise is refused with the fix spelled out."""
+    out = subprocess.run(["docker", "network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}"],
+                         capture_output=True, text=True)
+    subnets = out.stdout.split()
+    allowed = ipaddress.ip_network("198.18.0.0/15")
+    bad = [s for s in subnets if not ipaddress.ip_network(s, strict=False).subnet_of(allowed)]
+    if out.returncode == 0 and bad:
+        raise InfraError(f"the running dockerd's bridge is {', '.join(bad)}; noops needs it inside 198.18.0.0/15. "
+                         f"Restart dockerd with --bip {DOCKER_BIP} (or set \"bip\" in /etc/docker/daemon.json).")
 
 
 def ensure_base_image() -> None:

@@ -113,32 +113,60 @@ async def settle(msg: Msg, verdict: Verdict) -> None:
 
 
 async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: BatchHandler, *,
-                    batch: int = 256, stop: asyncio.Event | None = None) -> None:
+                    batch: int = 256, stop: asyncio.Event | None = None, concurrency: int = 1) -> None:
     """Fetch batches from a durable pull consumer and hand them to ``handler``.
 
     The handler returns one verdict per message, after its writes committed; acks follow.
     A handler exception counts as transient for the whole batch (nak with backoff).
+    ``concurrency`` > 1 lets the next batches be fetched and handled while one is still in
+    hand (hostd: a slow container stop must not hold up other instances); the handler then
+    keeps its own per-key order.
     """
     await ensure_consumer(js, consumer)
     sub = await js.pull_subscribe_bind(consumer.durable, stream=consumer.stream.name)
+    slots = asyncio.Semaphore(concurrency)
+    inflight: set[asyncio.Task[None]] = set()
     failures = 0
-    while stop is None or not stop.is_set():
+
+    async def process(msgs: list[Msg]) -> None:
+        nonlocal failures
         try:
-            msgs = await sub.fetch(batch, timeout=1.0)
-        except NatsTimeout:
-            continue
-        except Exception as exc:  # connection trouble: the client reconnects by itself
-            log.warning("fetch failed", extra={"consumer": consumer.durable, "error": str(exc) or type(exc).__name__})
-            await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
-            failures += 1
-            continue
-        try:
-            verdicts = await handler(msgs)
-            failures = 0
-        except Exception:
-            failures += 1
-            delay = min(0.2 * 2 ** failures, 10.0)
-            log.exception("batch failed; will be redelivered", extra={"consumer": consumer.durable,
-                                                                       "messages": len(msgs), "retry_in_s": delay})
-            verdicts = [nak(delay)] * len(msgs)
-        await asyncio.gather(*(settle(m, v) for m, v in zip(msgs, verdicts)), return_exceptions=True)
+            try:
+                verdicts = await handler(msgs)
+                failures = 0
+            except Exception:
+                failures += 1
+                delay = min(0.2 * 2 ** failures, 10.0)
+                log.exception("batch failed; will be redelivered", extra={
+                    "consumer": consumer.durable, "messages": len(msgs), "retry_in_s": delay})
+                verdicts = [nak(delay)] * len(msgs)
+            await asyncio.gather(*(settle(m, v) for m, v in zip(msgs, verdicts)), return_exceptions=True)
+        finally:
+            slots.release()
+
+    try:
+        while stop is None or not stop.is_set():
+            await slots.acquire()
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except NatsTimeout:
+                slots.release()
+                continue
+            except Exception as exc:  # connection trouble: the client reconnects by itself
+                slots.release()
+                log.warning("fetch failed", extra={"consumer": consumer.durable,
+                                                   "error": str(exc) or type(exc).__name__})
+                await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
+                failures += 1
+                continue
+            if concurrency == 1:
+                await process(msgs)
+            else:
+                task = asyncio.create_task(process(msgs))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+        if inflight:
+            await asyncio.gather(*inflight, return_exceptions=True)
+    finally:
+        for task in inflight:
+            task.cancel()

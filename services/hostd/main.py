@@ -29,6 +29,8 @@ log = logging.getLogger("noops.hostd")
 
 # Placements per fetch: small enough that a shutdown finishes the batch in hand quickly.
 FETCH_BATCH = 32
+# Batches in hand at once: a slow stop (a container ignoring SIGTERM) must not hold up the rest.
+FETCH_CONCURRENCY = 4
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
@@ -70,7 +72,8 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
 
         stop = asyncio.Event()
         placements = asyncio.create_task(
-            bus.pull_loop(js, subjects.hostd_consumer(host), agent.handle_batch, batch=FETCH_BATCH, stop=stop),
+            bus.pull_loop(js, subjects.hostd_consumer(host), agent.handle_batch, batch=FETCH_BATCH, stop=stop,
+                          concurrency=FETCH_CONCURRENCY),
             name="hostd-placements")
         others = [
             asyncio.create_task(heartbeat_loop(nc, runtime, host=host, owner=agent.owner, offer=machine_offer(cfg),
@@ -89,8 +92,8 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         for task in done:
             task.result()  # re-raises a loop's crash
         if done == {ops}:
-            # uvicorn takes SIGTERM/SIGINT for itself, stops serving, then re-raises the signal
-            # (which cancels us): its clean end is the start of a shutdown, not a crash.
+            # The ops endpoint only ends on its own when it could not serve (SystemExit above)
+            # or was told to stop: either way, a shutdown rather than a crash.
             log.info("ops endpoint stopped; shutting down")
             return
         raise RuntimeError(f"{', '.join(t.get_name() for t in done)} stopped unexpectedly")

@@ -118,11 +118,10 @@ async def test_keyed_locks_serialise_one_key_and_forget_it_after() -> None:
             order.append("other")
 
     t1 = asyncio.create_task(first())
-    await asyncio.sleep(0)
+    await eventually(lambda: order == ["first-in"], what="first holds a")
     t2, t3 = asyncio.create_task(second()), asyncio.create_task(other())
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert order == ["first-in", "other"]  # b is not blocked by a
+    await eventually(lambda: "other" in order, what="b taken while a is held")
+    assert order == ["first-in", "other"]  # b is not blocked by a, second waits for a
     gate.set()
     await asyncio.gather(t1, t2, t3)
     assert order == ["first-in", "other", "first-out", "second"]
