@@ -38,6 +38,10 @@ class ContainerSpec(Msg):
     cpus: float
     mem_mb: int
     ports: list[PortSpec]
+    disk_mb: int = 0              # > 0: a volume of this size mounted at volume_path
+    egress_mbit: int = 0          # > 0: egress limit installed on the container's interface
+    volume_path: str = "/data"
+    keep_volume: bool = False     # seam for stateful services: keep the volume when the instance stops
 
 
 class Placement(Msg):
@@ -49,6 +53,7 @@ class Placement(Msg):
     epoch: int
     action: Literal["start", "stop"]
     spec: ContainerSpec
+    address: str = ""             # IPAM mode "pool": the address the placer reserved (CIDR form)
 
 
 class IpReport(Msg):
@@ -62,6 +67,9 @@ class IpReport(Msg):
     ip: str = ""
     reason: str = ""
     at: float = 0.0
+    mac: str = ""
+    parent: str = ""              # the host NIC the container's interface hangs off
+    lease_expires: float = 0.0    # IPAM mode "dhcp": when the lease runs out (unix time)
 
 
 class Heartbeat(Msg):
@@ -72,6 +80,9 @@ class Heartbeat(Msg):
     instances: int
     load1: float
     at: float
+    disk_free_mb: dict[str, int] = {}   # free volume capacity per storage driver ("loop", "lvm")
+    addresses_free: int = -1            # free container addresses; -1 = not limited by this host
+    egress_mbit: int = 0                # egress bandwidth this host offers; 0 = not limited
 
 
 class InventoryItem(Msg):
