@@ -8,12 +8,15 @@ the PostgreSQL database `noops`, which `down` leaves in place.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import zlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools import infra
+from devtools import infra, simnet
+from devtools import sinks as sink_procs
 
 HOSTD = "hostd"
 
@@ -34,6 +37,33 @@ class ClusterConfig:
     host_cpus: float = 2.0
     host_mem_mb: int = 4096
     extra_env: dict[str, str] = field(default_factory=dict)
+    lease_s: int = 3600          # DHCP lease on the simulated network
+    lease_t1_s: int = 0          # 0: half the lease
+    prometheus_port: int = 8790  # `make up` only; tests start their own Prometheus
+
+    @property
+    def lb_ports(self) -> str:
+        """HAProxy frontend ports.  `local`: 18000-18999; any other cluster (a test session) gets
+        100 ports in 20000-29999 chosen by its name, below the kernel's ephemeral range (where
+        free_port() picks), so two sessions and a `make up` cluster do not collide."""
+        if self.cluster == "local":
+            return "18000-18999"
+        base = 20000 + (zlib.crc32(self.cluster.encode()) % 100) * 100
+        return f"{base}-{base + 99}"
+
+    @property
+    def nft_table(self) -> str:
+        return "noops" if self.cluster == "local" else f"noops_{self.cluster}"
+
+    @property
+    def net(self) -> simnet.SimNet:
+        """The simulated L2 network; its numbering follows the cluster name (`local` → 198.18.0.0/20)."""
+        return simnet.SimNet(index=simnet.index_for(self.cluster), run_dir=self.run_dir,
+                             lease_s=self.lease_s, t1_s=self.lease_t1_s)
+
+    @property
+    def volume_dir(self) -> Path:
+        return self.run_dir / "volumes"
 
     @property
     def nats_url(self) -> str:
@@ -59,13 +89,18 @@ class ClusterConfig:
             "NOOPS_PLACER_PORT": str(self.placer_port),
             "NOOPS_REGISTRY_PORT": str(self.registry_port),
             "NOOPS_RECONCILER_PORT": str(self.reconciler_port),
+            "NOOPS_HAPROXY_DIR": str(sink_procs.haproxy_paths(self.run_dir).dir),
+            "NOOPS_LB_PORTS": self.lb_ports,
+            "NOOPS_NFT_TABLE": self.nft_table,
             **self.extra_env,
         }
         if name.startswith("hostd-"):
             env.update({"NOOPS_HOST_ID": name.removeprefix("hostd-"),
                         "NOOPS_HOSTD_PORT": str(self.ports()[name]),
                         "NOOPS_HOST_CPUS": str(self.host_cpus),
-                        "NOOPS_HOST_MEM_MB": str(self.host_mem_mb)})
+                        "NOOPS_HOST_MEM_MB": str(self.host_mem_mb),
+                        "NOOPS_HOSTD_LOOP_DIR": str(self.volume_dir),
+                        **self.net.hostd_env(name.removeprefix("hostd-"))})
         return env
 
     def service_of(self, name: str) -> str:
@@ -93,6 +128,36 @@ def start_infra(cfg: ClusterConfig, *, fresh_db: bool = False) -> None:
     infra.ensure_dockerd(cfg.run_dir)
     infra.ensure_base_image()
     infra.start_nats(cfg.run_dir, port=cfg.nats_port, monitor_port=cfg.nats_monitor_port)
+    start_network(cfg)
+    start_sinks(cfg)
+
+
+def start_sinks(cfg: ClusterConfig) -> None:
+    """HAProxy for the registry's LB sink.  The nftables table is the registry's to create; a test
+    session's table is removed when the session's process exits."""
+    sink_procs.start_haproxy(cfg.run_dir)
+    if cfg.cluster != "local":
+        atexit.register(sink_procs.delete_nft_table, cfg.nft_table)
+
+
+def stop_sinks(cfg: ClusterConfig) -> list[str]:
+    stopped = [n for n, stop in (("prometheus", sink_procs.stop_prometheus), ("haproxy", sink_procs.stop_haproxy))
+               if stop(cfg.run_dir)]
+    sink_procs.delete_nft_table(cfg.nft_table)
+    return stopped
+
+
+def start_network(cfg: ClusterConfig) -> None:
+    """The switch, its DHCP server and one NIC per host (after dockerd: DOCKER-USER must exist)."""
+    simnet.up(cfg.net)
+    for h in cfg.hosts:
+        simnet.add_host(cfg.net, h)
+
+
+def stop_network(cfg: ClusterConfig, extra_hosts: tuple[str, ...] = ()) -> None:
+    """Undo start_network and unmount leftover volumes; run after the cluster's containers are gone."""
+    simnet.remove_volumes(cfg.volume_dir)
+    simnet.down(cfg.net, [*cfg.hosts, *extra_hosts])
 
 
 def up(cfg: ClusterConfig) -> None:
@@ -101,8 +166,14 @@ def up(cfg: ClusterConfig) -> None:
     for name in names:
         start_process(cfg, name)
     wait_healthy(cfg, names)
+    prom = sink_procs.start_prometheus(cfg.run_dir, port=cfg.prometheus_port,
+                                       sd_url=f"http://127.0.0.1:{cfg.gateway_port}/v1/discovery/prometheus")
     print(f"noops is up: {len(cfg.hosts)} hosts ({', '.join(cfg.hosts)})")
+    print(f"  load balancer: HAProxy frontends on 127.0.0.1:{cfg.lb_ports} (see each app's \"lb\"); "
+          f"whitelists: nft table inet {cfg.nft_table}")
+    print(f"  Prometheus: {prom} (targets from /v1/discovery/prometheus)")
     print(f"  gateway / web UI: http://127.0.0.1:{cfg.gateway_port}")
+    print(f"  containers: {cfg.net.subnet} on switch {cfg.net.bridge} (gateway {cfg.net.gateway}, DHCP by dnsmasq)")
     print(f"  logs: make logs   (files in {cfg.run_dir / 'logs'})")
     print(f"  try:  curl -X POST http://127.0.0.1:{cfg.gateway_port}/v1/apps "
           "-H 'content-type: application/json' -d @examples/web.json")
@@ -116,6 +187,10 @@ def down(cfg: ClusterConfig) -> None:
         n = infra.remove_cluster_containers(cfg.cluster)
         if n:
             print(f"removed {n} containers")
+    for name in stop_sinks(cfg):
+        print(f"stopped {name}")
+    stop_network(cfg)
+    print(f"removed the simulated network {cfg.net.bridge} ({cfg.net.subnet})")
     if infra.stop_pidfile(cfg.run_dir / "nats.pid"):
         print("stopped nats")
     # dockerd only if `up` started it (the PID file exists only then).
@@ -127,7 +202,7 @@ def down(cfg: ClusterConfig) -> None:
 
 def status(cfg: ClusterConfig) -> int:
     bad = 0
-    for name in ["nats", *process_names(cfg)]:
+    for name in ["nats", "haproxy", "prometheus", *process_names(cfg)]:
         pid = infra.read_pid(cfg.run_dir / f"{name}.pid")
         print(f"{name:12} {'running pid ' + str(pid) if pid else 'stopped'}")
         bad += pid is None

@@ -2,13 +2,27 @@
 the placer reads stored specs back through it.  Other issues extend it, never rename fields."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+import posixpath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from libs import constraints
 from libs.subjects import TOKEN_RE
 
 AppId = Annotated[str, StringConstraints(pattern=TOKEN_RE.pattern)]
+
+
+def _check_constraint(raw: list[str]) -> list[str]:
+    try:
+        constraints.parse(raw)
+    except constraints.ConstraintError as exc:
+        raise ValueError(str(exc)) from None
+    return raw
+
+
+# Each item validated on its own, so an error names it: "constraints.1".
+ConstraintSpec = Annotated[list[str], AfterValidator(_check_constraint)]
 
 
 class Strict(BaseModel):
@@ -28,6 +42,15 @@ class Port(Strict):
     protocol: str = Field("tcp", pattern="^(tcp|udp)$")
 
 
+class UpgradeStrategy(Strict):
+    """Marathon's rolling-update knobs, plus a progress deadline and automatic rollback."""
+    minimum_health_capacity: float = Field(1.0, ge=0, le=1, description="Share of instances that must stay healthy.")
+    maximum_over_capacity: float = Field(1.0, ge=0, le=1, description="Share of extra instances allowed meanwhile.")
+    progress_deadline_s: float = Field(600.0, gt=0, le=86400, description="A deployment making no progress "
+                                       "for this long fails.")
+    auto_rollback: bool = Field(True, description="A failed deployment returns the app to its last good version.")
+
+
 class AppSpec(Strict):
     id: AppId
     image: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
@@ -37,9 +60,24 @@ class AppSpec(Strict):
     ports: list[Port] = Field(default_factory=list, max_length=64)
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
-    constraints: list[list[str]] = Field(default_factory=list)
+    constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=32)
     health_checks: list[dict[str, Any]] = Field(default_factory=list)
-    upgrade_strategy: dict[str, Any] = Field(default_factory=dict)
+    upgrade_strategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
+    placement: Literal["binpack", "spread"] = Field("binpack", description="Fill the fullest feasible host "
+                                                    "(utilization) or the emptiest (spread).")
+    backoff_seconds: float = Field(1.0, gt=0, le=3600, description="First delay before relaunching a failed instance.")
+    backoff_factor: float = Field(1.15, ge=1, le=100, description="Each further failure multiplies the delay.")
+    max_launch_delay_seconds: float = Field(300.0, ge=0, le=86400, description="The delay never grows past this.")
+
+    volume_path: str = Field("/data", max_length=4096,
+                             description="Where the instance's volume (resources.disk_mb > 0) is mounted.")
+
+    @field_validator("volume_path")
+    @classmethod
+    def _absolute_volume_path(cls, v: str) -> str:
+        if not v.startswith("/") or v == "/" or "\x00" in v or ":" in v or posixpath.normpath(v) != v:
+            raise ValueError("volume_path must be a normalized absolute path other than / (no ':')")
+        return v
 
     @field_validator("env")
     @classmethod

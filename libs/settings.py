@@ -75,6 +75,54 @@ class RegistrySettings:
     common: CommonSettings
     http: HttpSettings
     port: int = setting(8702, "NOOPS_REGISTRY_PORT", "Port of the registry's /healthz and /metrics.")
+    sinks: str = setting(
+        "haproxy,nft", "NOOPS_SINKS",
+        "Sinks the registry keeps in step with the in-service set, comma separated: `haproxy`, `nft`, "
+        "`ipvs` (left out with a log line when the kernel has no IPVS). Empty: none.")
+    sinks_resync_s: float = setting(
+        10.0, "NOOPS_SINKS_RESYNC_S",
+        "Every this many seconds (and at start) every sink is given the full in-service set read from the task log, "
+        "so a sink that was down or drifted converges.")
+    sink_backoff_max_s: float = setting(
+        10.0, "NOOPS_SINK_BACKOFF_MAX_S", "Longest pause between two attempts of a failing sink (exponential from 0.1 s).")
+    haproxy_dir: str = setting(
+        "/run/noops/haproxy", "NOOPS_HAPROXY_DIR",
+        "Directory of the HAProxy the registry drives: `haproxy.cfg` (written by the registry), `admin.sock` "
+        "(Runtime API), `master.sock` (master CLI, for reloads), `haproxy.pid`. `make up` uses `.run/haproxy`.")
+    lb_bind_host: str = setting("127.0.0.1", "NOOPS_LB_BIND_HOST", "Address the load balancer's frontends listen on.")
+    lb_ports: str = setting(
+        "18000-18999", "NOOPS_LB_PORTS",
+        "Port range (inclusive) for load-balancer frontends: each app's named port gets the lowest free one, "
+        "kept in the task log (`lb_ports`) so it never moves.")
+    lb_spare_frontends: int = setting(
+        4, "NOOPS_LB_SPARE_FRONTENDS",
+        "Frontends HAProxy keeps listening on the next free ports, so a new app needs no reload.")
+    lb_drain_timeout_s: float = setting(
+        10.0, "NOOPS_LB_DRAIN_TIMEOUT_S",
+        "A server leaving the load balancer gets no new connection at once; after this many seconds its open "
+        "connections are cut and it is deleted.")
+    nft_table: str = setting(
+        "noops", "NOOPS_NFT_TABLE",
+        "nftables table (family inet) holding one set `app_<app>` of container IPs per app, for whitelists.")
+    ipvs_vip: str = setting(
+        "", "NOOPS_IPVS_VIP", "Virtual address of the IPVS services (sink `ipvs`); empty: `NOOPS_LB_BIND_HOST`.")
+
+    def lb_port_range(self) -> tuple[int, int]:
+        lo, sep, hi = self.lb_ports.partition("-")
+        try:
+            rng = (int(lo), int(hi if sep else lo))
+        except ValueError:
+            raise SettingsError(f"NOOPS_LB_PORTS={self.lb_ports!r} is not a range like 18000-18999") from None
+        if not 0 < rng[0] <= rng[1] < 65536:
+            raise SettingsError(f"NOOPS_LB_PORTS={self.lb_ports!r} is not a range inside 1-65535")
+        return rng
+
+    def sink_names(self) -> list[str]:
+        names = [n.strip() for n in self.sinks.split(",") if n.strip()]
+        unknown = set(names) - {"haproxy", "nft", "ipvs"}
+        if unknown:
+            raise SettingsError(f"NOOPS_SINKS: unknown sink(s) {', '.join(sorted(unknown))}")
+        return names
 
 
 @dataclass(frozen=True)
@@ -99,6 +147,37 @@ class HostdSettings:
     heartbeat_interval_s: float = setting(1.0, "NOOPS_HEARTBEAT_INTERVAL_S", "Seconds between two heartbeats.")
     docker_url: str = setting("", "NOOPS_DOCKER_URL", "Docker engine address; empty means the local default socket.")
     stop_timeout_s: int = setting(5, "NOOPS_STOP_TIMEOUT_S", "Seconds a container gets after SIGTERM before SIGKILL.")
+    parent: str = setting(
+        "eth0", "NOOPS_HOSTD_PARENT",
+        "The host NIC containers' macvlan interfaces hang off (the simulated cluster gives each host its own veth).")
+    vlan: int = setting(
+        0, "NOOPS_HOSTD_VLAN",
+        "When > 0, the macvlan parent is the 802.1q sub-interface `<parent>.<vlan>` (created if missing; the "
+        "containers' range on a trunk port). Needs the kernel's 8021q module.")
+    ipam: str = setting(
+        "dhcp", "NOOPS_HOSTD_IPAM",
+        "`dhcp`: hostd runs DHCP for each container from its macvlan's MAC; `pool`: the placer reserves the "
+        "address in PostgreSQL (libs/ipam.py) and the placement carries it.")
+    pool_gateway: str = setting(
+        "", "NOOPS_HOSTD_POOL_GATEWAY", "IPAM `pool`: the containers' default gateway (DHCP mode learns it from the server).")
+    dhcp_timeout_s: float = setting(5.0, "NOOPS_HOSTD_DHCP_TIMEOUT_S", "How long one DHCP exchange may take before the start fails.")
+    max_addresses: int = setting(
+        0, "NOOPS_HOSTD_MAX_ADDRESSES",
+        "Most container addresses this host hands out (heartbeat `addresses_free`); 0 = not limited by the host.")
+    storage: str = setting(
+        "loop", "NOOPS_HOSTD_STORAGE",
+        "Volume driver for `disk_mb` > 0: `loop` (sparse file + loop device + ext4) or `lvm` (a logical volume "
+        "per instance in NOOPS_HOSTD_VG, tagged with the instance id).")
+    volume_group: str = setting("noops", "NOOPS_HOSTD_VG", "Driver `lvm`: the LVM volume group instances' volumes are made in.")
+    lvm_activate: bool = setting(
+        True, "NOOPS_HOSTD_LVM_ACTIVATE",
+        "Driver `lvm`: activate (and so mount) volumes. `false` on machines without device-mapper: metadata only.")
+    loop_dir: str = setting(
+        "/var/lib/noops/volumes", "NOOPS_HOSTD_LOOP_DIR",
+        "Driver `loop`: directory for image files (one sub-directory per cluster and host); also LVM mount points.")
+    volume_capacity_mb: int = setting(
+        0, "NOOPS_HOSTD_VOLUME_CAPACITY_MB",
+        "Driver `loop`: MiB this host promises to volumes in total; 0 = the free space of NOOPS_HOSTD_LOOP_DIR.")
 
 
 T = TypeVar("T")

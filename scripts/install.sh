@@ -14,6 +14,15 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+# Containers as whole hosts (issue 3): DHCP server of the simulated switch, loop/LVM volumes,
+# egress benchmarks, and the DOCKER-USER allowance for the switch.
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v lvcreate >/dev/null 2>&1 || need+=(lvm2)
+command -v iperf3 >/dev/null 2>&1 || need+=(iperf3)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v losetup >/dev/null 2>&1 || need+=(mount)
+command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then

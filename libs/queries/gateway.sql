@@ -36,8 +36,8 @@ UPDATE apps
 RETURNING id, version;
 
 -- name: insert_version
-INSERT INTO app_versions (app, version, spec)
-SELECT id, version, spec FROM apps WHERE id = $1 AND version = $2;
+INSERT INTO app_versions (app, version, spec, restart_gen)
+SELECT id, version, spec, restart_gen FROM apps WHERE id = $1 AND version = $2;
 
 -- name: delete_app
 UPDATE apps
@@ -48,8 +48,14 @@ RETURNING id;
 -- name: apps_view
 -- All live apps ($1 NULL) or one; instance counts only for the current incarnation of the id.
 SELECT a.id, a.version, a.instances, a.status, a.status_reason, a.spec::text AS spec,
-       a.created_at, a.updated_at, COALESCE(c.counts, '{}'::jsonb)::text AS counts
+       a.created_at, a.updated_at, COALESCE(c.counts, '{}'::jsonb)::text AS counts,
+       a.last_good_version, a.backoff_delay_s, a.launch_after,
+       d.id AS deployment_id, d.state AS deployment_state, d.from_version AS deployment_from,
+       d.to_version AS deployment_to, d.reason AS deployment_reason, d.progress::text AS deployment_progress
   FROM apps a
+  LEFT JOIN LATERAL (
+        SELECT * FROM deployments dd WHERE dd.app = a.id ORDER BY dd.id DESC LIMIT 1
+       ) d ON true
   LEFT JOIN LATERAL (
         SELECT jsonb_object_agg(s.state, s.n) AS counts
           FROM (SELECT i.state, count(*) AS n
@@ -65,19 +71,22 @@ SELECT a.id, a.version, a.instances, a.status, a.status_reason, a.spec::text AS 
 SELECT created_at FROM apps WHERE id = $1;
 
 -- name: app_instances
-SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at
+SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at,
+       mac, parent, lease_expires
   FROM instances
  WHERE app = $1 AND created_at >= $2 AND ($3::text IS NULL OR state = $3)
  ORDER BY created_at DESC, id DESC;
 
 -- name: instance
-SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at
+SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at,
+       mac, parent, lease_expires
   FROM instances
  WHERE id = $1;
 
 -- name: hosts_view
 -- Reserved = what placed, not-yet-terminal instances hold (the same rule as instances_host_active).
 SELECT h.id, h.cpus, h.mem_mb, h.labels::text AS labels, h.load1, h.instances, h.last_seen,
+       h.state, h.draining, h.cordoned, h.epoch,
        h.last_seen >= now() - make_interval(secs => $1) AS online,
        COALESCE(r.cpus, 0)::double precision AS reserved_cpus,
        COALESCE(r.mem_mb, 0)::bigint AS reserved_mem_mb
@@ -90,3 +99,14 @@ SELECT h.id, h.cpus, h.mem_mb, h.labels::text AS labels, h.load1, h.instances, h
 
 -- name: ping
 SELECT 1;
+
+-- name: lb_ports
+-- Where the load balancer serves each named port ($1 NULL: of every app); written by the registry.
+SELECT app, port_name, bind_host, port FROM lb_ports WHERE $1::text IS NULL OR app = $1 ORDER BY app, port_name;
+
+-- name: prometheus_targets
+-- In-service instances with the ports of their own version (same rule as endpoints.sql's in_service).
+SELECT i.app, i.version, i.host, i.id, i.ip, (v.spec -> 'ports')::text AS ports
+  FROM instances i JOIN app_versions v ON v.app = i.app AND v.version = i.version
+ WHERE i.state = 'RUNNING' AND i.ip <> ''
+ ORDER BY i.app, i.id;

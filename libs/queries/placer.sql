@@ -1,53 +1,141 @@
--- name: lock_app
--- One committer per app: the row lock serializes decisions about this app.
-SELECT id, version, spec, instances, deleted, created_at, status, status_reason
-FROM apps WHERE id = $1 FOR UPDATE;
+-- name: fence_take
+-- A new leader takes the next token; plans made under an older one can no longer commit.
+INSERT INTO placer_fence (id, token, holder) VALUES (1, 1, $1)
+ON CONFLICT (id) DO UPDATE SET token = placer_fence.token + 1, holder = $1, acquired_at = now()
+RETURNING token;
 
--- name: live_instances
-SELECT id, version, host, state, desired, created_at
+-- name: fence_check
+SELECT token FROM placer_fence WHERE id = 1 FOR SHARE;
+
+-- name: lock_apps
+-- One committer: the row locks serialize decisions about these apps (ordered: no deadlocks).
+SELECT id, version, spec, instances, deleted, created_at, status, status_reason, restart_gen,
+       last_good_version, backoff_delay_s, launch_after, failures_seen
+FROM apps WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE;
+
+-- name: live_instances_of
+SELECT id, app, version, host, state, desired, kill_requested
 FROM instances
-WHERE app = $1 AND state NOT IN ('FAILED', 'KILLED', 'LOST')
+WHERE app = ANY($1::text[]) AND state NOT IN ('FAILED', 'KILLED', 'LOST')
 ORDER BY created_at, id;
 
--- name: version_specs
-SELECT version, spec FROM app_versions WHERE app = $1 AND version = ANY($2::int[]);
+-- name: version_specs_of
+SELECT v.app, v.version, v.spec, v.restart_gen
+FROM app_versions v JOIN unnest($1::text[], $2::int[]) AS t(app, version)
+  ON v.app = t.app AND v.version = t.version;
 
--- name: live_hosts
--- Hosts heard from within the grace period, with what is reserved on them (reserved from
--- placement on, so two placements in a row cannot over-commit a host).
-SELECT h.id, h.cpus, h.mem_mb,
-       coalesce(sum(i.cpus), 0)::float8 AS cpus_used,
-       coalesce(sum(i.mem_mb), 0)::int AS mem_used,
-       count(i.id)::int AS instances
+-- name: failures_of
+SELECT i.app, count(*)::int AS failures
+FROM instances i JOIN apps a ON a.id = i.app
+WHERE i.app = ANY($1::text[]) AND i.state = 'FAILED' AND i.created_at >= a.created_at
+GROUP BY i.app;
+
+-- name: latest_deployments_of
+SELECT DISTINCT ON (app) id, app, from_version, to_version, state, progress, progress_at
+FROM deployments WHERE app = ANY($1::text[]) ORDER BY app, id DESC;
+
+-- name: hosts_snapshot
+-- Every known host with what is reserved on it.  Disk and addresses of instances that already
+-- run are in the host's own free figures (heartbeat), so only those not yet running count here.
+SELECT h.id, h.cpus, h.mem_mb, h.labels, h.state, h.draining, h.cordoned, h.disk_free_mb,
+       h.addresses_free, h.egress_mbit,
+       (h.state = 'UP' AND h.last_seen > now() - make_interval(secs => $1)) AS up,
+       coalesce(r.cpus, 0)::float8 AS used_cpus, coalesce(r.mem_mb, 0)::float8 AS used_mem_mb,
+       coalesce(r.disk_mb, 0)::float8 AS used_disk_mb, coalesce(r.egress_mbit, 0)::float8 AS used_egress_mbit,
+       coalesce(r.pending, 0)::float8 AS used_addresses
 FROM hosts h
-LEFT JOIN instances i ON i.host = h.id AND i.state NOT IN ('FAILED', 'KILLED', 'LOST')
-WHERE h.last_seen > now() - make_interval(secs => $1)
-GROUP BY h.id;
+LEFT JOIN (
+    SELECT host, sum(cpus) AS cpus, sum(mem_mb) AS mem_mb, sum(egress_mbit) AS egress_mbit,
+           sum(disk_mb) FILTER (WHERE state IN ('PENDING', 'STARTING')) AS disk_mb,
+           count(*) FILTER (WHERE state IN ('PENDING', 'STARTING')) AS pending
+    FROM instances WHERE state NOT IN ('FAILED', 'KILLED', 'LOST') GROUP BY host
+) r ON r.host = h.id
+ORDER BY h.id;
+
+-- name: host_epochs
+SELECT id, epoch FROM hosts WHERE id = ANY($1::text[]);
 
 -- name: insert_instances
-INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb)
-SELECT i, $2, $3, h, 1, $4, $5 FROM unnest($1::text[], $6::text[]) AS t(i, h);
+INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb, disk_mb, egress_mbit, fence)
+SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bigint[], $6::float8[], $7::int[],
+                     $8::int[], $9::int[], $10::bigint[]);
 
 -- name: insert_events
 INSERT INTO instance_events (instance, state, reason, source)
-SELECT i, $2, $3, 'placer' FROM unnest($1::text[]) AS t(i);
+SELECT i, s, r, 'placer' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, r);
 
 -- name: mark_stopping
 UPDATE instances SET desired = 'KILLED', updated_at = now()
 WHERE id = ANY($1::text[]) AND desired <> 'KILLED'
-RETURNING id, version, host, epoch;
+RETURNING id, app, version, host, epoch;
 
--- name: set_status
-UPDATE apps SET status = $2, status_reason = $3, updated_at = now()
-WHERE id = $1 AND (status <> $2 OR status_reason <> $3);
+-- name: update_apps
+UPDATE apps AS a
+SET status = t.status, status_reason = t.reason, backoff_delay_s = t.delay, launch_after = t.launch_after,
+    failures_seen = t.failures, last_good_version = t.last_good, updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::timestamptz[], $6::int[], $7::int[])
+     AS t(id, status, reason, delay, launch_after, failures, last_good)
+WHERE a.id = t.id;
+
+-- name: insert_deployments
+INSERT INTO deployments (app, from_version, to_version)
+SELECT * FROM unnest($1::text[], $2::int[], $3::int[]);
+
+-- name: supersede_deployments
+UPDATE deployments SET state = 'superseded', updated_at = now()
+WHERE app = ANY($1::text[]) AND state IN ('running', 'paused');
+
+-- name: update_deployments
+UPDATE deployments AS d
+SET state = t.state, reason = t.reason, progress = t.progress::jsonb, updated_at = now(),
+    progress_at = CASE WHEN t.moved THEN now() ELSE d.progress_at END
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[]) AS t(id, state, reason, progress, moved)
+WHERE d.id = t.id;
+
+-- name: rollback_app
+-- A rollback is a new version with an earlier version's spec (Marathon's way), so history stays linear.
+WITH src AS (SELECT spec, restart_gen FROM app_versions WHERE app = $1 AND version = $2)
+UPDATE apps SET version = version + 1, spec = src.spec, instances = (src.spec ->> 'instances')::int,
+       updated_at = now()
+FROM src WHERE apps.id = $1
+RETURNING apps.version, apps.spec, apps.restart_gen;
+
+-- name: record_version
+INSERT INTO app_versions (app, version, spec, restart_gen) VALUES ($1, $2, $3, $4)
+ON CONFLICT (app, version) DO NOTHING;
 
 -- name: upsert_hosts
-INSERT INTO hosts (id, cpus, mem_mb, labels, load1, instances, last_seen)
-SELECT id, cpus, mem_mb, labels::jsonb, load1, instances, now()
-FROM unnest($1::text[], $2::float8[], $3::int[], $4::text[], $5::float8[], $6::int[])
-     AS t(id, cpus, mem_mb, labels, load1, instances)
-ON CONFLICT (id) DO UPDATE SET cpus = excluded.cpus, mem_mb = excluded.mem_mb, labels = excluded.labels,
-    load1 = excluded.load1, instances = excluded.instances, last_seen = excluded.last_seen;
+-- Returns the hosts that were DOWN and speak again.
+WITH before AS (SELECT id, state FROM hosts WHERE id = ANY($1::text[])),
+up AS (
+    INSERT INTO hosts (id, cpus, mem_mb, labels, load1, instances, disk_free_mb, addresses_free, egress_mbit,
+                       last_seen)
+    SELECT id, cpus, mem_mb, labels::jsonb, load1, instances, disk::jsonb, addrs, egress, now()
+    FROM unnest($1::text[], $2::float8[], $3::int[], $4::text[], $5::float8[], $6::int[], $7::text[], $8::int[],
+                $9::int[]) AS t(id, cpus, mem_mb, labels, load1, instances, disk, addrs, egress)
+    ON CONFLICT (id) DO UPDATE SET cpus = excluded.cpus, mem_mb = excluded.mem_mb, labels = excluded.labels,
+        load1 = excluded.load1, instances = excluded.instances, disk_free_mb = excluded.disk_free_mb,
+        addresses_free = excluded.addresses_free, egress_mbit = excluded.egress_mbit,
+        last_seen = excluded.last_seen, state = 'UP',
+        state_changed_at = CASE WHEN hosts.state = 'DOWN' THEN now() ELSE hosts.state_changed_at END
+    RETURNING id
+)
+SELECT before.id FROM before JOIN up ON up.id = before.id WHERE before.state = 'DOWN';
+
+-- name: mark_down
+UPDATE hosts SET state = 'DOWN', epoch = epoch + 1, state_changed_at = now()
+WHERE state = 'UP' AND last_seen < now() - make_interval(secs => $1)
+RETURNING id;
+
+-- name: lose_instances
+UPDATE instances SET state = 'LOST', reason = 'host ' || host || ' stopped answering', updated_at = now()
+WHERE host = ANY($1::text[]) AND state NOT IN ('FAILED', 'KILLED', 'LOST')
+RETURNING id, app, desired;
+
+-- name: stale_copies
+-- Instances lost with their host: if the host is back, their containers may still run there.
+SELECT i.id, i.app, i.version, i.host, i.epoch FROM instances i
+WHERE i.host = ANY($1::text[]) AND i.state = 'LOST' AND i.updated_at > now() - interval '7 days';
 
 -- name: apps_to_resync
 -- Apps that want instances, and deleted apps that still have instances to stop.

@@ -6,3 +6,14 @@ SELECT id FROM hosts WHERE last_seen > now() - make_interval(secs => $1) ORDER B
 -- reached their host yet, so they are not counted as missing (see diff.py).
 SELECT id, host, state, container_id FROM instances
 WHERE state NOT IN ('FAILED', 'KILLED', 'LOST');
+
+-- name: lose_missing
+-- Still RUNNING in the task log although its host, asked twice, has no running container for it.
+UPDATE instances SET state = 'LOST', reason = 'container gone from ' || host || ' (found by the reconciler)',
+       updated_at = now()
+WHERE id = ANY($1::text[]) AND state = 'RUNNING'
+RETURNING id, app, desired;
+
+-- name: insert_events
+INSERT INTO instance_events (instance, state, reason, source)
+SELECT i, 'LOST', 'container gone (reconciler)', 'reconciler' FROM unnest($1::text[]) AS t(i);

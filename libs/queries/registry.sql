@@ -4,10 +4,20 @@ SELECT id, app, host, epoch, state, desired, ip, container_id
 FROM instances WHERE id = ANY($1::text[]) FOR UPDATE;
 
 -- name: apply_reports
+-- mac/parent/lease_expires: the interface hostd gave the instance (lease_expires 0 = none, NULL).
 UPDATE instances AS i
-SET state = t.state, ip = t.ip, container_id = t.container_id, reason = t.reason, updated_at = now()
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) AS t(id, state, ip, container_id, reason)
+SET state = t.state, ip = t.ip, container_id = t.container_id, reason = t.reason, updated_at = now(),
+    mac = t.mac, parent = t.parent,
+    lease_expires = CASE WHEN t.lease_expires > 0 THEN to_timestamp(t.lease_expires) END
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::float8[]) AS t(id, state, ip, container_id, reason, mac, parent, lease_expires)
 WHERE i.id = t.id;
+
+-- name: renew_leases
+-- Only ever forward: a late report of an older lease does not shorten it.
+UPDATE instances AS i SET lease_expires = to_timestamp(t.lease_expires)
+FROM unnest($1::text[], $2::float8[]) AS t(id, lease_expires)
+WHERE i.id = t.id AND (i.lease_expires IS NULL OR i.lease_expires < to_timestamp(t.lease_expires));
 
 -- name: insert_events
 INSERT INTO instance_events (instance, state, reason, source)
@@ -21,3 +31,30 @@ ORDER BY i.app, i.id;
 
 -- name: next_seq
 SELECT nextval('endpoints_seq') FROM generate_series(1, $1);
+
+-- name: sinks_in_service
+-- Fan-out: the in-service set of the apps in $1 (NULL: every app), ports from each instance's
+-- own version.  "In service" must stay the same rule as endpoints.sql's in_service.
+SELECT i.app, i.id, i.host, i.ip, i.version, v.spec -> 'ports' AS ports
+FROM instances i JOIN app_versions v ON v.app = i.app AND v.version = i.version
+WHERE ($1::text[] IS NULL OR i.app = ANY($1::text[])) AND i.state = 'RUNNING'
+ORDER BY i.app, i.id;
+
+-- name: sinks_apps
+-- Fan-out: the apps in $1 (NULL: all) with the port names of their current spec; deleted apps
+-- too (their set is empty, their LB ports stay).
+SELECT id, spec -> 'ports' AS ports FROM apps WHERE ($1::text[] IS NULL OR id = ANY($1::text[]));
+
+-- name: sinks_lb_ports
+SELECT app, port_name, bind_host, port FROM lb_ports
+WHERE ($1::text[] IS NULL OR app = ANY($1::text[]));
+
+-- name: assign_lb_port
+-- The lowest free port of [$4, $5] on $3 for (app $1, port name $2); no row when taken meanwhile
+-- (the caller re-reads) or when the range is full.
+INSERT INTO lb_ports (app, port_name, bind_host, port)
+SELECT $1, $2, $3, p FROM generate_series($4::integer, $5::integer) AS p
+WHERE NOT EXISTS (SELECT 1 FROM lb_ports l WHERE l.bind_host = $3 AND l.port = p)
+ORDER BY p LIMIT 1
+ON CONFLICT DO NOTHING
+RETURNING app, port_name, bind_host, port;

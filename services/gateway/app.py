@@ -9,7 +9,7 @@ from libs import db, outbox
 from libs.settings import GatewaySettings
 from services.gateway import errors
 from services.gateway.metrics import MetricsMiddleware
-from services.gateway.routes import apps, events, hosts, instances, ops
+from services.gateway.routes import apps, control, discovery, events, hosts, instances, ops
 
 
 def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: outbox.Relay) -> FastAPI:
@@ -18,10 +18,10 @@ def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: o
     app.state.pool = pool
     app.state.nc = nc
     app.state.relay = relay
-    app.state.queries = db.Queries("gateway")
+    app.state.queries = db.Queries("gateway", "control")
     app.state.ui_html = ops.load_ui()
     errors.install(app)
-    for module in (apps, instances, hosts, events, ops):
+    for module in (apps, instances, hosts, control, discovery, events, ops):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -18,3 +18,16 @@ class AppUpdate(AppSpec):
 class ScaleRequest(Strict):
     """PATCH body: only the instance count may change this way, for now (unknown fields → 422)."""
     instances: int = Field(ge=0)
+
+
+class RollbackRequest(Strict):
+    version: int = Field(ge=1, description="The earlier version whose spec becomes the app's new version.")
+
+
+class CancelRequest(Strict):
+    rollback: bool = Field(False, description="Also return the app to the version it had before the deployment.")
+
+
+class KillRequest(Strict):
+    instances: list[str] = Field(min_length=1, max_length=10000, description="Instance ids of this app.")
+    scale: bool = Field(True, description="Lower the desired count by as many (no replacements).")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,13 @@ def app(row: Mapping[str, Any]) -> dict[str, Any]:
         # Every state is present, zero or not, so clients need no defaulting.
         "counts": {s: int(counts.get(s, 0)) for s in STATES},
         "spec": json.loads(row["spec"]),
+        "last_good_version": row["last_good_version"],
+        # Crash-loop backoff: the current relaunch delay (reset with DELETE .../delay).
+        "backoff": {"delay_s": round(float(row["backoff_delay_s"]), 3), "launch_after": _iso(row["launch_after"])},
+        "deployment": None if row["deployment_id"] is None else {
+            "id": row["deployment_id"], "state": row["deployment_state"], "from_version": row["deployment_from"],
+            "to_version": row["deployment_to"], "reason": row["deployment_reason"],
+            "progress": json.loads(row["deployment_progress"] or "{}")},
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
@@ -34,6 +41,10 @@ _INSTANCE_FIELDS = ("id", "app", "version", "host", "epoch", "desired", "state",
 
 def instance(row: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: row[k] for k in _INSTANCE_FIELDS}
+    # The interface hostd gave it (issue 3): MAC, the host NIC it hangs off, the DHCP lease's end.
+    out["mac"] = row.get("mac", "")
+    out["parent"] = row.get("parent", "")
+    out["lease_expires"] = _iso(row.get("lease_expires"))
     out["created_at"] = _iso(row["created_at"])
     out["updated_at"] = _iso(row["updated_at"])
     return out
@@ -49,5 +60,37 @@ def host(row: Mapping[str, Any]) -> dict[str, Any]:
         "instances": row["instances"],
         "last_seen": _iso(row["last_seen"]),
         "online": bool(row["online"]),
+        "state": row["state"],
+        "draining": row["draining"],
+        "cordoned": row["cordoned"],
+        "epoch": row["epoch"],
         "reserved": {"cpus": round(float(row["reserved_cpus"]), 6), "mem_mb": int(row["reserved_mem_mb"])},
     }
+
+
+def deployment(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"], "from_version": row["from_version"], "to_version": row["to_version"],
+        "state": row["state"], "reason": row["reason"], "progress": json.loads(row["progress"] or "{}"),
+        "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"]),
+        "progress_at": _iso(row["progress_at"]),
+    }
+
+
+def with_lb(app_view: dict[str, Any], lb_rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Where the load balancer serves each named port of the app (assigned by the registry's fan-out,
+    so it appears shortly after the app's first instance reports)."""
+    lb = {r["port_name"]: f"{r['bind_host']}:{r['port']}" for r in lb_rows if r["app"] == app_view["id"]}
+    return {**app_view, "lb": dict(sorted(lb.items()))}
+
+
+def prometheus_targets(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """In-service instances in Prometheus' HTTP service-discovery format: one target group per
+    instance and named port, labelled app, version, host, instance, port_name."""
+    out = []
+    for r in rows:
+        for p in json.loads(r["ports"] or "[]"):
+            out.append({"targets": [f"{r['ip']}:{p['container_port']}"],
+                        "labels": {"app": r["app"], "version": str(r["version"]), "host": r["host"],
+                                   "instance": r["id"], "port_name": p["name"]}})
+    return out

@@ -19,8 +19,11 @@ from nats.aio.msg import Msg
 from libs import bus, messages
 from services.hostd import containers as ct
 from services.hostd import metrics
+from services.hostd import network as net
+from services.hostd.network import Attachment, Network
 from services.hostd.reports import Reporter
 from services.hostd.runtime import ContainerRuntime, RuntimeRefused, RuntimeUnavailable
+from services.hostd.volumes import VolumeDriver, VolumeError
 
 log = logging.getLogger("noops.hostd.agent")
 
@@ -52,12 +55,15 @@ def retry_delay(num_delivered: int) -> float:
 
 class Agent:
     def __init__(self, *, cluster: str, host: str, runtime: ContainerRuntime, reporter: Reporter,
-                 stop_timeout_s: int, concurrency: int = 8) -> None:
+                 stop_timeout_s: int, network: Network, volumes: VolumeDriver, concurrency: int = 8) -> None:
         self.cluster = cluster
         self.host = host
         self.owner = ct.owner_labels(cluster, host)
         self._rt = runtime
         self._report = reporter
+        self.network = network
+        self.volumes = volumes
+        network.on_renewed = self._report_lease
         self._stop_timeout_s = stop_timeout_s
         self._locks = KeyedLocks()
         self._slots = asyncio.Semaphore(concurrency)
@@ -73,6 +79,11 @@ class Agent:
     async def adopt(self) -> int:
         """Take over this host's existing containers and re-announce them; returns how many."""
         found = await self._rt.list(self.owner)
+        try:
+            await self.network.cleanup_strays()
+        except Exception as exc:  # a missing parent NIC: starts will say so, one by one
+            log.warning("could not look for half-made interfaces", extra={"error": str(exc) or type(exc).__name__})
+        await self._remove_orphan_volumes({c.instance for c in found})
         for info in found:
             self.containers[info.instance] = info.id
             self._epochs[info.instance] = max(self._epochs.get(info.instance, 0), info.epoch)
@@ -87,10 +98,34 @@ class Agent:
                                               "running": sum(1 for c in found if c.running)})
         return len(found)
 
+    async def _remove_orphan_volumes(self, instances: set[str]) -> None:
+        """Volumes whose instance has no container here: a crash between volume and container."""
+        try:
+            for inst in await self.volumes.list():
+                if inst not in instances and not self._keep_volume(inst):
+                    log.info("removing an orphan volume", extra={"instance": inst})
+                    await self.volumes.remove(inst)
+        except VolumeError as exc:
+            log.warning("could not check volumes", extra={"error": str(exc)})
+
+    def _keep_volume(self, instance: str) -> bool:
+        return False  # seam for stateful services (keep_volume): no volume outlives its instance yet
+
     async def _announce(self, info: ct.ContainerInfo) -> None:
         if info.running:
+            full = await self._rt.inspect(info.id)
+            if full is None or not full.running:
+                return  # died meanwhile: its die event reports it
+            try:
+                att = await self._ensure_network(full)
+            except Exception as exc:
+                await self._rt.remove(info.id)
+                await self.network.detach(info.instance)
+                await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
+                                        container_id=info.id, reason=net.failure(exc, self.host))
+                return
             await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
-                                    container_id=info.id, ip=info.ip)
+                                    container_id=info.id, **_addr(att))
         elif info.state in ("exited", "dead"):
             # It died while no hostd was watching; the list entry has no exit code.
             full = await self._rt.inspect(info.id)
@@ -174,14 +209,35 @@ class Agent:
         if keep is not None:
             log.info("instance already running; adopting", extra={"instance": p.instance, "container_id": keep.id[:12]})
             self.containers[p.instance] = keep.id
-            await self._send(p, "RUNNING", container_id=keep.id, ip=keep.ip)
-            return
+            full = await self._rt.inspect(keep.id)
+            if full is not None and full.running:
+                try:
+                    att = await self._ensure_network(full)
+                except Exception as exc:
+                    await self._fail_start(p, keep.id, net.failure(exc, self.host))
+                    return
+                await self._send(p, "RUNNING", container_id=keep.id, **_addr(att))
+                return
         self.containers.pop(p.instance, None)
+        await self.network.detach(p.instance)  # a lease of an earlier container of this instance
 
+        volume = ""
+        if p.spec.disk_mb > 0:
+            try:
+                volume = await self.volumes.create(p.instance, p.spec.disk_mb)
+            except VolumeError as exc:
+                try:
+                    await self.volumes.remove(p.instance)  # whatever part was made
+                except VolumeError as again:
+                    log.warning("could not remove a half-made volume", extra={"instance": p.instance,
+                                                                               "error": str(again)})
+                await self._send(p, "FAILED", reason=str(exc))
+                return
         try:
             cid = await self._rt.create(ct.container_name(self.cluster, p.instance),
-                                        ct.create_config(p, self.cluster, self.host))
+                                        ct.create_config(p, self.cluster, self.host, volume))
         except RuntimeRefused as exc:
+            await self._remove_volume(p)
             await self._send(p, "FAILED", reason=ct.create_failure(p.spec.image, self.host, exc.status, exc.message))
             return
         self.containers[p.instance] = cid
@@ -190,34 +246,78 @@ class Agent:
         try:
             await self._rt.start(cid)
         except RuntimeRefused as exc:
-            await self._rt.remove(cid)  # no half-made container stays behind
-            self.containers.pop(p.instance, None)
-            await self._send(p, "FAILED", container_id=cid, reason=ct.start_failure(self.host, exc.message))
+            await self._fail_start(p, cid, ct.start_failure(self.host, exc.message))
             return
 
         info = await self._rt.inspect(cid)
         if info is None:
             self.containers.pop(p.instance, None)
+            await self._remove_volume(p)
             await self._send(p, "FAILED", container_id=cid, reason="the container was removed while starting")
-        elif info.running:
-            await self._send(p, "RUNNING", container_id=cid, ip=info.ip)
+            return
+        if info.running:
+            try:
+                att = await self.network.attach(p.instance, info.pid, address=p.address,
+                                                egress_mbit=p.spec.egress_mbit)
+            except Exception as exc:
+                again = await self._rt.inspect(cid)
+                if again is not None and not again.running:  # exited at once: that is the news
+                    await self._send(p, "FAILED", container_id=cid, reason=ct.exit_reason(again))
+                    return
+                log.warning("network setup failed", extra={"instance": p.instance, "error": str(exc) or type(exc).__name__})
+                await self._fail_start(p, cid, net.failure(exc, self.host))
+                return
+            await self._send(p, "RUNNING", container_id=cid, **_addr(att))
         else:  # already exited; the die event handler will find this same fact
             await self._send(p, "FAILED", container_id=cid, reason=ct.exit_reason(info))
 
+    async def _fail_start(self, p: messages.Placement, cid: str, reason: str) -> None:
+        """No half-made instance stays behind: container, lease and volume go, FAILED says why."""
+        self._stopping.add(cid)
+        try:
+            await self._rt.remove(cid)
+        finally:
+            self._stopping.discard(cid)
+        self.containers.pop(p.instance, None)
+        await self.network.detach(p.instance)
+        await self._remove_volume(p)
+        await self._send(p, "FAILED", container_id=cid, reason=reason)
+
+    async def _remove_volume(self, p: messages.Placement) -> None:
+        if p.spec.disk_mb > 0 and not p.spec.keep_volume:
+            await self.volumes.remove(p.instance)
+
+    async def _ensure_network(self, info: ct.ContainerInfo) -> Attachment:
+        """The running container's attachment: known, adopted from its namespace, or made now."""
+        att = self.network.attached.get(info.instance)
+        if att is not None and att.pid == info.pid:
+            return att
+        att = await self.network.adopt(info.instance, info.pid)
+        if att is None:  # hostd died between start and address: finish the job
+            egress = int(info.labels.get(ct.LABEL_EGRESS, "0") or 0)
+            att = await self.network.attach(info.instance, info.pid, address=info.labels.get(ct.LABEL_ADDRESS, ""),
+                                            egress_mbit=egress)
+        return att
+
     async def _stop(self, p: messages.Placement) -> None:
         existing = await self._instance_containers(p.instance)
+        # RELEASE first, while the address is surely still this instance's.
+        await self.network.detach(p.instance)
         for c in existing:
             self._stopping.add(c.id)
             await self._rt.stop(c.id, self._stop_timeout_s)
             await self._rt.remove(c.id)
             self._stopping.discard(c.id)  # gone: its late 'die' event finds nothing to inspect
+        if p.spec.disk_mb > 0 or p.instance in await self.volumes.list():
+            if not p.spec.keep_volume:
+                await self.volumes.remove(p.instance)
         self.containers.pop(p.instance, None)
         await self._send(p, "KILLED", container_id=existing[0].id if existing else "")
 
     async def _send(self, p: messages.Placement, state: messages.InstanceState, *,
-                    container_id: str = "", ip: str = "", reason: str = "") -> None:
+                    container_id: str = "", reason: str = "", **addr: object) -> None:
         await self._report.send(instance=p.instance, app=p.app, epoch=p.epoch, state=state,
-                                container_id=container_id, ip=ip, reason=reason)
+                                container_id=container_id, reason=reason, **addr)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------ container deaths
 
@@ -232,11 +332,26 @@ class Agent:
                 metrics.DIE_EVENTS.labels("gone").inc()
                 return
             metrics.DIE_EVENTS.labels("failure").inc()
+            await self.network.detach(instance)  # its namespace is gone; give the address back
             await self._fail_exited(info)
+
+    async def _report_lease(self, att: Attachment) -> None:
+        """A renewed lease goes to the task log as the same RUNNING fact with a later expiry."""
+        async with self._locks.hold(att.instance):
+            cid = self.containers.get(att.instance)
+            info = await self._rt.inspect(cid) if cid else None
+            if info is None or not info.running or self.network.attached.get(att.instance) != att:
+                return  # stopped or replaced meanwhile
+            await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
+                                    container_id=info.id, **_addr(att))  # type: ignore[arg-type]
 
     async def _fail_exited(self, info: ct.ContainerInfo) -> None:
         await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
                                 container_id=info.id, reason=ct.exit_reason(info))
+
+
+def _addr(att: Attachment) -> dict[str, object]:
+    return {"ip": att.ip, "mac": att.mac, "parent": att.parent, "lease_expires": att.lease_expires}
 
 
 def _num_delivered(msg: Msg) -> int:

@@ -18,6 +18,8 @@ LABEL_INSTANCE = "noops.instance"
 LABEL_APP = "noops.app"
 LABEL_VERSION = "noops.version"
 LABEL_EPOCH = "noops.epoch"
+LABEL_ADDRESS = "noops.address"   # IPAM pool: the reserved address, so adoption can re-attach it
+LABEL_EGRESS = "noops.egress"     # egress_mbit, for the same reason
 MIB = 1024 * 1024
 
 
@@ -31,6 +33,7 @@ class ContainerInfo:
     ip: str = ""
     exit_code: int = 0
     oom_killed: bool = False
+    pid: int = 0            # of the container's first process while running (inspect only)
 
     @property
     def instance(self) -> str:
@@ -70,11 +73,14 @@ def container_labels(p: messages.Placement, cluster: str, host: str) -> dict[str
         LABEL_APP: p.app,
         LABEL_VERSION: str(p.version),
         LABEL_EPOCH: str(p.epoch),
+        # Only when set, so a plain container's labels stay as they were.
+        **({LABEL_ADDRESS: p.address} if p.address else {}),
+        **({LABEL_EGRESS: str(p.spec.egress_mbit)} if p.spec.egress_mbit else {}),
     }
 
 
-def create_config(p: messages.Placement, cluster: str, host: str) -> dict[str, Any]:
-    """The body of POST /containers/create for a placement."""
+def create_config(p: messages.Placement, cluster: str, host: str, volume: str = "") -> dict[str, Any]:
+    """The body of POST /containers/create for a placement; ``volume``: host path of its volume."""
     config: dict[str, Any] = {
         "Image": p.spec.image,
         "Env": [f"{k}={v}" for k, v in p.spec.env.items()],
@@ -86,6 +92,8 @@ def create_config(p: messages.Placement, cluster: str, host: str) -> dict[str, A
             **network.host_config(),
         },
     }
+    if volume:
+        config["HostConfig"]["Binds"] = [f"{volume}:{p.spec.volume_path}"]
     if p.spec.cmd:  # empty means the image's own CMD
         config["Cmd"] = list(p.spec.cmd)
     return config
@@ -101,6 +109,7 @@ def info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         ip=network.ip_of(data.get("NetworkSettings") or {}),
         exit_code=int(state.get("ExitCode") or 0),
         oom_killed=bool(state.get("OOMKilled")),
+        pid=int(state.get("Pid") or 0),
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
@@ -63,15 +63,19 @@ def machine_offer(settings: HostdSettings) -> Offer:
 
 
 async def heartbeat_loop(nc: NATS, runtime: ContainerRuntime, *, host: str, owner: dict[str, str],
-                         offer: Offer, interval_s: float, clock: Callable[[], float]) -> None:
+                         offer: Offer, interval_s: float, clock: Callable[[], float],
+                         capacity: Callable[[int], Awaitable[tuple[dict[str, int], int]]] | None = None) -> None:
+    """``capacity(instances)`` → (free volume MiB per driver, free addresses or -1)."""
     subject = subjects.heartbeat(host)
     healthy = True
     while True:
         try:
             count = len(await runtime.list(owner))
             metrics.CONTAINERS.set(count)
+            disk, addresses = await capacity(count) if capacity is not None else ({}, -1)
             beat = messages.Heartbeat(host=host, cpus=offer.cpus, mem_mb=offer.mem_mb, labels=offer.labels,
-                                      instances=count, load1=os.getloadavg()[0], at=clock())
+                                      instances=count, load1=os.getloadavg()[0], at=clock(),
+                                      disk_free_mb=disk, addresses_free=addresses)
             await nc.publish(subject, messages.encode(beat))
             if not healthy:
                 log.info("heartbeats resumed")

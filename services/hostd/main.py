@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
@@ -22,6 +23,8 @@ from services.hostd.agent import Agent
 from services.hostd.events import watch_deaths
 from services.hostd.heartbeat import heartbeat_loop, machine_offer
 from services.hostd.inventory import serve_inventory
+from services.hostd.network import Network
+from services.hostd.volumes import LoopVolumes, LvmVolumes, VolumeDriver, VolumeError
 from services.hostd.reports import Reporter
 from services.hostd.runtime import connect_docker
 
@@ -42,7 +45,31 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
     settings.parse_labels(s.labels)  # raises SettingsError on a bad NOOPS_HOST_LABELS
     if s.heartbeat_interval_s <= 0:
         raise SettingsError("NOOPS_HEARTBEAT_INTERVAL_S must be > 0")
+    if s.ipam not in ("dhcp", "pool"):
+        raise SettingsError(f"NOOPS_HOSTD_IPAM={s.ipam!r}: expected dhcp or pool")
+    if s.storage not in ("loop", "lvm"):
+        raise SettingsError(f"NOOPS_HOSTD_STORAGE={s.storage!r}: expected loop or lvm")
+    if not 0 <= s.vlan <= 4094:
+        raise SettingsError("NOOPS_HOSTD_VLAN must be 0 (none) or a VLAN id up to 4094")
     return s
+
+
+def make_volumes(cfg: HostdSettings) -> VolumeDriver:
+    root = Path(cfg.loop_dir) / f"{cfg.common.cluster}-{cfg.host_id}"
+    if cfg.storage == "lvm":
+        return LvmVolumes(vg=cfg.volume_group, mount_root=root, activate=cfg.lvm_activate, host=cfg.host_id)
+    return LoopVolumes(root=root, capacity_mb=cfg.volume_capacity_mb, host=cfg.host_id)
+
+
+def make_capacity(cfg: HostdSettings, volumes: VolumeDriver):  # type: ignore[no-untyped-def]
+    async def capacity(instances: int) -> tuple[dict[str, int], int]:
+        try:
+            disk = {volumes.name: await volumes.free_mb()}
+        except (VolumeError, OSError):
+            disk = {volumes.name: 0}  # a VG that is not there offers nothing
+        free = max(cfg.max_addresses - instances, 0) if cfg.max_addresses else -1
+        return disk, free
+    return capacity
 
 
 async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) -> None:
@@ -61,13 +88,22 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         runtime = await connect_docker(cfg.docker_url, retry_max_s=cfg.common.connect_retry_max_s)
         stack.push_async_callback(runtime.close)
 
+        network = Network(host=host, parent=cfg.parent, vlan=cfg.vlan, mode=cfg.ipam, pool_gateway=cfg.pool_gateway,
+                          dhcp_timeout_s=cfg.dhcp_timeout_s, clock=clock)
+        problem = await network.check()
+        if problem:  # not fatal: starts fail with this reason, stops and adoption still work
+            log.error("network not usable", extra={"error": problem})
+        volumes = make_volumes(cfg)
         agent = Agent(cluster=cfg.common.cluster, host=host, runtime=runtime,
-                      reporter=Reporter(js, host, clock), stop_timeout_s=cfg.stop_timeout_s)
+                      reporter=Reporter(js, host, clock), stop_timeout_s=cfg.stop_timeout_s,
+                      network=network, volumes=volumes)
         since = clock()
         health.detail["stage"] = "adopting"
         await agent.adopt()
 
-        inventory = await serve_inventory(nc, runtime, host=host, owner=agent.owner)
+        inventory = await serve_inventory(
+            nc, runtime, host=host, owner=agent.owner,
+            ip_of=lambda inst: att.ip if (att := network.attached.get(inst)) else "")
         stack.push_async_callback(inventory.unsubscribe)
 
         stop = asyncio.Event()
@@ -77,8 +113,10 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
             name="hostd-placements")
         others = [
             asyncio.create_task(heartbeat_loop(nc, runtime, host=host, owner=agent.owner, offer=machine_offer(cfg),
-                                               interval_s=cfg.heartbeat_interval_s, clock=clock),
+                                               interval_s=cfg.heartbeat_interval_s, clock=clock,
+                                               capacity=make_capacity(cfg, volumes)),
                                 name="hostd-heartbeat"),
+            asyncio.create_task(network.renew_loop(), name="hostd-leases"),
             asyncio.create_task(watch_deaths(runtime, agent, since=since, retry_max_s=cfg.common.connect_retry_max_s),
                                 name="hostd-events"),
         ]

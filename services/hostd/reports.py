@@ -16,7 +16,9 @@ log = logging.getLogger("noops.hostd.reports")
 def msg_id(r: messages.IpReport) -> str:
     # The same fact reported twice (redelivered placement, re-adoption after a restart) gets the
     # same id, so JetStream drops the copy within its duplicate window.
-    return f"report:{r.instance}:{r.epoch}:{r.state}:{r.container_id}"
+    # A renewed DHCP lease is a new fact about the same state: its expiry is part of the id.
+    lease = f":{int(r.lease_expires)}" if r.lease_expires else ""
+    return f"report:{r.instance}:{r.epoch}:{r.state}:{r.container_id}{lease}"
 
 
 class Reporter:
@@ -30,10 +32,12 @@ class Reporter:
         self._retry_s = retry_s
 
     async def send(self, *, instance: str, app: str, epoch: int, state: messages.InstanceState,
-                   container_id: str = "", ip: str = "", reason: str = "") -> messages.IpReport:
+                   container_id: str = "", ip: str = "", reason: str = "", mac: str = "", parent: str = "",
+                   lease_expires: float = 0.0) -> messages.IpReport:
         """Publish and wait for JetStream's ack; raise the last error after a few short retries."""
         report = messages.IpReport(instance=instance, app=app, host=self._host, epoch=epoch, state=state,
-                                   container_id=container_id, ip=ip, reason=reason, at=self._clock())
+                                   container_id=container_id, ip=ip, reason=reason, at=self._clock(),
+                                   mac=mac, parent=parent, lease_expires=lease_expires)
         data = messages.encode(report)
         headers = {"Nats-Msg-Id": msg_id(report)}
         for attempt in range(1, self._attempts + 1):

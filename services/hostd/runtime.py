@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
 import aiodocker
+import aiohttp
 from aiodocker.events import DockerEvents
 
 from services.hostd.containers import ContainerInfo, info_from_inspect, info_from_list
@@ -61,6 +62,11 @@ class ContainerRuntime(Protocol):
     async def close(self) -> None: ...
 
 
+# aiohttp's ClientError covers an engine that goes away mid-response (dockerd restarted).
+_TRANSPORT_ERRORS = (asyncio.TimeoutError, OSError, aiohttp.ClientError)
+_ENGINE_ERRORS = (aiodocker.DockerError, *_TRANSPORT_ERRORS)
+
+
 def _translate(exc: BaseException) -> Exception:
     if isinstance(exc, aiodocker.DockerError) and exc.status != _NO_CONNECTION:
         return RuntimeRefused(exc.status, exc.message)
@@ -78,14 +84,14 @@ class DockerRuntime:
     async def version(self) -> str:
         try:
             return str((await self._docker.version()).get("Version", "?"))
-        except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+        except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
 
     async def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         filters = json.dumps({"label": _label_filter(labels)})
         try:
             found = await self._docker.containers.list(all=True, filters=filters)
-        except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+        except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
         return [info_from_list(c._container) for c in found]
 
@@ -96,21 +102,21 @@ class DockerRuntime:
             if exc.status == 404:
                 return None
             raise _translate(exc) from exc
-        except (asyncio.TimeoutError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise _translate(exc) from exc
         return info_from_inspect(data)
 
     async def create(self, name: str, config: Mapping[str, Any]) -> str:
         try:
             container = await self._docker.containers.create(dict(config), name=name)
-        except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+        except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
         return container.id
 
     async def start(self, container_id: str) -> None:
         try:
             await self._docker.containers.container(container_id).start()
-        except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+        except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
 
     async def stop(self, container_id: str, timeout_s: int) -> None:
@@ -120,7 +126,7 @@ class DockerRuntime:
             if exc.status in (304, 404):
                 return
             raise _translate(exc) from exc
-        except (asyncio.TimeoutError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise _translate(exc) from exc
 
     async def remove(self, container_id: str) -> None:
@@ -133,7 +139,7 @@ class DockerRuntime:
             if exc.status == 409 and "in progress" in exc.message:
                 return
             raise _translate(exc) from exc
-        except (asyncio.TimeoutError, OSError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             raise _translate(exc) from exc
 
     async def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
@@ -147,7 +153,7 @@ class DockerRuntime:
                 yield event
             try:
                 await task  # surfaces why the stream ended
-            except (aiodocker.DockerError, asyncio.TimeoutError, OSError) as exc:
+            except _ENGINE_ERRORS as exc:
                 raise _translate(exc) from exc
         finally:
             await events.stop()

@@ -1,34 +1,49 @@
-"""Reads one app's snapshot from the task log, asks the pure core for a plan and commits it,
-with the placement messages, in one transaction (transactional outbox)."""
+"""The one committer: reads a batch of apps from the task log under row locks, asks the pure
+core for plans against the cached cluster snapshot, and writes plans, placement messages
+(transactional outbox), deployment records and app status in one transaction — checked
+against the leader's fencing token, so a deposed leader cannot commit."""
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import asyncpg
-from prometheus_client import Counter
+import pydantic
+from prometheus_client import Counter, Histogram
 
+from libs import constraints as cons
 from libs import messages, outbox, subjects
 from libs.appspec import AppSpec
 from libs.db import Queries
-from services.placer import core
+from services.placer import core, deploys
+from services.placer.snapshot import ClusterSnapshot, HostRow
 
 log = logging.getLogger("noops.placer")
 
 PLACED = Counter("noops_placer_instances_placed_total", "Instances placed")
 STOPPED = Counter("noops_placer_instances_stopped_total", "Instances asked to stop")
-UNPLACED = Counter("noops_placer_unplaceable_total", "Decisions that left instances unplaced")
+UNPLACED = Counter("noops_placer_unplaceable_total", "App decisions that left instances waiting for room")
+BATCH = Histogram("noops_placer_batch_seconds", "Time to decide and commit one batch of apps")
+# Fields that do not change the container: a version differing only in these keeps its instances.
+_NOT_LAUNCH = {"instances", "upgrade_strategy", "backoff_seconds", "backoff_factor", "max_launch_delay_seconds"}
 
 
-@dataclass(frozen=True)
-class Outcome:
-    placed: int
-    stopped: int
-    unplaced: int
-    reason: str
+class Deposed(RuntimeError):
+    """Another placer took the lead (its fencing token is newer): this one must not commit."""
+
+
+@dataclass
+class BatchResult:
+    placed: int = 0
+    stopped: int = 0
+    wake_at: dict[str, datetime] = field(default_factory=dict)   # apps to look at again later
+    again: set[str] = field(default_factory=set)                 # apps to look at again now (rollback)
 
 
 def container_spec(spec: AppSpec) -> messages.ContainerSpec:
@@ -36,78 +51,235 @@ def container_spec(spec: AppSpec) -> messages.ContainerSpec:
         image=spec.image, cmd=list(spec.cmd), env=dict(spec.env), labels=dict(spec.labels),
         cpus=spec.resources.cpus, mem_mb=spec.resources.mem_mb,
         ports=[messages.PortSpec(name=p.name, container_port=p.container_port, protocol=p.protocol)
-               for p in spec.ports])
+               for p in spec.ports],
+        disk_mb=spec.resources.disk_mb, egress_mbit=spec.resources.egress_mbit, volume_path=spec.volume_path)
 
 
-def _launch_key(spec_json: dict) -> str:
-    """What makes two versions run the same container (a pure scale changes only the count)."""
-    return json.dumps({k: v for k, v in spec_json.items() if k != "instances"}, sort_keys=True)
+def launch_key(spec_json: dict, restart_gen: int) -> str:
+    return json.dumps({k: v for k, v in spec_json.items() if k not in _NOT_LAUNCH} | {"_restart": restart_gen},
+                      sort_keys=True)
+
+
+def _inf_if(value: float, unlimited: bool) -> float:
+    return float("inf") if unlimited else float(value)
+
+
+def host_row(r: asyncpg.Record) -> HostRow:
+    disk = json.loads(r["disk_free_mb"] or "{}")
+    return HostRow(
+        id=r["id"], cpus=r["cpus"], mem_mb=r["mem_mb"], labels=json.loads(r["labels"] or "{}"),
+        disk_mb=_inf_if(max(disk.values(), default=0), not disk),
+        egress_mbit=_inf_if(r["egress_mbit"], r["egress_mbit"] <= 0),
+        addresses=_inf_if(r["addresses_free"], r["addresses_free"] < 0),
+        up=r["up"], draining=r["draining"], cordoned=r["cordoned"],
+        used_cpus=r["used_cpus"], used_mem_mb=r["used_mem_mb"], used_disk_mb=r["used_disk_mb"],
+        used_egress_mbit=r["used_egress_mbit"], used_addresses=r["used_addresses"])
 
 
 class Committer:
-    def __init__(self, pool: asyncpg.Pool, queries: Queries, *, heartbeat_grace_s: float) -> None:
-        self.pool, self.q, self.grace = pool, queries, heartbeat_grace_s
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, *, heartbeat_grace_s: float,
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+        self.pool, self.q, self.grace, self.clock = pool, queries, heartbeat_grace_s, clock
+        self.token = 0                      # fencing token, set when this placer becomes leader
+        self._snapshot: ClusterSnapshot | None = None
+        self._scratch = None
+        self._epochs: dict[str, int] = {}
+        self._draining: frozenset[str] = frozenset()
+        self._taken_at = 0.0
+        self.max_age_s = 1.0                # snapshot refresh period (our own reservations are in the scratch)
 
-    async def reconcile_app(self, app_id: str) -> Outcome | None:
+    def invalidate(self) -> None:
+        self._snapshot = None
+
+    async def _refresh(self, conn: asyncpg.Connection) -> None:
+        if self._snapshot is not None and time.monotonic() - self._taken_at < self.max_age_s:
+            return
+        rows = await conn.fetch(self.q.hosts_snapshot, self.grace)
+        self._snapshot = ClusterSnapshot([host_row(r) for r in rows])
+        self._scratch = self._snapshot.scratch()
+        self._draining = frozenset(r["id"] for r in rows if r["draining"])
+        self._taken_at = time.monotonic()
+        ep = await conn.fetch(self.q.host_epochs, [r["id"] for r in rows])
+        self._epochs = {r["id"]: r["epoch"] for r in ep}
+
+    async def reconcile(self, app_ids: list[str]) -> BatchResult:
+        with BATCH.time():
+            try:
+                return await self._reconcile(sorted(set(app_ids)))
+            except BaseException:
+                self.invalidate()  # the scratch may hold reservations of a plan that did not commit
+                raise
+
+    async def _reconcile(self, app_ids: list[str]) -> BatchResult:
+        now = self.clock()
+        res = BatchResult()
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(self.q.lock_app, app_id)
-            if row is None:
-                return None
-            spec_json = json.loads(row["spec"])
+            token = await conn.fetchval(self.q.fence_check)
+            if token != self.token:
+                raise Deposed(f"fencing token is {token}, this placer holds {self.token}")
+            await self._refresh(conn)
+            assert self._scratch is not None
+            rows = await conn.fetch(self.q.lock_apps, app_ids)
+            if not rows:
+                return res
+            ids = [r["id"] for r in rows]
+            insts: dict[str, list[asyncpg.Record]] = {a: [] for a in ids}
+            for r in await conn.fetch(self.q.live_instances_of, ids):
+                insts[r["app"]].append(r)
+            want = [(r["app"], r["version"]) for a in ids for r in insts[a]]
+            vspecs = {(r["app"], r["version"]): (json.loads(r["spec"]), r["restart_gen"])
+                      for r in await conn.fetch(self.q.version_specs_of, [w[0] for w in want], [w[1] for w in want])}
+            failures = {r["app"]: r["failures"] for r in await conn.fetch(self.q.failures_of, ids)}
+            deps = {r["app"]: r for r in await conn.fetch(self.q.latest_deployments_of, ids)}
+
+            w = _Writes()
+            for row in rows:
+                self._one(row, insts[row["id"]], vspecs, failures.get(row["id"], 0), deps.get(row["id"]), now, w, res)
+            await self._write(conn, w, now)
+        PLACED.inc(res.placed)
+        STOPPED.inc(res.stopped)
+        return res
+
+    def _one(self, row: asyncpg.Record, inst_rows: list[asyncpg.Record], vspecs: dict, failures: int,
+             dep_row: asyncpg.Record | None, now: datetime, w: "_Writes", res: BatchResult) -> None:
+        app_id, version = row["id"], row["version"]
+        spec_json = json.loads(row["spec"])
+        try:
             spec = AppSpec.model_validate(spec_json)
-            inst_rows = await conn.fetch(self.q.live_instances, app_id)
-            versions = sorted({r["version"] for r in inst_rows} - {row["version"]})
-            compatible = frozenset()
-            if versions:
-                key = _launch_key(spec_json)
-                compatible = frozenset(
-                    r["version"] for r in await conn.fetch(self.q.version_specs, app_id, versions)
-                    if _launch_key(json.loads(r["spec"])) == key)
-            host_rows = await conn.fetch(self.q.live_hosts, self.grace)
-            app = core.AppView(id=app_id, version=row["version"], instances=row["instances"],
-                               deleted=row["deleted"], cpus=spec.resources.cpus, mem_mb=spec.resources.mem_mb,
-                               compatible_versions=compatible)
-            instances = [core.InstanceView(id=r["id"], version=r["version"], host=r["host"], state=r["state"],
-                                           desired=r["desired"], seq=n) for n, r in enumerate(inst_rows)]
-            hosts = [core.HostView(id=r["id"], cpus=r["cpus"], mem_mb=r["mem_mb"], cpus_used=r["cpus_used"],
-                                   mem_used=r["mem_used"], instances=r["instances"]) for r in host_rows]
-            # Seeded from the app and its version: a post-mortem can replay the same decision.
-            plan = core.decide(app, instances, hosts, seed=zlib.crc32(f"{app_id}:{row['version']}".encode()))
-            await self._apply(conn, spec, row["version"], plan)
-            status, reason = self._status(row["deleted"], plan)
-            await conn.execute(self.q.set_status, app_id, status, reason)
-        if plan.place or plan.stop or plan.unplaced:
-            log.info("plan committed", extra={"app": app_id, "version": row["version"], "placed": len(plan.place),
-                                              "stopped": len(plan.stop), "unplaced": plan.unplaced})
-        PLACED.inc(len(plan.place))
-        STOPPED.inc(len(plan.stop))
+        except pydantic.ValidationError as exc:
+            # A stored spec this version cannot read: permanent, so absorb and say why.
+            log.error("stored app spec is invalid; skipping", extra={"app": app_id, "error": str(exc)})
+            return
+        key = launch_key(spec_json, row["restart_gen"])
+        compatible = frozenset(v for (a, v), (sj, gen) in vspecs.items()
+                               if a == app_id and v != version and launch_key(sj, gen) == key)
+        dep = None
+        if dep_row is not None:
+            dep = deploys.DeploymentView(dep_row["id"], dep_row["from_version"], dep_row["to_version"],
+                                         dep_row["state"], json.loads(dep_row["progress"] or "{}"),
+                                         dep_row["progress_at"])
+        new_deployment = not row["deleted"] and (dep is None or dep.to_version < version)
+        bo = deploys.backoff(failures, row["failures_seen"], row["backoff_delay_s"], row["launch_after"],
+                             first_s=spec.backoff_seconds, factor=spec.backoff_factor,
+                             max_s=spec.max_launch_delay_seconds, reset=new_deployment, now=now)
+        paused = dep is not None and dep.to_version == version and dep.state in ("paused", "cancelled")
+        us = spec.upgrade_strategy
+        app = core.AppView(
+            id=app_id, version=version, instances=row["instances"], deleted=row["deleted"],
+            cpus=spec.resources.cpus, mem_mb=spec.resources.mem_mb, disk_mb=spec.resources.disk_mb,
+            egress_mbit=spec.resources.egress_mbit, constraints=tuple(cons.parse(c) for c in spec.constraints),
+            strategy=spec.placement, minimum_health_capacity=us.minimum_health_capacity,
+            maximum_over_capacity=us.maximum_over_capacity, compatible_versions=compatible, paused=paused,
+            may_launch=bo.may_launch(now))
+        views = [core.InstanceView(id=r["id"], version=r["version"], host=r["host"], state=r["state"],
+                                   desired=r["desired"], seq=n, doomed=r["kill_requested"])
+                 for n, r in enumerate(inst_rows)]
+        # Seeded from the app and its version: a post-mortem can replay the same decision.
+        plan = core.decide(app, views, self._scratch, seed=zlib.crc32(f"{app_id}:{version}".encode()),
+                           draining=self._draining)
+        w.add_plan(self, spec, version, plan)
+        res.placed += len(plan.place)
+        res.stopped += len(plan.stop)
         if plan.unplaced:
             UNPLACED.inc()
-        return Outcome(len(plan.place), len(plan.stop), plan.unplaced, reason)
+        if not bo.may_launch(now) and bo.launch_after is not None:
+            res.wake_at[app_id] = bo.launch_after
 
-    @staticmethod
-    def _status(deleted: bool, plan: core.Plan) -> tuple[str, str]:
-        if deleted:
-            return "deleting", ""
-        if plan.unplaced:
-            return "waiting", plan.explain()
-        return "deploying" if plan.place or plan.stop else "stable", ""
+        last_good = row["last_good_version"]
+        if not row["deleted"]:
+            step = deploys.track(version, last_good, dep, plan, target=row["instances"],
+                                 deadline_s=us.progress_deadline_s, auto_rollback=us.auto_rollback, now=now)
+            if step.create:
+                w.new_deps.append((app_id, last_good, version))
+            elif step.update and dep is not None:
+                w.dep_updates.append((dep.id, step.state, step.reason, json.dumps(step.progress), step.moved))
+            if step.succeeded:
+                last_good = version
+            if step.rollback_to is not None:
+                w.rollbacks.append((app_id, step.rollback_to))
+                res.again.add(app_id)
+        status, reason = _status(row["deleted"], plan, bo, now)
+        w.apps.append((app_id, status, reason, bo.delay_s, bo.launch_after, bo.failures_seen, last_good))
 
-    async def _apply(self, conn: asyncpg.Connection, spec: AppSpec, version: int, plan: core.Plan) -> None:
+    async def _write(self, conn: asyncpg.Connection, w: "_Writes", now: datetime) -> None:
+        q = self.q
+        if w.inst_ids:
+            await conn.execute(q.insert_instances, w.inst_ids, w.inst_apps, w.inst_versions, w.inst_hosts,
+                               w.inst_epochs, w.inst_cpus, w.inst_mem, w.inst_disk, w.inst_egress,
+                               [self.token] * len(w.inst_ids))
+            await conn.execute(q.insert_events, w.inst_ids, ["PENDING"] * len(w.inst_ids),
+                               ["placed"] * len(w.inst_ids))
+        if w.stop_ids:
+            for r in await conn.fetch(q.mark_stopping, w.stop_ids):
+                spec = w.specs[r["app"]]
+                w.out.append((subjects.place(r["host"]), f"place:{r['id']}:{r['epoch']}:stop",
+                              messages.Placement(instance=r["id"], app=r["app"], version=r["version"], host=r["host"],
+                                                 epoch=r["epoch"], action="stop", spec=spec)))
+        if w.apps:
+            await conn.execute(q.update_apps, *map(list, zip(*w.apps)))
+        if w.dep_updates:
+            await conn.execute(q.update_deployments, *map(list, zip(*w.dep_updates)))
+        if w.new_deps:
+            await conn.execute(q.supersede_deployments, [d[0] for d in w.new_deps])
+            await conn.execute(q.insert_deployments, *map(list, zip(*w.new_deps)))
+        for app_id, to_version in w.rollbacks:
+            r = await conn.fetchrow(q.rollback_app, app_id, to_version)
+            if r is not None:
+                await conn.execute(q.record_version, app_id, r["version"], r["spec"], r["restart_gen"])
+                log.warning("deployment failed; rolled back", extra={"app": app_id, "to_version": to_version,
+                                                                       "new_version": r["version"]})
+        await outbox.enqueue(conn, w.out)
+
+
+def _status(deleted: bool, plan: core.Plan, bo: deploys.Backoff, now: datetime) -> tuple[str, str]:
+    if deleted:
+        return "deleting", ""
+    if plan.unplaced:
+        return "waiting", plan.explain()
+    if not bo.may_launch(now):
+        return "backoff", f"relaunch delayed {bo.delay_s:.1f}s after a failure"
+    return ("stable", "") if plan.converged else ("deploying", "")
+
+
+class _Writes:
+    """Everything one batch writes, gathered so that each kind is one statement."""
+
+    def __init__(self) -> None:
+        self.inst_ids: list[str] = []
+        self.inst_apps: list[str] = []
+        self.inst_versions: list[int] = []
+        self.inst_hosts: list[str] = []
+        self.inst_epochs: list[int] = []
+        self.inst_cpus: list[float] = []
+        self.inst_mem: list[int] = []
+        self.inst_disk: list[int] = []
+        self.inst_egress: list[int] = []
+        self.stop_ids: list[str] = []
+        self.specs: dict[str, messages.ContainerSpec] = {}
+        self.out: list[tuple[str, str, messages.Msg]] = []
+        self.apps: list[tuple] = []
+        self.dep_updates: list[tuple] = []
+        self.new_deps: list[tuple] = []
+        self.rollbacks: list[tuple[str, int]] = []
+
+    def add_plan(self, c: Committer, spec: AppSpec, version: int, plan: core.Plan) -> None:
         cspec = container_spec(spec)
-        out: list[tuple[str, str, messages.Msg]] = []
-        if plan.place:
-            ids = [f"{spec.id}-{uuid.uuid4().hex[:12]}" for _ in plan.place]
-            await conn.execute(self.q.insert_instances, ids, spec.id, version,
-                               spec.resources.cpus, spec.resources.mem_mb, list(plan.place))
-            await conn.execute(self.q.insert_events, ids, "PENDING", "placed")
-            for iid, host in zip(ids, plan.place):
-                msg = messages.Placement(instance=iid, app=spec.id, version=version, host=host, epoch=1,
-                                         action="start", spec=cspec)
-                out.append((subjects.place(host), f"place:{iid}:1:start", msg))
-        if plan.stop:
-            for r in await conn.fetch(self.q.mark_stopping, list(plan.stop)):
-                msg = messages.Placement(instance=r["id"], app=spec.id, version=r["version"], host=r["host"],
-                                         epoch=r["epoch"], action="stop", spec=cspec)
-                out.append((subjects.place(r["host"]), f"place:{r['id']}:{r['epoch']}:stop", msg))
-        await outbox.enqueue(conn, out)
+        self.specs[spec.id] = cspec
+        r = spec.resources
+        for host in plan.place:
+            iid = f"{spec.id}-{uuid.uuid4().hex[:12]}"
+            epoch = c._epochs.get(host, 1)
+            self.inst_ids.append(iid)
+            self.inst_apps.append(spec.id)
+            self.inst_versions.append(version)
+            self.inst_hosts.append(host)
+            self.inst_epochs.append(epoch)
+            self.inst_cpus.append(r.cpus)
+            self.inst_mem.append(r.mem_mb)
+            self.inst_disk.append(r.disk_mb)
+            self.inst_egress.append(r.egress_mbit)
+            self.out.append((subjects.place(host), f"place:{iid}:{epoch}:start",
+                             messages.Placement(instance=iid, app=spec.id, version=version, host=host, epoch=epoch,
+                                                action="start", spec=cspec)))
+        self.stop_ids += plan.stop
+

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -22,8 +22,9 @@ HOSTS = Gauge("noops_placer_hosts_reporting", "Hosts heard from in the last flus
 
 
 class HeartbeatSink:
-    def __init__(self, pool: asyncpg.Pool, queries: Queries, on_new_host: Callable[[list[str]], None]) -> None:
-        self.pool, self.q, self.on_new_host = pool, queries, on_new_host
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, on_new_host: Callable[[list[str]], None],
+                 on_host_back: Callable[[list[str]], Awaitable[None]]) -> None:
+        self.pool, self.q, self.on_new_host, self.on_host_back = pool, queries, on_new_host, on_host_back
         self.latest: dict[str, messages.Heartbeat] = {}
         self._previous: set[str] = set()
 
@@ -47,9 +48,12 @@ class HeartbeatSink:
         if not batch:
             return 0
         hbs = list(batch.values())
-        await self.pool.execute(
+        back = [r["id"] for r in await self.pool.fetch(
             self.q.upsert_hosts, [h.host for h in hbs], [h.cpus for h in hbs], [h.mem_mb for h in hbs],
-            [json.dumps(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs])
+            [json.dumps(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs],
+            [json.dumps(h.disk_free_mb) for h in hbs], [h.addresses_free for h in hbs], [h.egress_mbit for h in hbs])]
+        if back:
+            await self.on_host_back(back)
         # A host not heard from in the previous interval is new or back: capacity appeared, so
         # apps waiting for room are looked at again.
         new = sorted(set(batch) - self._previous)

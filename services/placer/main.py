@@ -1,47 +1,99 @@
-"""placer: turns deployment requests into placements.
+"""placer: turns deployment requests into placements.  See README.md for the loop drawn out.
 
-    noops.deploy.<app> (JetStream) --> [reconcile app: read task log, core.decide, commit plan + outbox]
-    noops.heartbeat.* (core) --> [hosts table, one upsert per second] --new host--> resync all apps
-    every resync interval -----------> resync all apps (level-triggered safety net)
-    outbox relay --> noops.place.<host> (JetStream)
+Only the leader (leader.py) works; a standby waits for the lock.  All decisions go through one
+worker that takes the apps queued since its last batch and commits them together (commit.py),
+so requests for many apps cost one transaction, not one each.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from datetime import datetime, timezone
 
-import pydantic
 from nats.aio.msg import Msg
 
 from libs import bus, db, messages, outbox, subjects
 from libs.service import Health, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
-from services.placer.commit import Committer
+from services.placer import liveness
+from services.placer.commit import Committer, Deposed
 from services.placer.heartbeats import HeartbeatSink
+from services.placer.leader import Leadership, LostLeadership
 
 log = logging.getLogger("noops.placer")
 
-HEARTBEAT_FLUSH_S = 1.0  # how often heartbeats are written to the hosts table
+HEARTBEAT_FLUSH_S = 1.0   # how often heartbeats are written to the hosts table
+LIVENESS_SWEEP_S = 1.0    # how often silent hosts are looked for
+MAX_BATCH = 1000          # apps decided in one transaction
+
+
+class WorkQueue:
+    """App ids waiting for a decision, deduplicated; ``submit`` waits until they committed."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}
+        self._ready = asyncio.Event()
+
+    def add(self, apps) -> list[asyncio.Future[None]]:
+        loop = asyncio.get_running_loop()
+        futs = []
+        for a in apps:
+            f = loop.create_future()
+            self._waiting.setdefault(a, []).append(f)
+            futs.append(f)
+        if futs:
+            self._ready.set()
+        return futs
+
+    def nudge(self, apps) -> None:
+        for f in self.add(apps):
+            f.add_done_callback(lambda fut: fut.exception() if not fut.cancelled() else None)
+
+    async def take(self) -> dict[str, list[asyncio.Future[None]]]:
+        await self._ready.wait()
+        keys = list(self._waiting)[:MAX_BATCH]
+        batch = {k: self._waiting.pop(k) for k in keys}
+        if not self._waiting:
+            self._ready.clear()
+        return batch
 
 
 class Placer:
-    def __init__(self, committer: Committer, relay: outbox.Relay, pool) -> None:
-        self.committer, self.relay, self.pool = committer, relay, pool
-        # One committer: decisions are made one app at a time, so two apps' placements
-        # never reserve the same free capacity twice.
-        self._lock = asyncio.Lock()
-        self.resync_now = asyncio.Event()
+    def __init__(self, settings: PlacerSettings, pool, committer: Committer, relay: outbox.Relay,
+                 queries: db.Queries) -> None:
+        self.settings, self.pool, self.committer, self.relay, self.q = settings, pool, committer, relay, queries
+        self.queue = WorkQueue()
+        self._pending: set[asyncio.Future[None]] = set()
 
-    async def reconcile(self, app_id: str) -> None:
-        async with self._lock:
+    async def worker(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self.queue.take()
             try:
-                outcome = await self.committer.reconcile_app(app_id)
-            except pydantic.ValidationError as exc:
-                # A stored spec this version cannot read: permanent, so absorb and say why.
-                log.error("stored app spec is invalid; skipping", extra={"app": app_id, "error": str(exc)})
-                return
-        if outcome and (outcome.placed or outcome.stopped):
-            self.relay.kick()
+                res = await self.committer.reconcile(list(batch))
+            except (Deposed, *db.TRANSIENT) as exc:
+                for futs in batch.values():
+                    for f in futs:
+                        if not f.done():
+                            f.set_exception(exc)
+                if isinstance(exc, Deposed):
+                    raise
+                log.warning("batch failed; apps stay queued", extra={"error": str(exc) or type(exc).__name__})
+                await asyncio.sleep(0.5)
+                self.queue.nudge(batch)
+                continue
+            for futs in batch.values():
+                for f in futs:
+                    if not f.done():
+                        f.set_result(None)
+            if res.placed or res.stopped or res.again:
+                self.relay.kick()
+            if res.again:
+                self.queue.nudge(res.again)
+            now = datetime.now(timezone.utc)
+            for app_id, at in res.wake_at.items():
+                loop.call_later(max(0.0, (at - now).total_seconds()) + 0.05, self.queue.nudge, [app_id])
 
     async def handle_batch(self, msgs: list[Msg]) -> list[bus.Verdict]:
         verdicts: list[bus.Verdict] = []
@@ -56,24 +108,76 @@ class Placer:
                 continue
             apps.append(req.app)
             verdicts.append(bus.ACK)
-        # Level-triggered: ten requests for one app in a batch are one look at it.
-        for app_id in dict.fromkeys(apps):
-            await self.reconcile(app_id)
+        # Level-triggered: ten requests for one app are one look at it.  Ack after the commit.
+        await asyncio.gather(*self.queue.add(dict.fromkeys(apps)))
         return verdicts
 
-    async def resync_loop(self, interval_s: float) -> None:
+    async def resync_loop(self) -> None:
         while True:
             try:
-                ids = [r["id"] for r in await self.pool.fetch(self.committer.q.apps_to_resync)]
-                for app_id in ids:
-                    await self.reconcile(app_id)
+                self.queue.nudge([r["id"] for r in await self.pool.fetch(self.q.apps_to_resync)])
             except db.TRANSIENT as exc:
                 log.warning("resync failed; will retry", extra={"error": str(exc) or type(exc).__name__})
+            await asyncio.sleep(self.settings.resync_interval_s)
+
+    async def liveness_loop(self) -> None:
+        # A new leader has written no heartbeats yet: judging hosts before a grace period of its
+        # own would mark them down for the failover gap, not for their silence.
+        await asyncio.sleep(self.settings.heartbeat_grace_s)
+        while True:
+            await asyncio.sleep(LIVENESS_SWEEP_S)
             try:
-                await asyncio.wait_for(self.resync_now.wait(), interval_s)
-            except asyncio.TimeoutError:
-                pass
-            self.resync_now.clear()
+                apps = await liveness.sweep(self.pool, self.q, grace_s=self.settings.heartbeat_grace_s,
+                                            fence_token=self.committer.token)
+            except db.TRANSIENT as exc:
+                log.warning("liveness sweep failed", extra={"error": str(exc) or type(exc).__name__})
+                continue
+            if apps:
+                self.committer.invalidate()
+                self.relay.kick()
+                self.queue.nudge(apps)
+
+    async def host_back(self, hosts: list[str]) -> None:
+        self.committer.invalidate()
+        if await liveness.stop_stale_copies(self.pool, self.q, hosts):
+            self.relay.kick()
+
+    def hosts_appeared(self, _hosts: list[str]) -> None:
+        # Capacity appeared: everything waiting for room is looked at again.
+        self.committer.invalidate()
+        self._pending.add(asyncio.ensure_future(self._resync_once()))
+
+    async def _resync_once(self) -> None:
+        try:
+            self.queue.nudge([r["id"] for r in await self.pool.fetch(self.q.apps_to_resync)])
+        except db.TRANSIENT as exc:
+            log.warning("resync failed; the periodic one follows", extra={"error": str(exc) or type(exc).__name__})
+        finally:
+            self._pending = {f for f in self._pending if not f.done()}
+
+
+async def lead(settings: PlacerSettings, pool, nc, js, queries: db.Queries, leadership: Leadership,
+               health: Health, token: int) -> None:
+    committer = Committer(pool, queries, heartbeat_grace_s=settings.heartbeat_grace_s)
+    committer.token = token
+    relay = outbox.Relay(pool, js)
+    placer = Placer(settings, pool, committer, relay, queries)
+    sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back)
+    sub = await nc.subscribe(subjects.HEARTBEAT_ALL, cb=sink.handle)
+    tasks = [asyncio.create_task(c) for c in (
+        relay.run(), sink.run(HEARTBEAT_FLUSH_S), placer.worker(), placer.resync_loop(), placer.liveness_loop(),
+        bus.pull_loop(js, subjects.PLACER, placer.handle_batch), leadership.watch())]
+    health.detail.update(role="leader", fence=token)
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            t.result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await sub.unsubscribe()
+        health.detail.update(role="standby")
 
 
 async def main(settings: PlacerSettings) -> None:
@@ -86,23 +190,22 @@ async def main(settings: PlacerSettings) -> None:
     js = nc.jetstream()
     await bus.ensure_streams(js)
     queries = db.Queries("placer")
-    relay = outbox.Relay(pool, js)
-    placer = Placer(Committer(pool, queries, heartbeat_grace_s=settings.heartbeat_grace_s), relay, pool)
-    sink = HeartbeatSink(pool, queries, on_new_host=lambda _hosts: placer.resync_now.set())
-    await nc.subscribe(subjects.HEARTBEAT_ALL, cb=sink.handle)
-    tasks += [
-        asyncio.create_task(relay.run()),
-        asyncio.create_task(sink.run(HEARTBEAT_FLUSH_S)),
-        asyncio.create_task(placer.resync_loop(settings.resync_interval_s)),
-        asyncio.create_task(bus.pull_loop(js, subjects.PLACER, placer.handle_batch)),
-    ]
+    holder = f"{socket.gethostname()}:{settings.port}"
+    leadership = Leadership(common.db_dsn, queries, holder, retry_max_s=common.connect_retry_max_s)
     health.ready = True
-    log.info("placer ready")
+    health.detail.update(role="standby")
     try:
-        await asyncio.gather(*tasks)
+        while True:
+            token = await leadership.acquire()
+            try:
+                await lead(settings, pool, nc, js, queries, leadership, health, token)
+            except (LostLeadership, Deposed) as exc:
+                log.warning("stepping down", extra={"reason": str(exc)})
+                await leadership.release()
     finally:
         for t in tasks:
             t.cancel()
+        await leadership.release()
         await nc.close()
         await pool.close()
 

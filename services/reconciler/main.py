@@ -1,7 +1,10 @@
-"""reconciler: compares every host's inventory with the task log and exports the drift.
+"""reconciler: compares every host's inventory with the task log, exports the drift, and marks
+instances whose containers are gone LOST (repair.py).
 
     every interval: hosts (task log) --noops.inventory.<host> request/reply--> inventories
                     diff(task log, inventories) --> noops_reconciler_drift{kind} gauges + log lines
+                                                --> missing twice in a row: LOST + outbox
+                                                    (noops.endpoints.<app>, noops.deploy.<app>)
 """
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from prometheus_client import Gauge
 
-from libs import bus, db, messages, subjects
+from libs import bus, db, messages, outbox, subjects
 from libs.service import Health, run_ops_server, run_service
 from libs.settings import ReconcilerSettings, load
-from services.reconciler.diff import Placed, diff
+from services.reconciler.diff import Placed, Report, diff
+from services.reconciler.repair import MissingRepair
 
 log = logging.getLogger("noops.reconciler")
 
@@ -38,7 +42,7 @@ async def ask(nc: NATS, host: str, timeout_s: float) -> messages.Inventory | Non
     return inv if inv.host == host else None
 
 
-async def one_round(pool, q: db.Queries, nc: NATS, timeout_s: float) -> dict[str, int]:
+async def one_round(pool, q: db.Queries, nc: NATS, timeout_s: float) -> Report:
     hosts = [r["id"] for r in await pool.fetch(q.recent_hosts, RECENT_HOST_S)]
     answers = await asyncio.gather(*(ask(nc, h, timeout_s) for h in hosts))
     inventories = dict(zip(hosts, answers))
@@ -52,7 +56,7 @@ async def one_round(pool, q: db.Queries, nc: NATS, timeout_s: float) -> dict[str
     LAST_ROUND.set(time.time())
     for d in report.drift[:20]:
         log.info("drift", extra={"kind": d.kind, "host": d.host, "instance": d.instance, "detail": d.detail})
-    return dict(report.counts)
+    return report
 
 
 async def main(settings: ReconcilerSettings) -> None:
@@ -62,19 +66,26 @@ async def main(settings: ReconcilerSettings) -> None:
     pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
     await db.migrate(pool)
     nc = await bus.connect(common.nats_url, "reconciler", retry_max_s=common.connect_retry_max_s)
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
     q = db.Queries("reconciler")
+    relay = outbox.Relay(pool, js)
+    relay_task = asyncio.create_task(relay.run())
+    repair = MissingRepair(pool, q, relay)
     health.ready = True
     log.info("reconciler ready")
     try:
         while True:
             try:
-                counts = await one_round(pool, q, nc, settings.inventory_timeout_s)
-                health.detail = {"drift": counts}
+                report = await one_round(pool, q, nc, settings.inventory_timeout_s)
+                health.detail = {"drift": dict(report.counts)}
+                await repair.apply(report.drift)
             except db.TRANSIENT as exc:
                 log.warning("round failed; will retry", extra={"error": str(exc) or type(exc).__name__})
             await asyncio.sleep(settings.interval_s)
     finally:
         ops.cancel()
+        relay_task.cancel()
         await nc.close()
         await pool.close()
 

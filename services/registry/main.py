@@ -12,6 +12,8 @@ from libs import bus, db, outbox, subjects
 from libs.service import Health, run_ops_server, run_service
 from libs.settings import RegistrySettings, load
 from services.registry.records import Records
+from services.registry.sinks import setup as sink_setup
+from services.registry.sinks.fanout import Fanout
 
 log = logging.getLogger("noops.registry")
 
@@ -27,8 +29,15 @@ async def main(settings: RegistrySettings) -> None:
     await bus.ensure_streams(js)
     relay = outbox.Relay(pool, js)
     records = Records(pool, db.Queries("registry"), relay)
+    # Fan-out (sinks/fanout.py): fed after each committed report batch, by noops.endpoints.*
+    # (other writers) and by a periodic full resync; each sink runs in its own task.
+    runners = sink_setup.runners(sink_setup.build_sinks(settings), settings)
+    fanout = Fanout(pool, db.Queries("registry"), runners, lb_bind_host=settings.lb_bind_host,
+                    lb_port_range=settings.lb_port_range(), resync_s=settings.sinks_resync_s)
+    await nc.subscribe(subjects.ENDPOINTS_ALL, cb=fanout.on_endpoints)
+    tasks += [asyncio.create_task(fanout.run()), *(asyncio.create_task(r.run()) for r in runners)]
     tasks += [asyncio.create_task(relay.run()),
-              asyncio.create_task(bus.pull_loop(js, subjects.REGISTRY, records.handle_batch))]
+              asyncio.create_task(bus.pull_loop(js, subjects.REGISTRY, fanout.feeding(records.handle_batch)))]
     health.ready = True
     log.info("registry ready")
     try:

@@ -58,6 +58,7 @@ class Records:
             events: list[tuple[str, str, str]] = []
             touched_apps: set[str] = set()
             respawn_apps: set[str] = set()
+            leases: dict[str, float] = {}
             for p in parsed:
                 r = p.report
                 if r is None:
@@ -71,11 +72,18 @@ class Records:
                     continue
                 ACCEPTED.labels(str(v.changed).lower()).inc()
                 if not v.changed:
+                    # The same RUNNING fact with a renewed DHCP lease: only the lease moves.
+                    if (row is not None and r.lease_expires > 0 and r.state == row.state == "RUNNING"
+                            and r.ip == row.ip and r.container_id == row.container_id):
+                        leases[r.instance] = r.lease_expires
                     continue
                 assert row is not None
                 if in_service(row.state) != in_service(r.state) or (in_service(r.state) and r.ip != row.ip):
                     touched_apps.add(r.app)
-                if r.state in messages.TERMINAL and row.desired == "RUNNING":
+                # The placer looks again when an instance ends while wanted (replace it) and when
+                # one starts running (the next rolling-update step may be due).
+                if (r.state in messages.TERMINAL and row.desired == "RUNNING") or (
+                        r.state == "RUNNING" and v.state_changed):
                     respawn_apps.add(r.app)
                 if v.state_changed:
                     events.append((r.instance, r.state, r.reason))
@@ -86,12 +94,15 @@ class Records:
             if updates:
                 us = list(updates.values())
                 await conn.execute(self.q.apply_reports, [u.instance for u in us], [u.state for u in us],
-                                   [u.ip for u in us], [u.container_id for u in us], [u.reason for u in us])
+                                   [u.ip for u in us], [u.container_id for u in us], [u.reason for u in us],
+                                   [u.mac for u in us], [u.parent for u in us], [u.lease_expires for u in us])
+            if leases:
+                await conn.execute(self.q.renew_leases, list(leases), list(leases.values()))
             if events:
                 await conn.execute(self.q.insert_events, *map(list, zip(*events)))
             out = await self._announcements(conn, touched_apps)
             out += [(subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
-                     messages.DeployRequest(app=app, reason="instance ended")) for app in sorted(respawn_apps)]
+                     messages.DeployRequest(app=app, reason="instance state changed")) for app in sorted(respawn_apps)]
             await outbox.enqueue(conn, out)
         if touched_apps or respawn_apps:
             self.relay.kick()

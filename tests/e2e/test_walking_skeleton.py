@@ -1,6 +1,7 @@
 """Steps 2-3 of the walking skeleton, through all five services running as processes."""
 from __future__ import annotations
 
+import ipaddress
 import urllib.request
 
 import pytest
@@ -39,9 +40,18 @@ async def test_deploy_serve_and_delete(platform, nc, uid):
         for i in insts:
             assert i["app"] == app_id and i["version"] == 1
             assert i["host"] in platform.cfg.hosts
-            assert i["container_id"] and i["ip"].startswith("198.19.255.")
+            # A host-like address from the cluster's container range (macvlan + DHCP), not Docker's bridge.
+            assert i["container_id"] and ipaddress.ip_address(i["ip"]) in platform.cfg.net.subnet
+            assert i["mac"] and i["parent"] == platform.cfg.net.nic(i["host"]) and i["lease_expires"]
             assert i["reason"] == ""
         assert len(containers(cluster, app_id)) == 3
+        # hostd renews at T1 (3 s in the test cluster) and the registry records the later expiry.
+        first = {i["id"]: i["lease_expires"] for i in insts}
+
+        async def renewed():
+            now = {i["id"]: i["lease_expires"] for i in await instances(c, app_id)}
+            return all(now[k] and now[k] > v for k, v in first.items())
+        await eventually(renewed, timeout=20, what="renewed leases in the task log")
         # The reported IP is real: each instance serves the page there.
         for i in insts:
             assert "noops" in await eventually(lambda ip=i["ip"]: fetch(ip), timeout=20, what=f"httpd on {i['ip']}")
@@ -115,3 +125,30 @@ async def _all_state(c, app_id: str, state: str, n: int) -> bool:
 
 async def _count(c, app_id: str, n: int) -> bool:
     return len(await instances(c, app_id)) >= n
+
+
+async def test_platform_down_and_up_brings_apps_back(platform, uid):
+    """`make down` removes the containers but keeps the task log; after `make up` the reconciler
+    finds the containers gone, marks those instances LOST and the placer starts new ones."""
+    from devtools import infra
+
+    app_id = f"back-{uid}"
+    cluster = platform.cfg.cluster
+    async with platform.client() as c:
+        assert (await c.post("/v1/apps", json=web_spec(app_id, instances=2))).status_code == 201
+        before = {i["id"] for i in await eventually(lambda: _running(c, app_id, 2), timeout=60, what="running")}
+    platform.stop_all()
+    infra.remove_cluster_containers(cluster)
+    platform.start_all()
+    async with platform.client() as c:
+        try:
+            async def replaced():
+                fresh = [i for i in await instances(c, app_id) if i["state"] == "RUNNING" and i["id"] not in before]
+                return len(fresh) == 2
+
+            await eventually(replaced, timeout=90, what="two new instances running")
+            old = [i for i in await instances(c, app_id) if i["id"] in before]
+            assert all(i["state"] == "LOST" and "reconciler" in i["reason"] for i in old), old
+        finally:
+            await c.delete(f"/v1/apps/{app_id}")
+            await eventually(lambda: not containers(cluster, app_id), timeout=60, what="containers removed")

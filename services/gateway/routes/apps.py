@@ -22,7 +22,7 @@ async def _view(pool: PoolDep, q: QueriesDep, app_id: str) -> dict[str, Any]:
     row = await pool.fetchrow(q.apps_view, app_id)
     if row is None:
         raise not_found("app", app_id)
-    return views.app(row)
+    return views.with_lb(views.app(row), await pool.fetch(q.lb_ports, app_id))
 
 
 @router.post("", status_code=201)
@@ -62,7 +62,9 @@ async def delete_app(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep)
 
 @router.get("")
 async def list_apps(pool: PoolDep, q: QueriesDep) -> list[dict[str, Any]]:
-    return [views.app(r) for r in await pool.fetch(q.apps_view, None)]
+    async with pool.acquire() as conn:
+        rows, lb = await conn.fetch(q.apps_view, None), await conn.fetch(q.lb_ports, None)
+    return [views.with_lb(views.app(r), lb) for r in rows]
 
 
 @router.get("/{app_id}")

@@ -20,7 +20,7 @@ from aiodocker.containers import DockerContainer
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from devtools import infra
+from devtools import infra, simnet
 from devtools.cluster import ClusterConfig
 from libs import messages, subjects
 from libs.settings import HostdSettings
@@ -33,10 +33,13 @@ HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]
 
 
 def spec(*, image: str = BASE_IMAGE, cmd: list[str] | None = None, cpus: float = 0.5, mem_mb: int = 64,
-         env: dict[str, str] | None = None, labels: dict[str, str] | None = None) -> messages.ContainerSpec:
+         env: dict[str, str] | None = None, labels: dict[str, str] | None = None, disk_mb: int = 0,
+         egress_mbit: int = 0, volume_path: str = "/data", keep_volume: bool = False) -> messages.ContainerSpec:
     return messages.ContainerSpec(image=image, cmd=HTTPD if cmd is None else cmd, env=env or {"GREETING": "hi"},
                                   labels=labels or {"team": "tests"}, cpus=cpus, mem_mb=mem_mb,
-                                  ports=[messages.PortSpec(name="http", container_port=8080)])
+                                  ports=[messages.PortSpec(name="http", container_port=8080)],
+                                  disk_mb=disk_mb, egress_mbit=egress_mbit, volume_path=volume_path,
+                                  keep_volume=keep_volume)
 
 
 @dataclass
@@ -74,6 +77,9 @@ class HostdUnderTest:
             "NOOPS_STOP_TIMEOUT_S": "1",
             "NOOPS_HEARTBEAT_INTERVAL_S": "0.2",
             "NOOPS_CONNECT_RETRY_MAX_S": "0.5",
+            "NOOPS_HOSTD_LOOP_DIR": str(self.cfg.volume_dir),
+            "NOOPS_HOSTD_DHCP_TIMEOUT_S": "3",
+            **self.cfg.net.hostd_env(self.host),
             **self.env, **extra,
         })
 
@@ -107,6 +113,9 @@ class HostdUnderTest:
             await sub.unsubscribe()
         for c in await self.containers():
             await c.delete(force=True)
+        # Volumes and the simulated NIC this host had (its containers are gone by now).
+        simnet.remove_volumes_of(self.cfg.volume_dir / f"{self.cfg.cluster}-{self.host}")
+        simnet.remove_host(self.cfg.net, self.host)
         js = self.nc.jetstream()
         consumer = subjects.hostd_consumer(self.host)
         for coro in (js.delete_consumer(consumer.stream.name, consumer.durable),
@@ -119,10 +128,14 @@ class HostdUnderTest:
 
     # ------------------------------------------------------------ driving and observing
 
+    @property
+    def nic(self) -> str:
+        return self.cfg.net.nic(self.host)
+
     async def place(self, instance: str, *, action: str = "start", epoch: int = 1, app: str = "web",
-                    container: messages.ContainerSpec | None = None) -> None:
+                    container: messages.ContainerSpec | None = None, address: str = "") -> None:
         p = messages.Placement(instance=instance, app=app, version=1, host=self.host, epoch=epoch,
-                               action=action, spec=container or spec())  # type: ignore[arg-type]
+                               action=action, spec=container or spec(), address=address)  # type: ignore[arg-type]
         await self.nc.jetstream().publish(subjects.place(self.host), messages.encode(p))
 
     def states(self, instance: str) -> list[str]:
@@ -155,6 +168,7 @@ async def hostd(cluster_cfg: ClusterConfig, nc: nats.NATS, docker: aiodocker.Doc
                 uid: str) -> AsyncIterator[HostdUnderTest]:
     """A not-yet-started hostd for host ``hx<uid>``, its reports and heartbeats already watched."""
     h = HostdUnderTest(cfg=cluster_cfg, nc=nc, docker=docker, host=f"hx{uid}")
+    simnet.add_host(cluster_cfg.net, h.host)  # this host's "physical NIC" on the session's switch
     await h.watch()
     try:
         yield h

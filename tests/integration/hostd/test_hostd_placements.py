@@ -12,7 +12,7 @@ from tests.integration.hostd.hostd_harness import (  # noqa: F401  (fixtures)
     HostdUnderTest, docker, hostd, spec)
 from tests.support.wait import eventually
 
-BRIDGE = ipaddress.ip_network("198.19.255.0/24")
+BRIDGE = ipaddress.ip_network("198.18.0.0/15")  # the container ranges (see devtools/simnet.py)
 
 
 def _harmless_deaths() -> float:

@@ -90,6 +90,8 @@ def test_event_time_prefers_nanoseconds() -> None:
 @pytest.mark.parametrize(("report", "msg_id"), [
     pytest.param(dict(state="RUNNING", container_id="abc"), "report:web-1:3:RUNNING:abc", id="running"),
     pytest.param(dict(state="KILLED"), "report:web-1:3:KILLED:", id="killed-without-container"),
+    pytest.param(dict(state="RUNNING", container_id="abc", lease_expires=1700000123.7),
+                 "report:web-1:3:RUNNING:abc:1700000123", id="renewed-lease-is-a-new-fact"),
 ])
 def test_report_msg_id(report: dict[str, str], msg_id: str) -> None:
     r = messages.IpReport(instance="web-1", app="web", host="h1", epoch=3, **report)  # type: ignore[arg-type]

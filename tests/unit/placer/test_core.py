@@ -1,7 +1,8 @@
 import pytest
 
 from services.placer import core
-from services.placer.core import AppView, HostView, InstanceView
+from services.placer.core import AppView, InstanceView
+from services.placer.snapshot import ClusterSnapshot, HostRow
 
 
 def app(**kw):
@@ -13,55 +14,75 @@ def inst(i, version=1, host="h1", state="RUNNING", desired="RUNNING"):
     return InstanceView(id=f"i{i}", version=version, host=host, state=state, desired=desired, seq=i)
 
 
-HOSTS = [HostView("h1", cpus=2, mem_mb=1024), HostView("h2", cpus=2, mem_mb=1024)]
+def hosts(n=2, cpus=2.0, mem=1024.0, **kw):
+    return ClusterSnapshot([HostRow(f"h{k + 1}", cpus, mem, **kw) for k in range(n)])
 
 
-@pytest.mark.parametrize("application,instances,hosts,want_place,want_stop,want_unplaced", [
-    pytest.param(app(), [], HOSTS, 3, [], 0, id="fresh-deploy"),
-    pytest.param(app(), [inst(0), inst(1), inst(2)], HOSTS, 0, [], 0, id="steady-state"),
-    pytest.param(app(instances=1), [inst(0), inst(1), inst(2)], HOSTS, 0, ["i2", "i1"], 0, id="scale-down-newest-first"),
-    pytest.param(app(deleted=True, instances=0), [inst(0), inst(1, state="FAILED")], HOSTS, 0, ["i0"], 0,
+@pytest.mark.parametrize("application,instances,want_place,want_stop,want_unplaced", [
+    pytest.param(app(), [], 3, [], 0, id="fresh-deploy"),
+    pytest.param(app(), [inst(0), inst(1), inst(2)], 0, [], 0, id="steady-state"),
+    pytest.param(app(instances=1), [inst(0), inst(1), inst(2)], 0, ["i2", "i1"], 0, id="scale-down-newest-first"),
+    pytest.param(app(deleted=True, instances=0), [inst(0), inst(1, state="FAILED")], 0, ["i0"], 0,
                  id="delete-stops-live-only"),
-    pytest.param(app(), [inst(0, state="FAILED")], HOSTS, 3, [], 0, id="failed-is-replaced"),
-    pytest.param(app(version=2), [inst(0), inst(1)], HOSTS, 3, ["i0", "i1"], 0, id="new-version-replaces"),
-    pytest.param(app(version=2, compatible_versions=frozenset({1})), [inst(0), inst(1)], HOSTS, 1, [], 0,
+    pytest.param(app(), [inst(0, state="FAILED")], 3, [], 0, id="failed-is-replaced"),
+    pytest.param(app(version=2, compatible_versions=frozenset({1})), [inst(0), inst(1)], 1, [], 0,
                  id="scale-keeps-compatible"),
-    pytest.param(app(), [inst(0, desired="KILLED")], HOSTS, 3, [], 0, id="stopping-not-counted"),
-    pytest.param(app(cpus=3), [], HOSTS, 0, [], 3, id="too-big"),
-    pytest.param(app(), [], [], 0, [], 3, id="no-hosts"),
-    pytest.param(app(instances=5, cpus=1), [], HOSTS, 4, [], 1, id="partial-fit"),
+    pytest.param(app(), [inst(0, desired="KILLED")], 3, [], 0, id="stopping-not-counted"),
+    pytest.param(app(cpus=3), [], 0, [], 3, id="too-big"),
+    pytest.param(app(instances=5, cpus=1), [], 4, [], 1, id="partial-fit"),
+    pytest.param(app(may_launch=False), [inst(0, state="FAILED")], 0, [], 0, id="backoff-holds-relaunch"),
 ])
-def test_decide(application, instances, hosts, want_place, want_stop, want_unplaced):
-    plan = core.decide(application, instances, hosts, seed=1)
+def test_decide(application, instances, want_place, want_stop, want_unplaced):
+    plan = core.decide(application, instances, hosts().scratch(), seed=1)
     assert len(plan.place) == want_place
     assert sorted(plan.stop) == sorted(want_stop)
     assert plan.unplaced == want_unplaced
 
 
-def test_spreads_over_least_loaded():
-    plan = core.decide(app(instances=4), [], HOSTS, seed=7)
-    assert sorted(plan.place) == ["h1", "h1", "h2", "h2"]
+# Rolling update from version 1 (3 RUNNING) to version 2, by Marathon's knobs.
+@pytest.mark.parametrize("mhc,moc,new_states,want_place,want_stop", [
+    pytest.param(1.0, 1.0, [], 3, 0, id="default-starts-all-new-kills-none"),
+    pytest.param(1.0, 1.0, ["RUNNING", "RUNNING", "STARTING"], 0, 2, id="default-kills-as-new-become-healthy"),
+    pytest.param(1.0, 1.0, ["RUNNING"] * 3, 0, 3, id="default-done"),
+    pytest.param(0.5, 0.0, [], 1, 1, id="kill-one-to-make-room-for-one"),
+    pytest.param(1.0, 0.0, [], 1, 0, id="mhc1-moc0-one-over-at-a-time"),
+    pytest.param(1.0, 0.0, ["RUNNING"], 1, 1, id="mhc1-moc0-then-kill-one-start-one"),
+    pytest.param(0.0, 0.0, [], 3, 3, id="mhc0-replaces-all-at-once"),
+    pytest.param(0.5, 1.0, ["STARTING"] * 3, 0, 1, id="kills-only-down-to-min-healthy"),
+])
+def test_rolling_update(mhc, moc, new_states, want_place, want_stop):
+    old = [inst(k, version=1) for k in range(3)]
+    new = [inst(10 + k, version=2, state=s) for k, s in enumerate(new_states)]
+    a = app(version=2, minimum_health_capacity=mhc, maximum_over_capacity=moc)
+    plan = core.decide(a, old + new, hosts(cpus=8).scratch(), seed=1)
+    assert (len(plan.place), len(plan.stop)) == (want_place, want_stop)
+    assert all(s.startswith("i") and int(s[1:]) < 10 for s in plan.stop), "only old instances are stopped"
 
 
-def test_reserves_as_it_places():
-    hosts = [HostView("h1", cpus=1, mem_mb=1024, cpus_used=0.5)]
-    plan = core.decide(app(instances=2, cpus=0.5), [], hosts, seed=1)
-    assert plan.place == ("h1",) and plan.unplaced == 1
+def test_paused_deployment_takes_no_step():
+    old = [inst(k, version=1) for k in range(3)]
+    plan = core.decide(app(version=2, paused=True), old, hosts().scratch(), seed=1)
+    assert not plan.place and not plan.stop and plan.old_live == 3
+
+
+def test_draining_host_instances_move_under_the_knobs():
+    live = [inst(0, host="h1"), inst(1, host="h2"), inst(2, host="h2")]
+    plan = core.decide(app(), live, hosts(3).scratch(), seed=1, draining=frozenset({"h1"}))
+    assert len(plan.place) == 1 and "h1" not in plan.place and plan.stop == ()
+    live.append(inst(3, host="h3"))
+    plan = core.decide(app(), live, hosts(3).scratch(), seed=1, draining=frozenset({"h1"}))
+    assert plan.stop == ("i0",) and not plan.place
 
 
 def test_same_seed_same_plan():
-    hosts = [HostView(f"h{i}", cpus=4, mem_mb=4096) for i in range(20)]
-    a = core.decide(app(instances=7), [], hosts, seed=42)
-    b = core.decide(app(instances=7), [], hosts, seed=42)
+    snap = hosts(20, cpus=4)
+    a = core.decide(app(instances=7), [], snap.scratch(), seed=42)
+    b = core.decide(app(instances=7), [], snap.scratch(), seed=42)
     assert a == b
 
 
-@pytest.mark.parametrize("hosts,needle", [
-    pytest.param([HostView("h1", cpus=0.2, mem_mb=4096)], "not enough free cpus: 1 host", id="cpus"),
-    pytest.param([HostView("h1", cpus=4, mem_mb=16)], "not enough free memory: 1 host", id="memory"),
-    pytest.param([], "no host online", id="none"),
-])
-def test_explains_why_nothing_fits(hosts, needle):
-    plan = core.decide(app(instances=1), [], hosts, seed=1)
-    assert plan.unplaced == 1
-    assert needle in plan.explain()
+def test_explains_why_nothing_fits():
+    plan = core.decide(app(instances=1, cpus=4), [], hosts(3).scratch(), seed=1)
+    assert plan.explain() == "1 instance waiting for room (needs 4 cpus: 3 hosts)"
+    empty = core.decide(app(instances=2), [], ClusterSnapshot([]).scratch(), seed=1)
+    assert empty.explain() == "2 instances waiting for room (no host online)"

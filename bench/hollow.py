@@ -1,0 +1,78 @@
+"""Hollow hosts: a SIMULATOR, not a host agent (the idea of Kubernetes' kubemark).
+
+Many simulated hosts in one process.  They heartbeat like hostd (core NATS, one message per host
+per interval) and acknowledge every placement at once — a start is answered with a RUNNING
+container-IP report carrying a made-up address in 198.18.0.0/15, a stop with KILLED — without
+creating anything.  So a benchmark measures the placer, registry and task log alone.
+
+It consumes the whole placements stream through one durable consumer ("hollow"), which only
+works on a NATS server with no real hostd attached: use it on a benchmark's own server.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from libs import bus, messages, subjects
+
+log = logging.getLogger("noops.bench.hollow")
+
+CONSUMER = subjects.Consumer(subjects.PLACEMENTS, "hollow", f"{subjects.ROOT}.place.*", ack_wait_s=60.0)
+ADDRESSES = ipaddress.ip_network("198.18.0.0/15")
+
+
+def host_id(k: int) -> str:
+    return f"hh{k:05d}"
+
+
+class HollowHosts:
+    def __init__(self, nc: NATS, n: int, *, cpus: float = 32.0, mem_mb: int = 131072) -> None:
+        self.nc, self.js, self.n, self.cpus, self.mem_mb = nc, nc.jetstream(), n, cpus, mem_mb
+        self.started = 0
+        self.stopped = 0
+        self._next_ip = 1
+
+    def labels(self, k: int) -> dict[str, str]:
+        return {"hostname": host_id(k), "rack": f"r{k // 40}", "zone": f"z{k % 4}"}
+
+    async def heartbeat_loop(self, interval_s: float = 1.0) -> None:
+        payloads = [(subjects.heartbeat(host_id(k)), k) for k in range(self.n)]
+        while True:
+            t0 = time.monotonic()
+            now = time.time()
+            for subject, k in payloads:
+                hb = messages.Heartbeat(host=host_id(k), cpus=self.cpus, mem_mb=self.mem_mb, labels=self.labels(k),
+                                        instances=0, load1=0.0, at=now)
+                await self.nc.publish(subject, messages.encode(hb))
+            await self.nc.flush()
+            await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - t0)))
+
+    def _ip(self) -> str:
+        self._next_ip += 1
+        return str(ADDRESSES[self._next_ip % ADDRESSES.num_addresses])
+
+    async def handle(self, msgs: list[Msg]) -> list[bus.Verdict]:
+        futures = []
+        for m in msgs:
+            p = messages.decode(m.data, messages.Placement)
+            if p.action == "start":
+                self.started += 1
+                r = messages.IpReport(instance=p.instance, app=p.app, host=p.host, epoch=p.epoch, state="RUNNING",
+                                      container_id=f"hollow-{p.instance}", ip=self._ip(), at=time.time())
+            else:
+                self.stopped += 1
+                r = messages.IpReport(instance=p.instance, app=p.app, host=p.host, epoch=p.epoch, state="KILLED",
+                                      container_id=f"hollow-{p.instance}", at=time.time())
+            futures.append(await self.js.publish_async(
+                subjects.report(p.host), messages.encode(r),
+                headers={"Nats-Msg-Id": f"report:{p.instance}:{p.epoch}:{r.state}:{r.container_id}"}))
+        await asyncio.gather(*futures)
+        return [bus.ACK] * len(msgs)
+
+    async def serve(self) -> None:
+        await bus.pull_loop(self.js, CONSUMER, self.handle, batch=1000, concurrency=2)

@@ -1,0 +1,130 @@
+"""Benchmark (b): end to end through NATS and the task log, with hollow hosts (bench/hollow.py,
+a simulator) standing in for hostd, so the placer, registry, outbox and PostgreSQL are measured.
+
+1,000 apps (mixed sizes; some with UNIQUE, GROUP_BY, MAX_PER) totalling 100,000 instances are
+POSTed to the gateway; the clock runs until the task log holds every instance RUNNING (placed,
+published, "started" by its hollow host, reported, verified and recorded by the registry).
+
+    .venv/bin/python -m bench.placer_e2e [--hosts 10000] [--apps 1000] [--instances 100000]
+
+Starts its own NATS server, database, gateway, placer and registry; stops them at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.hollow import HollowHosts
+from bench.placer_core import make_apps
+from devtools import infra
+from devtools.cluster import ClusterConfig, start_process, wait_healthy
+from libs import bus, db
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float) -> dict:
+    run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-"))
+    tag = uuid.uuid4().hex[:6]
+    ports = [infra.free_port() for _ in range(6)]
+    cfg = ClusterConfig(run_dir=run_dir, cluster=f"b{tag}", db_name=f"noops_bench_{tag}", nats_port=ports[0],
+                        nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
+                        registry_port=ports[4], reconciler_port=ports[5], hosts=(),
+                        extra_env={"NOOPS_LOG_LEVEL": "WARNING", "NOOPS_PLACER_RESYNC_S": "30",
+                                   "NOOPS_HEARTBEAT_GRACE_S": "10"})
+    infra.ensure_postgres()
+    infra.ensure_database(cfg.db_name, fresh=True)
+    infra.start_nats(run_dir, port=cfg.nats_port, monitor_port=cfg.nats_monitor_port)
+    names = ["gateway", "placer", "registry"]
+    try:
+        for name in names:
+            start_process(cfg, name)
+        wait_healthy(cfg, names)
+        nc = await bus.connect(cfg.nats_url, "bench")
+        await bus.ensure_streams(nc.jetstream())
+        pool = await db.connect(cfg.db_dsn)
+        hollow = HollowHosts(nc, n_hosts)
+        tasks = [asyncio.create_task(hollow.heartbeat_loop()), asyncio.create_task(hollow.serve())]
+        deadline = time.monotonic() + 60
+        while await pool.fetchval("SELECT count(*) FROM hosts") < n_hosts:
+            assert time.monotonic() < deadline, "hosts did not register"
+            await asyncio.sleep(0.2)
+
+        apps = make_apps(n_apps, n_instances, seed=7)
+        specs = [{"id": a.id.replace("app", "app-"), "image": "noops/base:latest", "cmd": ["true"],
+                  "instances": a.instances, "resources": {"cpus": a.cpus, "mem_mb": int(a.mem_mb)},
+                  "constraints": [[c.attribute, c.operator] + ([c.value] if c.value else []) for c in a.constraints]}
+                 for a in apps]
+        t0 = time.monotonic()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cfg.gateway_port}", timeout=30) as client:
+            queue = list(specs)
+
+            async def poster() -> None:
+                while queue:
+                    spec = queue.pop()
+                    r = await client.post("/v1/apps", json=spec)
+                    assert r.status_code == 201, r.text
+
+            await asyncio.gather(*(poster() for _ in range(16)))
+        t_posted = time.monotonic() - t0
+        t_placed = t_running = None
+        while time.monotonic() - t0 < timeout_s:
+            row = await pool.fetchrow("SELECT count(*) AS placed, count(*) FILTER (WHERE state = 'RUNNING') AS running "
+                                      "FROM instances")
+            if t_placed is None and row["placed"] >= n_instances:
+                t_placed = time.monotonic() - t0
+            if row["running"] >= n_instances:
+                t_running = time.monotonic() - t0
+                break
+            await asyncio.sleep(0.1)
+        final = await pool.fetchrow("SELECT count(*) AS placed, count(*) FILTER (WHERE state = 'RUNNING') AS running "
+                                    "FROM instances")
+        waiting = await pool.fetch("SELECT id, status_reason FROM apps WHERE status = 'waiting' LIMIT 3")
+        for t in tasks:
+            t.cancel()
+        placer_pid = infra.read_pid(run_dir / "placer.pid")
+        registry_pid = infra.read_pid(run_dir / "registry.pid")
+        result = {
+            "hosts": n_hosts, "apps": n_apps, "instances": n_instances,
+            "posted_s": round(t_posted, 2), "all_placed_s": t_placed and round(t_placed, 2),
+            "all_running_s": t_running and round(t_running, 2),
+            "placed": final["placed"], "running": final["running"],
+            "end_to_end_per_s": t_running and round(n_instances / t_running),
+            "placer_peak_rss_mb": placer_pid and round(peak_rss_mb(placer_pid)),
+            "registry_peak_rss_mb": registry_pid and round(peak_rss_mb(registry_pid)),
+            "waiting_examples": [dict(r) for r in waiting],
+        }
+        await pool.close()
+        await nc.close()
+        return result
+    finally:
+        for name in names:
+            infra.stop_pidfile(run_dir / f"{name}.pid")
+        infra.stop_pidfile(run_dir / "nats.pid")
+        infra.drop_database(cfg.db_name)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--hosts", type=int, default=10_000)
+    p.add_argument("--apps", type=int, default=1_000)
+    p.add_argument("--instances", type=int, default=100_000)
+    p.add_argument("--timeout", type=float, default=300.0)
+    args = p.parse_args()
+    print(json.dumps(asyncio.run(run(args.hosts, args.apps, args.instances, args.timeout)), default=str))
+
+
+if __name__ == "__main__":
+    main()

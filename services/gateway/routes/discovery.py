@@ -1,0 +1,17 @@
+"""/v1/discovery: the in-service set for monitoring, read from the task log on each request."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from services.gateway import views
+from services.gateway.deps import PoolDep, QueriesDep
+
+router = APIRouter(prefix="/v1/discovery", tags=["discovery"])
+
+
+@router.get("/prometheus")
+async def prometheus(pool: PoolDep, q: QueriesDep) -> list[dict[str, Any]]:
+    """Prometheus HTTP SD (`http_sd_configs`): one group per in-service instance and named port."""
+    return views.prometheus_targets(await pool.fetch(q.prometheus_targets))

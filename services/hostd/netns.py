@@ -1,0 +1,222 @@
+"""Netlink and raw sockets inside a container's network namespace (the port to the kernel).
+
+A namespace is entered by one dedicated OS thread (setns(2) changes only the calling thread's
+namespace), which runs a function there and ends; the event loop's threads never change
+namespace.  Sockets opened in that thread stay in that namespace after it ends, which is how the
+DHCP client gets its raw socket on the container's eth0.
+
+All link work goes through pyroute2 (real netlink): macvlan creation on the parent NIC, the move
+into the container, renaming to eth0, address, default route and the tc egress rule.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetworkError(Exception):
+    """A network step failed; the text is shown to users."""
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _in_netns_blocking(pid: int, fn: Callable[..., T], *args: Any) -> T:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            nsfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        except OSError as exc:
+            box["e"] = NetworkError(f"the container's network namespace is gone (pid {pid}): {exc.strerror}")
+            return
+        try:
+            _setns(nsfd)  # this thread only; it ends right after, so there is nothing to restore
+            box["v"] = fn(*args)
+        except BaseException as exc:  # carried to the caller
+            box["e"] = exc
+        finally:
+            os.close(nsfd)
+
+    t = threading.Thread(target=target, name=f"netns-{pid}", daemon=True)
+    t.start()
+    t.join()
+    if "e" in box:
+        raise box["e"]
+    return box["v"]
+
+
+async def in_netns(pid: int, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` in the network namespace of process ``pid``."""
+    return await asyncio.to_thread(_in_netns_blocking, pid, fn, *args)
+
+
+async def in_root(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.to_thread(fn, *args)
+
+
+# ---------------------------------------------------------------- root namespace
+
+
+def link_index(ipr: IPRoute, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def ensure_vlan(parent: str, vlan: int) -> str:
+    """The 802.1q sub-interface ``<parent>.<vlan>`` (created when missing); its name."""
+    name = f"{parent[:15 - len(str(vlan)) - 1]}.{vlan}"
+    with IPRoute() as ipr:
+        if link_index(ipr, name) is not None:
+            return name
+        base = link_index(ipr, parent)
+        if base is None:
+            raise NetworkError(f"parent NIC {parent} does not exist")
+        try:
+            ipr.link("add", ifname=name, kind="vlan", link=base, vlan_id=vlan)
+        except NetlinkError as exc:
+            raise NetworkError(f"cannot create VLAN {vlan} on {parent}: {exc.args[-1]}") from None
+        ipr.link("set", index=link_index(ipr, name), state="up")
+    return name
+
+
+def create_macvlan(parent: str, name: str, pid: int) -> str:
+    """A macvlan (bridge mode) on ``parent``, moved into ``pid``'s namespace; returns its MAC.
+    A leftover of the same name (a crash between create and move) is replaced."""
+    with IPRoute() as ipr:
+        base = link_index(ipr, parent)
+        if base is None:
+            raise NetworkError(f"parent NIC {parent} does not exist on this host")
+        old = link_index(ipr, name)
+        if old is not None:
+            ipr.link("del", index=old)
+        try:
+            ipr.link("add", ifname=name, kind="macvlan", link=base, macvlan_mode="bridge")
+        except NetlinkError as exc:
+            raise NetworkError(f"cannot create a macvlan on {parent}: {exc.args[-1]}") from None
+        idx = link_index(ipr, name)
+        mac = ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS")
+        try:
+            ipr.link("set", index=idx, net_ns_pid=pid)
+        except NetlinkError:
+            ipr.link("del", index=idx)
+            raise NetworkError("the container ended before its interface could be moved in") from None
+    return str(mac)
+
+
+def remove_strays(prefix: str, parent: str) -> list[str]:
+    """Delete macvlans left in the root namespace by a crash (named ``prefix…`` on ``parent``)."""
+    gone = []
+    with IPRoute() as ipr:
+        base = link_index(ipr, parent)
+        if base is None:  # not ours to judge: other hostds' links hang off other parents
+            return gone
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME") or ""
+            if name.startswith(prefix) and link.get_attr("IFLA_LINK") == base:
+                ipr.link("del", index=link["index"])
+                gone.append(name)
+    return gone
+
+
+def count_links(prefix: str) -> int:
+    with IPRoute() as ipr:
+        return sum(1 for link in ipr.get_links() if (link.get_attr("IFLA_IFNAME") or "").startswith(prefix))
+
+
+# ---------------------------------------------------------------- inside the container (call via in_netns)
+
+@dataclass(frozen=True)
+class Iface:
+    mac: str
+    cidr: str  # "" when no IPv4 address yet
+
+
+def configure(tmp_name: str, cidr: str, router: str, egress_mbit: int, ifname: str = "eth0") -> None:
+    """Rename to eth0, address it, default route, egress rule.  Runs inside the container."""
+    ip, _, prefix = cidr.partition("/")
+    with IPRoute() as ipr:
+        idx = link_index(ipr, ifname) or link_index(ipr, tmp_name)
+        if idx is None:
+            raise NetworkError("the container's interface disappeared")
+        if link_index(ipr, ifname) is None:  # renaming needs the link down
+            ipr.link("set", index=idx, state="down")
+            ipr.link("set", index=idx, ifname=ifname)
+        ipr.link("set", index=idx, state="up")
+        ipr.flush_addr(index=idx)
+        ipr.addr("add", index=idx, address=ip, prefixlen=int(prefix))
+        if router:
+            ipr.route("replace", dst="0.0.0.0/0", gateway=router, oif=idx)
+        set_egress(ipr, idx, egress_mbit)
+
+
+def bring_up(tmp_name: str, ifname: str = "eth0") -> None:
+    """Rename and set up without an address (DHCP runs next, on this interface)."""
+    with IPRoute() as ipr:
+        idx = link_index(ipr, ifname) or link_index(ipr, tmp_name)
+        if idx is None:
+            raise NetworkError("the container's interface disappeared")
+        if link_index(ipr, ifname) is None:
+            ipr.link("set", index=idx, ifname=ifname)
+        ipr.link("set", index=idx, state="up")
+
+
+def tbf_params(mbit: int) -> dict[str, Any]:
+    """Token bucket for ``mbit``: a burst of 10 ms of traffic (at least 32 KiB, so a 250 Hz
+    kernel still reaches the rate), 50 ms queue."""
+    rate_bytes = mbit * 1_000_000 // 8
+    return {"rate": f"{mbit}mbit", "burst": max(rate_bytes // 100, 32 * 1024), "latency": "50ms"}
+
+
+def set_egress(ipr: IPRoute, idx: int, mbit: int) -> None:
+    try:
+        ipr.tc("del", index=idx, handle="1:", parent=0xFFFFFFFF)  # TC_H_ROOT
+    except NetlinkError:
+        pass
+    if mbit > 0:
+        ipr.tc("add", "tbf", index=idx, handle="1:", **tbf_params(mbit))
+
+
+def read_iface(ifname: str = "eth0") -> Iface | None:
+    with IPRoute() as ipr:
+        idx = link_index(ipr, ifname)
+        if idx is None:
+            return None
+        mac = ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS")
+        addrs = ipr.get_addr(index=idx, family=2)
+        cidr = ""
+        if addrs:
+            cidr = f"{addrs[0].get_attr('IFA_ADDRESS')}/{addrs[0]['prefixlen']}"
+        return Iface(mac=str(mac), cidr=cidr)
+
+
+def egress_qdisc(ifname: str = "eth0") -> str:
+    """The kind of the root qdisc on ``ifname`` ('' when none): for tests and inventory."""
+    with IPRoute() as ipr:
+        idx = link_index(ipr, ifname)
+        if idx is None:
+            return ""
+        for q in ipr.get_qdiscs(index=idx):
+            if q["parent"] == 0xFFFFFFFF:
+                return str(q.get_attr("TCA_KIND"))
+    return ""
+
+
+def open_raw(ifname: str = "eth0") -> Any:
+    from services.hostd.dhcp import raw_socket
+    return raw_socket(ifname)

@@ -1,0 +1,222 @@
+"""Load-balancer sink: HAProxy in master-worker mode, driven through its Runtime API.
+
+    backend change  -> Runtime API on the admin socket: add/enable server, set maint + del server
+    new app's port  -> new frontend: configuration rewritten (with the current servers), checked
+                       with ``haproxy -c``, and a seamless reload through the master socket
+
+Reloads are rare: the configuration always carries ``spare`` frontends on the next free ports of
+the range, and ports are assigned lowest-free (``lb_ports``), so a new app lands on a frontend
+that already listens.  A reload keeps in-flight connections (the old worker finishes them) and
+passes the listening sockets to the new worker (``expose-fd listeners``), so none is refused.
+
+The sink keeps a cache of what each backend holds, refreshed from ``show servers state`` on every
+full apply and after any error, so a HAProxy that restarted with a stale file is corrected.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from services.registry.sinks import haproxy_config as hc
+from services.registry.sinks.model import AppState, Desired
+
+log = logging.getLogger("noops.registry.sinks.haproxy")
+
+
+class HAProxyError(RuntimeError):
+    pass
+
+
+async def runtime(socket_path: os.PathLike[str] | str, command: str, *, timeout: float = 5.0) -> str:
+    """One command on a HAProxy CLI socket (non-interactive: HAProxy answers and closes)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise HAProxyError(f"HAProxy socket {socket_path} not answering: {exc or type(exc).__name__}") from None
+    try:
+        writer.write(command.encode() + b"\n")
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+        return (await asyncio.wait_for(reader.read(), timeout)).decode(errors="replace")
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise HAProxyError(f"HAProxy command {command!r} failed: {exc or type(exc).__name__}") from None
+    finally:
+        writer.close()
+
+
+@dataclass(frozen=True)
+class HAProxyOptions:
+    paths: hc.Paths
+    port_range: tuple[int, int]          # inclusive; frontends (assigned and spare) listen here
+    bind_host: str = "127.0.0.1"
+    spare: int = 4                        # spare frontends kept ready (0: every new app reloads)
+    drain_timeout_s: float = 10.0         # after this, a leaving server's sessions are shut down
+    reload_timeout_s: float = 10.0
+    haproxy_bin: str = "haproxy"
+
+
+@dataclass
+class _Draining:
+    since: float
+    port: int
+    name: str
+
+
+class HAProxySink:
+    name = "haproxy"
+
+    def __init__(self, opts: HAProxyOptions, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.opts, self.clock = opts, clock
+        self._desired: dict[str, AppState] = {}
+        self._servers: dict[int, dict[str, hc.Server]] | None = None   # None: refresh from HAProxy
+        self._backends: set[int] | None = None
+        self._draining: dict[tuple[int, str], _Draining] = {}
+        self.reloads = 0
+
+    # ------------------------------------------------------------------ Sink
+    async def apply_full(self, desired: Desired) -> None:
+        self._desired = dict(desired)
+        self._servers = None
+        await self._converge(set(self._frontends()))
+
+    async def update(self, changes: Desired) -> None:
+        self._desired.update(changes)
+        ports = {lb.port for s in changes.values() for lb in s.lb.values()}
+        await self._converge(ports)
+
+    async def close(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ core
+    def _frontends(self) -> dict[int, hc.Frontend]:
+        out: dict[int, hc.Frontend] = {}
+        for app, s in self._desired.items():
+            for pname, lb in s.lb.items():
+                out[lb.port] = hc.Frontend(lb.port, lb.bind_host, app, pname)
+        return out
+
+    def _wanted(self, fronts: Mapping[int, hc.Frontend]) -> dict[int, dict[str, tuple[str, int]]]:
+        out: dict[int, dict[str, tuple[str, int]]] = {}
+        for port, fe in fronts.items():
+            out[port] = self._desired[fe.app].targets(fe.port_name)
+        return out
+
+    async def _converge(self, ports: set[int]) -> None:
+        try:
+            if self._servers is None or self._backends is None:
+                await self._refresh()
+            fronts = self._frontends()
+            assert self._backends is not None
+            if set(fronts) - self._backends:
+                await self._reload(fronts)
+            wanted = self._wanted(fronts)
+            for port in sorted(ports):
+                if port in fronts:
+                    await self._apply_backend(port, wanted.get(port, {}))
+            await self._finish_draining()
+        except Exception:
+            self._servers = self._backends = None   # unknown now: re-read before the next attempt
+            raise
+
+    async def _refresh(self) -> None:
+        self._backends = hc.parse_backends(await runtime(self.opts.paths.admin_socket, "show backend"))
+        self._servers = hc.parse_servers_state(await runtime(self.opts.paths.admin_socket, "show servers state"))
+
+    async def _cmd(self, command: str) -> str:
+        answer = await runtime(self.opts.paths.admin_socket, command)
+        if not hc.ok_answer(command, answer):
+            raise HAProxyError(f"HAProxy refused {command!r}: {answer.strip()[:300]}")
+        return answer
+
+    async def _apply_backend(self, port: int, desired: Mapping[str, tuple[str, int]]) -> None:
+        assert self._servers is not None
+        observed = self._servers.setdefault(port, {})
+        for cmd in hc.plan_backend(port, desired, observed):
+            verb, _, rest = cmd.partition(" server ")
+            name = rest.split()[0].split("/", 1)[1]
+            if verb == "del":
+                answer = await runtime(self.opts.paths.admin_socket, cmd)
+                if hc.ok_answer(cmd, answer):
+                    observed.pop(name, None)
+                    self._draining.pop((port, name), None)
+                else:   # connections still draining: in maintenance, no new one reaches it
+                    self._draining.setdefault((port, name), _Draining(self.clock(), port, name))
+                    old = observed[name]
+                    observed[name] = hc.Server(old.addr, old.port, old.admin_state | 0x01)
+                continue
+            await self._cmd(cmd)
+            if verb == "add":
+                ip, _, p = rest.split()[1].rpartition(":")
+                observed[name] = hc.Server(ip, int(p), 0x01)
+                self._draining.pop((port, name), None)
+            elif verb == "enable":
+                old = observed[name]
+                observed[name] = hc.Server(old.addr, old.port, 0)
+            elif verb == "set":
+                old = observed[name]
+                observed[name] = hc.Server(old.addr, old.port, old.admin_state | 0x01)
+
+    async def _finish_draining(self) -> None:
+        assert self._servers is not None
+        for key, d in list(self._draining.items()):
+            be = f"{hc.backend_name(d.port)}/{d.name}"
+            if self.clock() - d.since > self.opts.drain_timeout_s:
+                await runtime(self.opts.paths.admin_socket, f"shutdown sessions server {be}")
+            answer = await runtime(self.opts.paths.admin_socket, f"del server {be}")
+            if hc.ok_answer("del server", answer) or "No such server" in answer:
+                self._draining.pop(key, None)
+                self._servers.get(d.port, {}).pop(d.name, None)
+
+    @property
+    def draining(self) -> int:
+        return len(self._draining)
+
+    # ------------------------------------------------------------------ reload
+    def _spares(self, used: set[int]) -> list[hc.Frontend]:
+        lo, hi = self.opts.port_range
+        out: list[hc.Frontend] = []
+        p = lo
+        while len(out) < self.opts.spare and p <= hi:
+            if p not in used:
+                out.append(hc.Frontend(p, self.opts.bind_host))
+            p += 1
+        return out
+
+    async def _reload(self, fronts: Mapping[int, hc.Frontend]) -> None:
+        """New frontends: write the configuration (with today's servers) and reload seamlessly."""
+        wanted = self._wanted(fronts)
+        all_fronts = [*fronts.values(), *self._spares(set(fronts))]
+        text = hc.render(self.opts.paths, all_fronts, wanted)
+        cfg = self.opts.paths.config
+        tmp = cfg.with_suffix(".cfg.new")
+        tmp.write_text(text)
+        proc = await asyncio.create_subprocess_exec(self.opts.haproxy_bin, "-c", "-q", "-f", str(tmp),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise HAProxyError(f"generated configuration refused: {out.decode(errors='replace')[-500:]}")
+        os.replace(tmp, cfg)
+        old_pid = hc.parse_pid(await runtime(self.opts.paths.admin_socket, "show info"))
+        await runtime(self.opts.paths.master_socket, "reload")
+        deadline = self.clock() + self.opts.reload_timeout_s
+        while True:
+            try:
+                pid = hc.parse_pid(await runtime(self.opts.paths.admin_socket, "show info", timeout=1.0))
+            except HAProxyError:
+                pid = None
+            if pid is not None and pid != old_pid:
+                break
+            if self.clock() > deadline:
+                raise HAProxyError("HAProxy did not come back from reload (see its log: a port of the "
+                                   f"range {self.opts.port_range} may be taken)")
+            await asyncio.sleep(0.02)
+        self.reloads += 1
+        log.info("haproxy reloaded", extra={"frontends": len(all_fronts), "reloads": self.reloads})
+        # The new worker holds exactly the configuration; servers draining in the old one are gone.
+        self._draining.clear()
+        await self._refresh()

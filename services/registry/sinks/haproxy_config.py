@@ -1,0 +1,154 @@
+"""Pure parts of the HAProxy sink: the configuration file, the Runtime API commands that take a
+backend from what it holds to what it should hold, and parsers of HAProxy's answers."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# srv_admin_state bits (HAProxy's SRV_ADMF_*): forced maint, inherited maint, config maint,
+# forced drain, inherited drain, resolution maint.  Any of them: not taking new traffic.
+_ADMIN_OFF = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Everything of one HAProxy instance lives in one directory (its own per cluster)."""
+    dir: Path
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "haproxy.cfg"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.dir / "admin.sock"
+
+    @property
+    def master_socket(self) -> Path:
+        return self.dir / "master.sock"
+
+
+@dataclass(frozen=True)
+class Frontend:
+    port: int
+    bind_host: str
+    app: str = ""         # "" = a spare slot, ready for the next app without a reload
+    port_name: str = ""
+
+
+@dataclass(frozen=True)
+class Server:
+    addr: str
+    port: int
+    admin_state: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return not self.admin_state & _ADMIN_OFF
+
+
+def backend_name(port: int) -> str:
+    return f"p{port}"
+
+
+def port_of_backend(name: str) -> int | None:
+    m = re.fullmatch(r"p(\d+)", name)
+    return int(m.group(1)) if m else None
+
+
+def server_name(instance: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", instance)
+
+
+def render(paths: Paths, frontends: Iterable[Frontend], servers: Mapping[int, Mapping[str, tuple[str, int]]], *,
+           connect_timeout_s: float = 2.0) -> str:
+    """The whole configuration.  TCP mode: any service, not only HTTP.  Servers are written in too,
+    so a reload starts the new worker with the current set (no window without servers)."""
+    lines = [
+        "# Written by the noops registry (services/registry/sinks/haproxy.py); edits are overwritten.",
+        "global",
+        # expose-fd listeners: the master hands the listening sockets to the new worker on reload,
+        # so no connection is refused while it starts.
+        f"    stats socket {paths.admin_socket} mode 600 level admin expose-fd listeners",
+        "    stats timeout 30s",
+        "defaults",
+        "    mode tcp",
+        f"    timeout connect {int(connect_timeout_s * 1000)}ms",
+        "    timeout client 60s",
+        "    timeout server 60s",
+        "    option redispatch",
+        "    retries 2",
+        "",
+    ]
+    for fe in sorted(frontends, key=lambda f: f.port):
+        be = backend_name(fe.port)
+        label = f"app {fe.app} port {fe.port_name}" if fe.app else "spare"
+        lines += [f"# {label}", f"frontend f{fe.port}", f"    bind {fe.bind_host}:{fe.port}",
+                  f"    default_backend {be}", f"backend {be}", "    balance roundrobin"]
+        for name, (ip, port) in sorted(servers.get(fe.port, {}).items()):
+            lines.append(f"    server {server_name(name)} {ip}:{port}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plan_backend(port: int, desired: Mapping[str, tuple[str, int]], observed: Mapping[str, Server]) -> list[str]:
+    """Runtime API commands taking backend ``p<port>`` from ``observed`` to ``desired`` (pure).
+
+    Order matters: a leaving server goes to maintenance first (no new connection reaches it), and
+    only then is deleted (HAProxy refuses to delete a server that is not in maintenance).  A new
+    server is created in maintenance and enabled after.  The ``del server`` may be refused while
+    connections drain; the sink retries it later.
+    """
+    be = backend_name(port)
+    want = {server_name(k): v for k, v in desired.items()}
+    cmds: list[str] = []
+    for name, srv in sorted(observed.items()):
+        target = want.get(name)
+        if target is not None and (srv.addr, srv.port) == target:
+            if not srv.enabled:
+                cmds.append(f"enable server {be}/{name}")
+            continue
+        if srv.enabled:
+            cmds.append(f"set server {be}/{name} state maint")
+        cmds.append(f"del server {be}/{name}")
+    for name, (ip, p) in sorted(want.items()):
+        srv = observed.get(name)
+        if srv is None or (srv.addr, srv.port) != (ip, p):
+            cmds += [f"add server {be}/{name} {ip}:{p}", f"enable server {be}/{name}"]
+    return cmds
+
+
+def parse_servers_state(text: str) -> dict[int, dict[str, Server]]:
+    """``show servers state`` -> port -> server name -> Server (only noops backends ``p<port>``)."""
+    out: dict[int, dict[str, Server]] = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 19 or line.startswith("#") or not f[0].isdigit():
+            continue
+        port = port_of_backend(f[1])
+        if port is None:
+            continue
+        out.setdefault(port, {})[f[3]] = Server(f[4], int(f[18]), int(f[6]))
+    return out
+
+
+def parse_backends(text: str) -> set[int]:
+    """``show backend`` -> the ports of the noops backends the running worker has."""
+    return {p for p in (port_of_backend(ln.strip()) for ln in text.splitlines()) if p is not None}
+
+
+def parse_pid(show_info: str) -> int | None:
+    m = re.search(r"^Pid:\s*(\d+)", show_info, re.MULTILINE)
+    return int(m.group(1)) if m else None
+
+
+def ok_answer(cmd: str, answer: str) -> bool:
+    """Whether HAProxy accepted a command (it answers errors as text, never with a status)."""
+    a = answer.strip()
+    if cmd.startswith("add server"):
+        return "New server registered" in a
+    if cmd.startswith("del server"):
+        return "Server deleted" in a
+    return a == ""

@@ -1,0 +1,111 @@
+"""Whitelist sink: one nftables set per app, holding the app's container IPs, in a table noops owns.
+
+A protected service admits only an app's containers with a rule it owns, e.g.
+
+    nft add chain inet noops mysql_in '{ type filter hook input priority 0; }'
+    nft add rule inet noops mysql_in tcp dport 3306 ip saddr != @app_web drop
+
+Sets of apps that left are flushed, never deleted: a rule may reference them, and an empty set
+admits nobody (the safe answer).  Each batch is one ``nft -f -`` transaction (atomic).
+The registry's sink writes the table on its own host; an agent on a protected host runs the
+same ``NftSink`` fed from ``noops.endpoints.*`` (see services/registry/README.md).
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping, Sequence
+
+from services.registry.sinks.model import Desired
+
+SET_PREFIX = "app_"
+
+
+class NftError(RuntimeError):
+    pass
+
+
+def set_name(app: str) -> str:
+    return f"{SET_PREFIX}{app}"
+
+
+def _v4(ips: Iterable[str]) -> list[str]:
+    out = []
+    for ip in ips:
+        try:
+            if ipaddress.ip_address(ip).version == 4:
+                out.append(ip)
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def render(family: str, table: str, apps: Mapping[str, Iterable[str]], *, also_flush: Sequence[str] = ()) -> str:
+    """The nft script making each app's set hold exactly its IPs (pure).  ``also_flush``: apps
+    whose sets exist but are no longer desired."""
+    lines = [f"add table {family} {table}"]
+    for app in sorted(apps):
+        name = set_name(app)
+        lines.append(f"add set {family} {table} {name} {{ type ipv4_addr; }}")
+        lines.append(f"flush set {family} {table} {name}")
+        ips = _v4(apps[app])
+        if ips:
+            lines.append(f"add element {family} {table} {name} {{ {', '.join(ips)} }}")
+    for app in sorted(set(also_flush) - set(apps)):
+        lines.append(f"flush set {family} {table} {set_name(app)}")
+    return "\n".join(lines) + "\n"
+
+
+class NftSink:
+    name = "nft"
+
+    def __init__(self, table: str, *, family: str = "inet", argv: Sequence[str] = ("nft",)) -> None:
+        # ``argv`` runs nft (tests prefix ``ip netns exec <ns>`` to keep everything in a namespace).
+        self.table, self.family, self.argv = table, family, tuple(argv)
+
+    async def _nft(self, *args: str, script: str | None = None) -> str:
+        proc = await asyncio.create_subprocess_exec(*self.argv, *args, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate(script.encode() if script is not None else None)
+        if proc.returncode != 0:
+            raise NftError(f"nft {' '.join(args)} failed: {err.decode().strip()[:500]}")
+        return out.decode()
+
+    async def existing_apps(self) -> set[str]:
+        try:
+            out = await self._nft("-j", "list", "table", self.family, self.table)
+        except NftError:
+            return set()   # no table yet
+        apps = set()
+        for item in json.loads(out).get("nftables", []):
+            name = item.get("set", {}).get("name", "")
+            if name.startswith(SET_PREFIX):
+                apps.add(name[len(SET_PREFIX):])
+        return apps
+
+    async def members(self, app: str) -> set[str]:
+        out = await self._nft("-j", "list", "set", self.family, self.table, set_name(app))
+        for item in json.loads(out).get("nftables", []):
+            if "set" in item:
+                return {e for e in item["set"].get("elem", []) if isinstance(e, str)}
+        return set()
+
+    async def apply_full(self, desired: Desired) -> None:
+        stale = await self.existing_apps()
+        await self._nft("-f", "-", script=render(self.family, self.table,
+                                                 {a: s.ips() for a, s in desired.items()}, also_flush=sorted(stale)))
+
+    async def update(self, changes: Desired) -> None:
+        if changes:
+            await self._nft("-f", "-", script=render(self.family, self.table, {a: s.ips() for a, s in changes.items()}))
+
+    async def close(self) -> None:
+        pass
+
+    async def delete_table(self) -> None:
+        """For tests and `make down`: remove the whole table (and any rule in it)."""
+        try:
+            await self._nft("delete", "table", self.family, self.table)
+        except NftError:
+            pass

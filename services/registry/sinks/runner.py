@@ -1,0 +1,120 @@
+"""One sink in its own task with its own queue: a slow or failing sink never blocks the others.
+
+Keys, not events: the queue holds the newest state per app (a later state for the same app
+replaces an earlier one), plus at most one full snapshot.  A failure keeps the work, counts it,
+and retries after an exponential backoff (``base * 2**n``, capped) -- never a hot loop.  Metrics
+are labelled by sink name.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.registry.sinks.base import Sink
+from services.registry.sinks.model import AppState, Desired
+
+log = logging.getLogger("noops.registry.sinks")
+
+LAG = Histogram("noops_registry_sink_lag_seconds", "From reading the task log to the sink holding it",
+                ["sink"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+FAILURES = Counter("noops_registry_sink_failures_total", "Failed sink applications (retried with backoff)", ["sink"])
+PENDING = Gauge("noops_registry_sink_pending_apps", "Apps waiting to be applied to the sink", ["sink"])
+UP = Gauge("noops_registry_sink_up", "1 when the sink's last application succeeded", ["sink"])
+LAST_OK = Gauge("noops_registry_sink_last_success_timestamp_seconds", "Unix time of the last success", ["sink"])
+
+Observer = Callable[[str, Desired, float], None]   # (sink name, what was applied, monotonic time)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base_s: float = 0.1
+    max_s: float = 10.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.base_s * 2 ** max(failures - 1, 0), self.max_s)
+
+
+class SinkRunner:
+    def __init__(self, sink: Sink, *, backoff: Backoff = Backoff(), clock: Callable[[], float] = time.monotonic,
+                 observers: tuple[Observer, ...] = ()) -> None:
+        self.sink, self.backoff, self.clock, self.observers = sink, backoff, clock, observers
+        self.name = sink.name
+        self._pending: dict[str, AppState] = {}
+        self._full: dict[str, AppState] | None = None
+        self._wake = asyncio.Event()
+        self.failures = 0
+        UP.labels(self.name).set(0)
+
+    # ------------------------------------------------------------------ feeding (never blocks)
+    def submit(self, changes: Desired) -> None:
+        for app, state in changes.items():
+            old = self._pending.get(app)
+            if old is None or old.read_at <= state.read_at:
+                self._pending[app] = state
+        PENDING.labels(self.name).set(len(self._pending))
+        self._wake.set()
+
+    def submit_full(self, snapshot: Desired) -> None:
+        at = max((s.read_at for s in snapshot.values()), default=self.clock())
+        self._full = dict(snapshot)
+        # Changes read before the snapshot are contained in it.
+        self._pending = {a: s for a, s in self._pending.items() if s.read_at > at}
+        PENDING.labels(self.name).set(len(self._pending))
+        self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        return self._full is None and not self._pending
+
+    # ------------------------------------------------------------------ applying
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while not self.idle:
+                await self.step()
+
+    async def step(self) -> bool:
+        """Apply what is queued once; on failure put it back and sleep the backoff. True on success."""
+        full, self._full = self._full, None
+        if full is not None:
+            work: Desired = full          # changes queued meanwhile are newer: they follow next step
+        else:
+            work, self._pending = self._pending, {}
+        try:
+            if full is not None:
+                await self.sink.apply_full(work)
+            else:
+                await self.sink.update(work)
+        except Exception as exc:  # a sink's trouble stays with the sink
+            self.failures += 1
+            FAILURES.labels(self.name).inc()
+            UP.labels(self.name).set(0)
+            if full is not None:
+                if self._full is None:
+                    self._full = full
+            else:
+                self._pending = {**work, **self._pending}   # what arrived meanwhile is newer
+            PENDING.labels(self.name).set(len(self._pending))
+            delay = self.backoff.delay(self.failures)
+            log.warning("sink failed; will retry", extra={"sink": self.name, "error": str(exc) or type(exc).__name__,
+                                                          "failures": self.failures, "retry_in_s": delay})
+            await asyncio.sleep(delay)
+            return False
+        now = self.clock()
+        for s in work.values():
+            LAG.labels(self.name).observe(max(now - s.read_at, 0.0))
+        if self.failures:
+            log.info("sink recovered", extra={"sink": self.name, "after_failures": self.failures})
+        self.failures = 0
+        UP.labels(self.name).set(1)
+        LAST_OK.labels(self.name).set(time.time())
+        PENDING.labels(self.name).set(len(self._pending))
+        for obs in self.observers:
+            obs(self.name, work, now)
+        return True

@@ -1,0 +1,71 @@
+"""The fan-out against the real task log and a real HAProxy: LB ports are assigned once and kept,
+a touched app reaches the sink, and a full resync brings a sink that missed changes up to date."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from libs import db
+from services.registry.sinks.fanout import Fanout
+from services.registry.sinks.haproxy import runtime
+from services.registry.sinks import haproxy_config as hc
+from services.registry.sinks.runner import Backoff, SinkRunner
+from tests.integration.registry.conftest import Backend, get
+from tests.integration.registry.taskrows import TaskRows
+from tests.support.wait import eventually
+
+
+@pytest_asyncio.fixture
+async def rows(pool) -> AsyncIterator[TaskRows]:
+    t = TaskRows(pool)
+    try:
+        yield t
+    finally:
+        await t.cleanup()
+
+
+async def test_lb_ports_are_assigned_lowest_free_and_kept(pool, rows, uid, port_range):
+    a, b = f"fa-{uid}", f"fb-{uid}"
+    await rows.app(a, {"http": 8080, "admin": 9090})
+    await rows.app(b, {"http": 8080})
+    f = Fanout(pool, db.Queries("registry"), [], lb_bind_host="127.0.0.1", lb_port_range=port_range)
+    first = await f.read([a, b])
+    ports = sorted(lb.port for s in first.values() for lb in s.lb.values())
+    assert ports == [port_range[0], port_range[0] + 1, port_range[0] + 2]
+    again = await f.read(None)
+    assert {k: again[k].lb for k in (a, b)} == {k: first[k].lb for k in (a, b)}
+
+
+async def test_touched_app_reaches_haproxy_and_resync_repairs(pool, rows, uid, make_sink, port_range, backends,
+                                                              haproxy):
+    app = f"fh-{uid}"
+    b1, b2 = await Backend("b1").start(), await Backend("b2").start()
+    backends += [b1, b2]
+    await rows.app(app, {"http": b1.port})
+    await rows.instance(app, f"{app}-1", "127.0.0.1")
+    sink = make_sink(spare=1)
+    runner = SinkRunner(sink, backoff=Backoff(base_s=0.05, max_s=0.2))
+    fanout = Fanout(pool, db.Queries("registry"), [runner], lb_bind_host="127.0.0.1", lb_port_range=port_range,
+                    resync_s=0.5)
+    tasks = [asyncio.create_task(fanout.run()), asyncio.create_task(runner.run())]
+    try:
+        async def served() -> set[str]:
+            return set(hc.parse_servers_state(await runtime(haproxy.admin_socket, "show servers state"))
+                       .get(port_range[0], {}))
+        await eventually(lambda: _eq(served(), {f"{app}-1"}), timeout=10, what="first instance served")
+        assert await get(port_range[0]) == (200, "b1")
+        await rows.set_state(f"{app}-1", "KILLED")
+        fanout.touch([app])
+        await eventually(lambda: _eq(served(), set()), timeout=10, what="killed instance removed")
+        # A change nobody announced (no touch): the periodic full resync finds it.
+        await rows.instance(app, f"{app}-2", "127.0.0.1")
+        await eventually(lambda: _eq(served(), {f"{app}-2"}), timeout=10, what="resync applied")
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+async def _eq(aw, want) -> bool:
+    return await aw == want

@@ -1,0 +1,113 @@
+"""Pure cores of the sinks: HAProxy commands and configuration, nft scripts, IPVS operations."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from libs.messages import Endpoint
+from services.registry.sinks import haproxy_config as hc
+from services.registry.sinks import ipvs, nft
+from services.registry.sinks.model import AppState, LbPort
+
+ON, MAINT = 0, 0x01
+
+
+@pytest.mark.parametrize("desired,observed,expected", [
+    ({}, {}, []),
+    ({"a": ("1.1.1.1", 80)}, {}, ["add server p9/a 1.1.1.1:80", "enable server p9/a"]),
+    ({"a": ("1.1.1.1", 80)}, {"a": hc.Server("1.1.1.1", 80, ON)}, []),
+    ({"a": ("1.1.1.1", 80)}, {"a": hc.Server("1.1.1.1", 80, MAINT)}, ["enable server p9/a"]),
+    ({}, {"a": hc.Server("1.1.1.1", 80, ON)}, ["set server p9/a state maint", "del server p9/a"]),
+    ({}, {"a": hc.Server("1.1.1.1", 80, MAINT)}, ["del server p9/a"]),
+    ({"a": ("2.2.2.2", 80)}, {"a": hc.Server("1.1.1.1", 80, ON)},
+     ["set server p9/a state maint", "del server p9/a", "add server p9/a 2.2.2.2:80", "enable server p9/a"]),
+    ({"x/y": ("1.1.1.1", 80)}, {}, ["add server p9/x_y 1.1.1.1:80", "enable server p9/x_y"]),
+], ids=["nothing", "add", "same", "re-enable", "remove", "remove-in-maint", "address-moved", "sanitized-name"])
+def test_plan_backend(desired, observed, expected):
+    assert hc.plan_backend(9, desired, observed) == expected
+
+
+def test_render_has_frontends_servers_and_sockets():
+    paths = hc.Paths(Path("/x"))
+    text = hc.render(paths, [hc.Frontend(18001, "127.0.0.1", "web", "http"), hc.Frontend(18002, "127.0.0.1")],
+                     {18001: {"web-1": ("198.18.0.5", 8080)}})
+    assert "stats socket /x/admin.sock mode 600 level admin expose-fd listeners" in text
+    assert "bind 127.0.0.1:18001" in text and "bind 127.0.0.1:18002" in text
+    assert "    server web-1 198.18.0.5:8080" in text
+    assert "# app web port http" in text and "# spare" in text
+
+
+def test_parse_servers_state_and_backends():
+    state = ("1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...\n"
+             "3 p18001 1 i1 127.0.0.1 2 0 1 1 0 1 0 0 0 0 0 0 - 18500 - 0 0 - - 0\n"
+             "3 p18001 2 i2 127.0.0.2 0 1 1 1 0 1 0 0 0 0 0 0 - 18501 - 0 0 - - 0\n"
+             "4 other 1 z 127.0.0.3 2 0 1 1 0 1 0 0 0 0 0 0 - 1 - 0 0 - - 0\n")
+    got = hc.parse_servers_state(state)
+    assert got == {18001: {"i1": hc.Server("127.0.0.1", 18500, 0), "i2": hc.Server("127.0.0.2", 18501, 1)}}
+    assert got[18001]["i1"].enabled and not got[18001]["i2"].enabled
+    assert hc.parse_backends("# name\nMASTER\np18001\nstats\np18002\n") == {18001, 18002}
+    assert hc.parse_pid("Name: HAProxy\nPid: 4242\n") == 4242
+
+
+@pytest.mark.parametrize("cmd,answer,ok", [
+    ("add server p1/a 1.1.1.1:1", "New server registered.\n", True),
+    ("add server p1/a 1.1.1.1:1", "Already exists a server with the same name in backend.\n", False),
+    ("del server p1/a", "\nServer deleted.\n", True),
+    ("del server p1/a", "Server still has connections attached to it, cannot remove it.", False),
+    ("enable server p1/a", "\n", True),
+    ("enable server p1/a", "No such server.\n", False),
+], ids=["add-ok", "add-dup", "del-ok", "del-busy", "enable-ok", "enable-missing"])
+def test_ok_answer(cmd, answer, ok):
+    assert hc.ok_answer(cmd, answer) is ok
+
+
+def test_nft_render_makes_each_set_exact():
+    script = nft.render("inet", "t", {"web": ["198.18.0.3", "198.18.0.2", "fe80::1", "bogus"], "db": []},
+                        also_flush=["gone", "web"])
+    assert script.splitlines() == [
+        "add table inet t",
+        "add set inet t app_db { type ipv4_addr; }", "flush set inet t app_db",
+        "add set inet t app_web { type ipv4_addr; }", "flush set inet t app_web",
+        "add element inet t app_web { 198.18.0.2, 198.18.0.3 }",
+        "flush set inet t app_gone",
+    ]
+
+
+def _app(app: str, port: int, *targets: tuple[str, str, int]) -> AppState:
+    return AppState(app, tuple(Endpoint(instance=i, host="h", ip=ip, ports={"http": p}) for i, ip, p in targets),
+                    {"http": LbPort("127.0.0.1", port)})
+
+
+V = "198.18.0.1"
+S1, S2 = ipvs.VService(V, 18001), ipvs.VService(V, 18002)
+R1, R2 = ipvs.Real("198.18.1.1", 80), ipvs.Real("198.18.1.2", 80)
+
+
+def test_ipvs_desired_table():
+    got = ipvs.desired_table({"web": _app("web", 18001, ("w1", "198.18.1.1", 80), ("w2", "198.18.1.2", 80))}, V)
+    assert got == {S1: frozenset({R1, R2})}
+
+
+@pytest.mark.parametrize("observed,desired,scope,kinds", [
+    ({}, {S1: frozenset({R1})}, None, [("add_service", S1, None), ("add_dest", S1, R1)]),
+    ({S1: frozenset({R1})}, {S1: frozenset({R2})}, None, [("add_dest", S1, R2), ("del_dest", S1, R1)]),
+    ({S1: frozenset({R1}), S2: frozenset()}, {S1: frozenset({R1})}, None, [("del_service", S2, None)]),
+    ({S1: frozenset({R1}), S2: frozenset()}, {S1: frozenset()}, {S1}, [("del_dest", S1, R1)]),
+    ({S1: frozenset({R1})}, {S1: frozenset({R1})}, None, []),
+], ids=["new-service", "swap-dest", "full-removes-stray", "scoped-keeps-others", "no-op"])
+def test_ipvs_plan(observed, desired, scope, kinds):
+    assert [(o.kind, o.service, o.real) for o in ipvs.plan(observed, desired, scope=scope)] == kinds
+
+
+@pytest.mark.skipif(not ipvs.available(), reason="this kernel has no IPVS (/proc/net/ip_vs missing); "
+                    "the netlink part of IpvsSink runs only where it exists")
+async def test_ipvs_kernel_roundtrip():  # pragma: no cover - needs IPVS
+    sink = ipvs.IpvsSink("198.18.255.254")
+    try:
+        await sink.apply_full({"web": _app("web", 18001, ("w1", "198.18.1.1", 80))})
+        assert sink._observed() == {ipvs.VService("198.18.255.254", 18001): frozenset({R1})}
+        await sink.apply_full({})
+        assert sink._observed() == {}
+    finally:
+        await sink.close()
