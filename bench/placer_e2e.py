@@ -42,7 +42,7 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float) -> 
     cfg = ClusterConfig(run_dir=run_dir, cluster=f"b{tag}", db_name=f"noops_bench_{tag}", nats_port=ports[0],
                         nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
                         registry_port=ports[4], reconciler_port=ports[5], hosts=(),
-                        extra_env={"NOOPS_LOG_LEVEL": "WARNING", "NOOPS_PLACER_RESYNC_S": "30",
+                        extra_env={"NOOPS_LOG_LEVEL": "WARNING", "NOOPS_PLACER_RESYNC_S": "30", "NOOPS_SINKS": "",
                                    "NOOPS_HEARTBEAT_GRACE_S": "10"})
     infra.ensure_postgres()
     infra.ensure_database(cfg.db_name, fresh=True)

@@ -112,6 +112,8 @@ def process_names(cfg: ClusterConfig) -> list[str]:
 
 
 def start_process(cfg: ClusterConfig, name: str) -> int:
+    if name == "registry":
+        _delete_nft_table_at_exit(cfg)
     return infra.start_service(cfg.run_dir, name, cfg.service_of(name), cfg.env(name))
 
 
@@ -136,7 +138,17 @@ def start_sinks(cfg: ClusterConfig) -> None:
     """HAProxy for the registry's LB sink.  The nftables table is the registry's to create; a test
     session's table is removed when the session's process exits."""
     sink_procs.start_haproxy(cfg.run_dir)
-    if cfg.cluster != "local":
+    _delete_nft_table_at_exit(cfg)
+
+
+_NFT_CLEANUPS: set[str] = set()
+
+
+def _delete_nft_table_at_exit(cfg: ClusterConfig) -> None:
+    """A throw-away cluster (tests, benchmarks) must not leave its whitelist table behind: the
+    launching process removes it when it exits.  `make down` removes the local one."""
+    if cfg.cluster != "local" and cfg.nft_table not in _NFT_CLEANUPS:
+        _NFT_CLEANUPS.add(cfg.nft_table)
         atexit.register(sink_procs.delete_nft_table, cfg.nft_table)
 
 

@@ -91,9 +91,7 @@ class SimNet:
 
     def hostd_env(self, host: str) -> dict[str, str]:
         """What a hostd standing for ``host`` on this network is configured with."""
-        return {"NOOPS_HOSTD_PARENT": self.nic(host),
-                "NOOPS_HOSTD_POOL_GATEWAY": str(self.gateway),
-                "NOOPS_HOSTD_POOL_PREFIX": str(RANGE_PREFIX)}
+        return {"NOOPS_HOSTD_PARENT": self.nic(host), "NOOPS_HOSTD_POOL_GATEWAY": str(self.gateway)}
 
 
 def _ifname(prefix: str, host: str) -> str:

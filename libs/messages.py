@@ -83,6 +83,7 @@ class Heartbeat(Msg):
     disk_free_mb: dict[str, int] = {}   # free volume capacity per storage driver ("loop", "lvm")
     addresses_free: int = -1            # free container addresses; -1 = not limited by this host
     egress_mbit: int = 0                # egress bandwidth this host offers; 0 = not limited
+    ipam: str = "dhcp"                  # "pool": the placer assigns addresses (Placement.address)
 
 
 class InventoryItem(Msg):

@@ -14,6 +14,10 @@ command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ethtool >/dev/null 2>&1 || need+=(ethtool)
+# Fan-out sinks (issue 5): the load balancer, monitoring, whitelists.
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 # Containers as whole hosts (issue 3): DHCP server of the simulated switch, loop/LVM volumes,
 # egress benchmarks, and the DOCKER-USER allowance for the switch.
 command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)

@@ -49,3 +49,11 @@ CREATE TABLE IF NOT EXISTS placer_fence (
 
 -- An operator asked for these particular instances to go (scale down "a given set").
 ALTER TABLE instances ADD COLUMN IF NOT EXISTS kill_requested boolean NOT NULL DEFAULT false;
+
+-- Every heartbeat rewrites its host's row: leave room on each page so the update stays
+-- heap-only (HOT) and the table does not bloat between vacuums.
+ALTER TABLE hosts SET (fillfactor = 50);
+
+-- How the host's containers get addresses: "dhcp" (hostd asks the segment's DHCP server) or
+-- "pool" (the placer reserves one from ipam_addresses with the placement).
+ALTER TABLE hosts ADD COLUMN IF NOT EXISTS ipam text NOT NULL DEFAULT 'dhcp';

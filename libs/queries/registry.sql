@@ -1,7 +1,8 @@
 -- name: lock_instances
 -- Locked so that a concurrent writer cannot slip a transition between our read and write.
+-- Ordered, so two batches in flight at once lock rows in the same order (no deadlock).
 SELECT id, app, host, epoch, state, desired, ip, container_id
-FROM instances WHERE id = ANY($1::text[]) FOR UPDATE;
+FROM instances WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE;
 
 -- name: apply_reports
 -- mac/parent/lease_expires: the interface hostd gave the instance (lease_expires 0 = none, NULL).

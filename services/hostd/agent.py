@@ -218,6 +218,7 @@ class Agent:
                     return
                 await self._send(p, "RUNNING", container_id=keep.id, **_addr(att))
                 return
+            await self._rt.remove(keep.id)  # died between the listing and now: start afresh
         self.containers.pop(p.instance, None)
         await self.network.detach(p.instance)  # a lease of an earlier container of this instance
 

@@ -64,7 +64,8 @@ def machine_offer(settings: HostdSettings) -> Offer:
 
 async def heartbeat_loop(nc: NATS, runtime: ContainerRuntime, *, host: str, owner: dict[str, str],
                          offer: Offer, interval_s: float, clock: Callable[[], float],
-                         capacity: Callable[[int], Awaitable[tuple[dict[str, int], int]]] | None = None) -> None:
+                         capacity: Callable[[int], Awaitable[tuple[dict[str, int], int]]] | None = None,
+                         ipam: str = "dhcp") -> None:
     """``capacity(instances)`` → (free volume MiB per driver, free addresses or -1)."""
     subject = subjects.heartbeat(host)
     healthy = True
@@ -75,7 +76,7 @@ async def heartbeat_loop(nc: NATS, runtime: ContainerRuntime, *, host: str, owne
             disk, addresses = await capacity(count) if capacity is not None else ({}, -1)
             beat = messages.Heartbeat(host=host, cpus=offer.cpus, mem_mb=offer.mem_mb, labels=offer.labels,
                                       instances=count, load1=os.getloadavg()[0], at=clock(),
-                                      disk_free_mb=disk, addresses_free=addresses)
+                                      disk_free_mb=disk, addresses_free=addresses, ipam=ipam)
             await nc.publish(subject, messages.encode(beat))
             if not healthy:
                 log.info("heartbeats resumed")

@@ -114,7 +114,7 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         others = [
             asyncio.create_task(heartbeat_loop(nc, runtime, host=host, owner=agent.owner, offer=machine_offer(cfg),
                                                interval_s=cfg.heartbeat_interval_s, clock=clock,
-                                               capacity=make_capacity(cfg, volumes)),
+                                               capacity=make_capacity(cfg, volumes), ipam=cfg.ipam),
                                 name="hostd-heartbeat"),
             asyncio.create_task(network.renew_loop(), name="hostd-leases"),
             asyncio.create_task(watch_deaths(runtime, agent, since=since, retry_max_s=cfg.common.connect_retry_max_s),

@@ -18,7 +18,7 @@ import pydantic
 from prometheus_client import Counter, Histogram
 
 from libs import constraints as cons
-from libs import messages, outbox, subjects
+from libs import ipam, messages, outbox, subjects
 from libs.appspec import AppSpec
 from libs.db import Queries
 from services.placer import core, deploys
@@ -85,6 +85,7 @@ class Committer:
         self._scratch = None
         self._epochs: dict[str, int] = {}
         self._draining: frozenset[str] = frozenset()
+        self._pool_hosts: frozenset[str] = frozenset()
         self._taken_at = 0.0
         self.max_age_s = 1.0                # snapshot refresh period (our own reservations are in the scratch)
 
@@ -98,9 +99,9 @@ class Committer:
         self._snapshot = ClusterSnapshot([host_row(r) for r in rows])
         self._scratch = self._snapshot.scratch()
         self._draining = frozenset(r["id"] for r in rows if r["draining"])
+        self._pool_hosts = frozenset(r["id"] for r in rows if r["ipam"] == "pool")
+        self._epochs = {r["id"]: r["epoch"] for r in rows}
         self._taken_at = time.monotonic()
-        ep = await conn.fetch(self.q.host_epochs, [r["id"] for r in rows])
-        self._epochs = {r["id"]: r["epoch"] for r in ep}
 
     async def reconcile(self, app_ids: list[str]) -> BatchResult:
         with BATCH.time():
@@ -126,22 +127,24 @@ class Committer:
             insts: dict[str, list[asyncpg.Record]] = {a: [] for a in ids}
             for r in await conn.fetch(self.q.live_instances_of, ids):
                 insts[r["app"]].append(r)
-            want = [(r["app"], r["version"]) for a in ids for r in insts[a]]
-            vspecs = {(r["app"], r["version"]): (json.loads(r["spec"]), r["restart_gen"])
-                      for r in await conn.fetch(self.q.version_specs_of, [w[0] for w in want], [w[1] for w in want])}
+            want = sorted({(r["app"], r["version"]) for a in ids for r in insts[a]})
+            vspecs: dict[str, dict[int, tuple[dict, int]]] = {a: {} for a in ids}
+            for r in await conn.fetch(self.q.version_specs_of, [w[0] for w in want], [w[1] for w in want]):
+                vspecs[r["app"]][r["version"]] = (json.loads(r["spec"]), r["restart_gen"])
             failures = {r["app"]: r["failures"] for r in await conn.fetch(self.q.failures_of, ids)}
             deps = {r["app"]: r for r in await conn.fetch(self.q.latest_deployments_of, ids)}
 
             w = _Writes()
             for row in rows:
-                self._one(row, insts[row["id"]], vspecs, failures.get(row["id"], 0), deps.get(row["id"]), now, w, res)
-            await self._write(conn, w, now)
+                a = row["id"]
+                self._one(row, insts[a], vspecs[a], failures.get(a, 0), deps.get(a), now, w, res)
+            await self._write(conn, w)
         PLACED.inc(res.placed)
         STOPPED.inc(res.stopped)
         return res
 
-    def _one(self, row: asyncpg.Record, inst_rows: list[asyncpg.Record], vspecs: dict, failures: int,
-             dep_row: asyncpg.Record | None, now: datetime, w: "_Writes", res: BatchResult) -> None:
+    def _one(self, row: asyncpg.Record, inst_rows: list[asyncpg.Record], vspecs: dict[int, tuple[dict, int]],
+             failures: int, dep_row: asyncpg.Record | None, now: datetime, w: "_Writes", res: BatchResult) -> None:
         app_id, version = row["id"], row["version"]
         spec_json = json.loads(row["spec"])
         try:
@@ -151,8 +154,7 @@ class Committer:
             log.error("stored app spec is invalid; skipping", extra={"app": app_id, "error": str(exc)})
             return
         key = launch_key(spec_json, row["restart_gen"])
-        compatible = frozenset(v for (a, v), (sj, gen) in vspecs.items()
-                               if a == app_id and v != version and launch_key(sj, gen) == key)
+        compatible = frozenset(v for v, (sj, gen) in vspecs.items() if v != version and launch_key(sj, gen) == key)
         dep = None
         if dep_row is not None:
             dep = deploys.DeploymentView(dep_row["id"], dep_row["from_version"], dep_row["to_version"],
@@ -201,14 +203,43 @@ class Committer:
         status, reason = _status(row["deleted"], plan, bo, now)
         w.apps.append((app_id, status, reason, bo.delay_s, bo.launch_after, bo.failures_seen, last_good))
 
-    async def _write(self, conn: asyncpg.Connection, w: "_Writes", now: datetime) -> None:
+    async def _addresses(self, conn: asyncpg.Connection, w: "_Writes") -> dict[str, str]:
+        """Reserve pool addresses for instances placed on hosts in IPAM mode "pool".  One app
+        at a time in a savepoint: an exhausted pool holds back that app's new instances only."""
+        by_app: dict[str, list[str]] = {}
+        for s in w.starts:
+            if s.host in self._pool_hosts:
+                by_app.setdefault(s.app, []).append(s.id)
+        got: dict[str, str] = {}
+        refused: dict[str, str] = {}
+        for app_id, ids in by_app.items():
+            try:
+                async with conn.transaction():
+                    got.update(await ipam.allocate(conn, ids))
+            except ipam.PoolExhausted as exc:
+                refused[app_id] = str(exc)
+        if refused:
+            self.invalidate()  # the scratch reserved room for instances that are not placed now
+            w.starts = [s for s in w.starts if s.app not in refused]
+            w.apps = [(a, "waiting", refused[a], *rest) if a in refused else (a, st, why, *rest)
+                      for a, st, why, *rest in w.apps]
+        return got
+
+    async def _write(self, conn: asyncpg.Connection, w: "_Writes") -> None:
         q = self.q
-        if w.inst_ids:
-            await conn.execute(q.insert_instances, w.inst_ids, w.inst_apps, w.inst_versions, w.inst_hosts,
-                               w.inst_epochs, w.inst_cpus, w.inst_mem, w.inst_disk, w.inst_egress,
-                               [self.token] * len(w.inst_ids))
-            await conn.execute(q.insert_events, w.inst_ids, ["PENDING"] * len(w.inst_ids),
-                               ["placed"] * len(w.inst_ids))
+        addresses = await self._addresses(conn, w)
+        if w.starts:
+            st = w.starts
+            ids = [s.id for s in st]
+            await conn.execute(q.insert_instances, ids, [s.app for s in st], [s.version for s in st],
+                               [s.host for s in st], [s.epoch for s in st], [s.cpus for s in st],
+                               [s.mem_mb for s in st], [s.disk_mb for s in st], [s.egress_mbit for s in st],
+                               [self.token] * len(st))
+            await conn.execute(q.insert_events, ids, ["PENDING"] * len(ids), ["placed"] * len(ids))
+            w.out += [(subjects.place(s.host), f"place:{s.id}:{s.epoch}:start",
+                       messages.Placement(instance=s.id, app=s.app, version=s.version, host=s.host, epoch=s.epoch,
+                                          action="start", spec=w.specs[s.app], address=addresses.get(s.id, "")))
+                      for s in st]
         if w.stop_ids:
             for r in await conn.fetch(q.mark_stopping, w.stop_ids):
                 spec = w.specs[r["app"]]
@@ -245,15 +276,7 @@ class _Writes:
     """Everything one batch writes, gathered so that each kind is one statement."""
 
     def __init__(self) -> None:
-        self.inst_ids: list[str] = []
-        self.inst_apps: list[str] = []
-        self.inst_versions: list[int] = []
-        self.inst_hosts: list[str] = []
-        self.inst_epochs: list[int] = []
-        self.inst_cpus: list[float] = []
-        self.inst_mem: list[int] = []
-        self.inst_disk: list[int] = []
-        self.inst_egress: list[int] = []
+        self.starts: list[_Start] = []
         self.stop_ids: list[str] = []
         self.specs: dict[str, messages.ContainerSpec] = {}
         self.out: list[tuple[str, str, messages.Msg]] = []
@@ -263,23 +286,23 @@ class _Writes:
         self.rollbacks: list[tuple[str, int]] = []
 
     def add_plan(self, c: Committer, spec: AppSpec, version: int, plan: core.Plan) -> None:
-        cspec = container_spec(spec)
-        self.specs[spec.id] = cspec
+        self.specs[spec.id] = container_spec(spec)
         r = spec.resources
         for host in plan.place:
-            iid = f"{spec.id}-{uuid.uuid4().hex[:12]}"
-            epoch = c._epochs.get(host, 1)
-            self.inst_ids.append(iid)
-            self.inst_apps.append(spec.id)
-            self.inst_versions.append(version)
-            self.inst_hosts.append(host)
-            self.inst_epochs.append(epoch)
-            self.inst_cpus.append(r.cpus)
-            self.inst_mem.append(r.mem_mb)
-            self.inst_disk.append(r.disk_mb)
-            self.inst_egress.append(r.egress_mbit)
-            self.out.append((subjects.place(host), f"place:{iid}:{epoch}:start",
-                             messages.Placement(instance=iid, app=spec.id, version=version, host=host, epoch=epoch,
-                                                action="start", spec=cspec)))
+            self.starts.append(_Start(f"{spec.id}-{uuid.uuid4().hex[:12]}", spec.id, version, host,
+                                      c._epochs.get(host, 1), r.cpus, r.mem_mb, r.disk_mb, r.egress_mbit))
         self.stop_ids += plan.stop
+
+
+@dataclass(frozen=True)
+class _Start:
+    id: str
+    app: str
+    version: int
+    host: str
+    epoch: int
+    cpus: float
+    mem_mb: int
+    disk_mb: int
+    egress_mbit: int
 

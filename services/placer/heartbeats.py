@@ -27,6 +27,7 @@ class HeartbeatSink:
         self.pool, self.q, self.on_new_host, self.on_host_back = pool, queries, on_new_host, on_host_back
         self.latest: dict[str, messages.Heartbeat] = {}
         self._previous: set[str] = set()
+        self._received = 0
 
     async def handle(self, msg: Msg) -> None:
         try:
@@ -39,19 +40,22 @@ class HeartbeatSink:
             REJECTED.inc()
             log.warning("heartbeat for another host", extra={"subject": msg.subject, "host": hb.host})
             return
-        RECEIVED.inc()
         self.latest[hb.host] = hb
+        self._received += 1  # added to the metric at flush: one update per interval, not per message
 
     async def flush(self) -> int:
         batch, self.latest = self.latest, {}
         HOSTS.set(len(batch))
+        RECEIVED.inc(self._received)
+        self._received = 0
         if not batch:
             return 0
         hbs = list(batch.values())
         back = [r["id"] for r in await self.pool.fetch(
             self.q.upsert_hosts, [h.host for h in hbs], [h.cpus for h in hbs], [h.mem_mb for h in hbs],
             [json.dumps(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs],
-            [json.dumps(h.disk_free_mb) for h in hbs], [h.addresses_free for h in hbs], [h.egress_mbit for h in hbs])]
+            [json.dumps(h.disk_free_mb) for h in hbs], [h.addresses_free for h in hbs], [h.egress_mbit for h in hbs],
+            [h.ipam for h in hbs])]
         if back:
             await self.on_host_back(back)
         # A host not heard from in the previous interval is new or back: capacity appeared, so

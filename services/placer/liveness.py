@@ -9,7 +9,7 @@ import logging
 import asyncpg
 from prometheus_client import Counter
 
-from libs import endpoints, messages, outbox, subjects
+from libs import endpoints, ipam, messages, outbox, subjects
 from libs.db import Queries
 
 log = logging.getLogger("noops.placer.liveness")
@@ -28,6 +28,7 @@ async def sweep(pool: asyncpg.Pool, q: Queries, *, grace_s: float, fence_token: 
         if not down:
             return set()
         lost = await conn.fetch(q.lose_instances, down)
+        await ipam.release(conn, [r["id"] for r in lost])
         if lost:
             await conn.execute(q.insert_events, [r["id"] for r in lost], ["LOST"] * len(lost),
                                [f"host down ({', '.join(down)})"] * len(lost))

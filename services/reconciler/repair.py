@@ -11,7 +11,7 @@ import uuid
 import asyncpg
 from prometheus_client import Counter
 
-from libs import endpoints, messages, outbox, subjects
+from libs import endpoints, ipam, messages, outbox, subjects
 from libs.db import Queries
 from services.reconciler.diff import MISSING, Drift
 
@@ -35,6 +35,7 @@ class MissingRepair:
             if not rows:
                 return 0
             await conn.execute(self.q.insert_events, [r["id"] for r in rows])
+            await ipam.release(conn, [r["id"] for r in rows])
             apps = {r["app"] for r in rows}
             out = await endpoints.announcements(conn, apps)
             out += [(subjects.deploy(a), f"deploy:{a}:{uuid.uuid4().hex}",

@@ -17,6 +17,12 @@ from services.registry.sinks.fanout import Fanout
 
 log = logging.getLogger("noops.registry")
 
+# Two report batches in flight: one waits on PostgreSQL while the next is judged.  Safe because
+# each batch locks its instances in id order and a state never moves backwards (judge.py).
+REPORT_BATCHES_IN_FLIGHT = 2
+# Reports judged and written per transaction; each batch announces an app's endpoint set once.
+REPORT_BATCH = 1000
+
 
 async def main(settings: RegistrySettings) -> None:
     health = Health()
@@ -37,7 +43,8 @@ async def main(settings: RegistrySettings) -> None:
     await nc.subscribe(subjects.ENDPOINTS_ALL, cb=fanout.on_endpoints)
     tasks += [asyncio.create_task(fanout.run()), *(asyncio.create_task(r.run()) for r in runners)]
     tasks += [asyncio.create_task(relay.run()),
-              asyncio.create_task(bus.pull_loop(js, subjects.REGISTRY, fanout.feeding(records.handle_batch)))]
+              asyncio.create_task(bus.pull_loop(js, subjects.REGISTRY, fanout.feeding(records.handle_batch),
+                                                batch=REPORT_BATCH, concurrency=REPORT_BATCHES_IN_FLIGHT))]
     health.ready = True
     log.info("registry ready")
     try:

@@ -13,7 +13,7 @@ import asyncpg
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
-from libs import bus, messages, outbox, subjects
+from libs import bus, ipam, messages, outbox, subjects
 from libs.db import Queries
 from services.registry.judge import Row, in_service, judge
 
@@ -96,6 +96,10 @@ class Records:
                 await conn.execute(self.q.apply_reports, [u.instance for u in us], [u.state for u in us],
                                    [u.ip for u in us], [u.container_id for u in us], [u.reason for u in us],
                                    [u.mac for u in us], [u.parent for u in us], [u.lease_expires for u in us])
+                # An instance that ended gives its pool address back (IPAM mode "pool").
+                ended = [u.instance for u in us if u.state in messages.TERMINAL]
+                if ended:
+                    await ipam.release(conn, ended)
             if leases:
                 await conn.execute(self.q.renew_leases, list(leases), list(leases.values()))
             if events:

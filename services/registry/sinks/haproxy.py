@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from services.registry.sinks import haproxy_config as hc
 from services.registry.sinks.model import AppState, Desired
@@ -47,6 +47,29 @@ async def runtime(socket_path: os.PathLike[str] | str, command: str, *, timeout:
         raise HAProxyError(f"HAProxy command {command!r} failed: {exc or type(exc).__name__}") from None
     finally:
         writer.close()
+
+
+async def runtime_batch(socket_path: os.PathLike[str] | str, commands: list[str], *, timeout: float = 10.0) -> list[str]:
+    """Several commands in one CLI session (interactive ``prompt`` mode: each answer ends with a
+    prompt), so a batch of changes costs one connection.  One answer per command, in order."""
+    script = "prompt\n" + "".join(c + "\n" for c in commands) + "quit\n"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise HAProxyError(f"HAProxy socket {socket_path} not answering: {exc or type(exc).__name__}") from None
+    try:
+        writer.write(script.encode())
+        await writer.drain()
+        out = (await asyncio.wait_for(reader.read(), timeout)).decode(errors="replace")
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise HAProxyError(f"HAProxy batch of {len(commands)} failed: {exc or type(exc).__name__}") from None
+    finally:
+        writer.close()
+    parts = ("\n" + out).split("\n> ")
+    # parts[0]: before the first prompt; then one answer per command, each closed by a prompt.
+    if len(parts) < len(commands) + 2:
+        raise HAProxyError(f"HAProxy answered {len(parts) - 2} of {len(commands)} commands: {out[-300:]!r}")
+    return parts[1:1 + len(commands)]
 
 
 @dataclass(frozen=True)
@@ -115,9 +138,7 @@ class HAProxySink:
             if set(fronts) - self._backends:
                 await self._reload(fronts)
             wanted = self._wanted(fronts)
-            for port in sorted(ports):
-                if port in fronts:
-                    await self._apply_backend(port, wanted.get(port, {}))
+            await self._apply_backends({p: wanted.get(p, {}) for p in ports if p in fronts})
             await self._finish_draining()
         except Exception:
             self._servers = self._backends = None   # unknown now: re-read before the next attempt
@@ -127,39 +148,39 @@ class HAProxySink:
         self._backends = hc.parse_backends(await runtime(self.opts.paths.admin_socket, "show backend"))
         self._servers = hc.parse_servers_state(await runtime(self.opts.paths.admin_socket, "show servers state"))
 
-    async def _cmd(self, command: str) -> str:
-        answer = await runtime(self.opts.paths.admin_socket, command)
-        if not hc.ok_answer(command, answer):
-            raise HAProxyError(f"HAProxy refused {command!r}: {answer.strip()[:300]}")
-        return answer
-
-    async def _apply_backend(self, port: int, desired: Mapping[str, tuple[str, int]]) -> None:
+    async def _apply_backends(self, wanted: Mapping[int, Mapping[str, tuple[str, int]]]) -> None:
+        """All the backends' commands in one CLI session, then the cache follows HAProxy's answers."""
         assert self._servers is not None
-        observed = self._servers.setdefault(port, {})
-        for cmd in hc.plan_backend(port, desired, observed):
+        cmds = [(port, c) for port, desired in sorted(wanted.items())
+                for c in hc.plan_backend(port, desired, self._servers.setdefault(port, {}))]
+        if not cmds:
+            return
+        answers = await runtime_batch(self.opts.paths.admin_socket, [c for _, c in cmds])
+        refused = []
+        for (port, cmd), answer in zip(cmds, answers):
+            observed = self._servers[port]
             verb, _, rest = cmd.partition(" server ")
             name = rest.split()[0].split("/", 1)[1]
+            ok = hc.ok_answer(cmd, answer)
             if verb == "del":
-                answer = await runtime(self.opts.paths.admin_socket, cmd)
-                if hc.ok_answer(cmd, answer):
+                if ok:
                     observed.pop(name, None)
                     self._draining.pop((port, name), None)
-                else:   # connections still draining: in maintenance, no new one reaches it
+                elif name in observed:   # connections still draining: in maintenance, no new one reaches it
                     self._draining.setdefault((port, name), _Draining(self.clock(), port, name))
-                    old = observed[name]
-                    observed[name] = hc.Server(old.addr, old.port, old.admin_state | 0x01)
                 continue
-            await self._cmd(cmd)
+            if not ok:
+                refused.append(f"{cmd!r}: {answer.strip()[:200]}")
+                continue
             if verb == "add":
                 ip, _, p = rest.split()[1].rpartition(":")
                 observed[name] = hc.Server(ip, int(p), 0x01)
                 self._draining.pop((port, name), None)
-            elif verb == "enable":
+            elif name in observed:
                 old = observed[name]
-                observed[name] = hc.Server(old.addr, old.port, 0)
-            elif verb == "set":
-                old = observed[name]
-                observed[name] = hc.Server(old.addr, old.port, old.admin_state | 0x01)
+                observed[name] = hc.Server(old.addr, old.port, 0 if verb == "enable" else old.admin_state | 0x01)
+        if refused:
+            raise HAProxyError(f"HAProxy refused {len(refused)} command(s): {'; '.join(refused[:3])}")
 
     async def _finish_draining(self) -> None:
         assert self._servers is not None

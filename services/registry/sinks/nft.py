@@ -57,12 +57,29 @@ def render(family: str, table: str, apps: Mapping[str, Iterable[str]], *, also_f
     return "\n".join(lines) + "\n"
 
 
+def render_changes(family: str, table: str, changes: Mapping[str, tuple[Iterable[str], Iterable[str]]]) -> str:
+    """Script adding and deleting only what changed per app: app -> (added, removed) (pure).
+    Deleting an element that is not there fails the whole transaction, which the sink answers by
+    rewriting the sets whole (``render``)."""
+    lines = []
+    for app in sorted(changes):
+        added, removed = (_v4(x) for x in changes[app])
+        if removed:
+            lines.append(f"delete element {family} {table} {set_name(app)} {{ {', '.join(removed)} }}")
+        if added:
+            lines.append(f"add element {family} {table} {set_name(app)} {{ {', '.join(added)} }}")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 class NftSink:
     name = "nft"
 
     def __init__(self, table: str, *, family: str = "inet", argv: Sequence[str] = ("nft",)) -> None:
         # ``argv`` runs nft (tests prefix ``ip netns exec <ns>`` to keep everything in a namespace).
         self.table, self.family, self.argv = table, family, tuple(argv)
+        # What each set holds after our last successful write; cleared on any failure, and then
+        # sets are rewritten whole.  Small diffs keep a busy app's update cheap.
+        self._held: dict[str, frozenset[str]] = {}
 
     async def _nft(self, *args: str, script: str | None = None) -> str:
         proc = await asyncio.create_subprocess_exec(*self.argv, *args, stdin=asyncio.subprocess.PIPE,
@@ -92,13 +109,26 @@ class NftSink:
         return set()
 
     async def apply_full(self, desired: Desired) -> None:
+        self._held = {}
         stale = await self.existing_apps()
-        await self._nft("-f", "-", script=render(self.family, self.table,
-                                                 {a: s.ips() for a, s in desired.items()}, also_flush=sorted(stale)))
+        want = {a: s.ips() for a, s in desired.items()}
+        await self._nft("-f", "-", script=render(self.family, self.table, want, also_flush=sorted(stale)))
+        self._held = {a: frozenset(_v4(ips)) for a, ips in want.items()}
 
     async def update(self, changes: Desired) -> None:
-        if changes:
-            await self._nft("-f", "-", script=render(self.family, self.table, {a: s.ips() for a, s in changes.items()}))
+        want = {a: frozenset(_v4(s.ips())) for a, s in changes.items()}
+        fresh = {a: ips for a, ips in want.items() if a not in self._held}
+        diffs = {a: (ips - self._held[a], self._held[a] - ips) for a, ips in want.items() if a in self._held}
+        script = (render(self.family, self.table, fresh) if fresh else "") + \
+            render_changes(self.family, self.table, diffs)
+        if not script:
+            return
+        try:
+            await self._nft("-f", "-", script=script)
+        except NftError:
+            self._held = {}
+            raise
+        self._held.update(want)
 
     async def close(self) -> None:
         pass

@@ -116,5 +116,8 @@ class SinkRunner:
         LAST_OK.labels(self.name).set(time.time())
         PENDING.labels(self.name).set(len(self._pending))
         for obs in self.observers:
-            obs(self.name, work, now)
+            try:
+                obs(self.name, work, now)
+            except Exception:   # an observer (benchmark, test) must not stop the sink
+                log.exception("sink observer failed", extra={"sink": self.name})
         return True

@@ -11,7 +11,7 @@ import pytest
 
 from libs.messages import Endpoint
 from services.registry.sinks.model import AppState
-from services.registry.sinks.nft import NftSink, set_name
+from services.registry.sinks.nft import NftError, NftSink, set_name
 from tests.support.wait import eventually
 
 PORT = 7777
@@ -91,6 +91,14 @@ async def test_only_the_apps_containers_are_admitted(lab):
     await sink.update(web("198.18.254.6"))
     assert await connect(lab["c2"], "198.18.254.5") == "hello"
     assert "refused" in (await connect(lab["c1"], "198.18.254.1")).lower()
+
+    # Someone else emptied the set behind the sink's back: the next diff fails, the sink forgets what
+    # it believed, and the retry rewrites the set whole.
+    sh("ip", "netns", "exec", lab["srv"], "nft", f"flush set inet {table} {set_name('web')}")
+    with pytest.raises(NftError):
+        await sink.update(web("198.18.254.2"))
+    await sink.update(web("198.18.254.2"))
+    assert await sink.members("web") == {"198.18.254.2"}
 
     # An app that left is emptied (set kept: the rule references it), and apply_full is idempotent.
     await sink.apply_full({})

@@ -111,3 +111,10 @@ async def test_ipvs_kernel_roundtrip():  # pragma: no cover - needs IPVS
         assert sink._observed() == {}
     finally:
         await sink.close()
+
+
+def test_nft_render_changes_touches_only_the_difference():
+    script = nft.render_changes("inet", "t", {"web": (["198.18.0.9"], ["198.18.0.2"]), "db": ([], [])})
+    assert script.splitlines() == ["delete element inet t app_web { 198.18.0.2 }",
+                                   "add element inet t app_web { 198.18.0.9 }"]
+    assert nft.render_changes("inet", "t", {"db": ([], [])}) == ""

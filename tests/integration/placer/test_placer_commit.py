@@ -1,0 +1,86 @@
+"""The committer against the real task log: pool addresses travel with placements, an exhausted
+pool holds an app back with the reason, every plan checks the fencing token."""
+from __future__ import annotations
+
+import json
+
+import pytest_asyncio
+
+from libs import db, ipam, messages
+from libs.appspec import AppSpec
+from services.placer.commit import Committer
+
+
+@pytest_asyncio.fixture
+async def cleanup(pool):
+    """Rows this module adds must not outlive it: later e2e tests share the database, and a
+    fake host that looks online would be offered placements."""
+    made: dict[str, list[str]] = {"hosts": [], "apps": []}
+    yield made
+    apps, hosts = made["apps"], made["hosts"]
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM instances WHERE app = ANY($1)", apps)]
+    async with pool.acquire() as conn, conn.transaction():
+        await ipam.release(conn, ids)
+        await conn.execute("DELETE FROM outbox WHERE msg_id LIKE ANY($1)", [f"place:{a}-%" for a in apps])
+        await conn.execute("DELETE FROM instance_events WHERE instance = ANY($1)", ids)
+        await conn.execute("DELETE FROM instances WHERE app = ANY($1)", apps)
+        await conn.execute("DELETE FROM deployments WHERE app = ANY($1)", apps)
+        await conn.execute("DELETE FROM app_versions WHERE app = ANY($1)", apps)
+        await conn.execute("DELETE FROM apps WHERE id = ANY($1)", apps)
+        await conn.execute("DELETE FROM hosts WHERE id = ANY($1)", hosts)
+
+
+async def _host(pool, host: str, mode: str) -> None:
+    await pool.execute("INSERT INTO hosts (id, cpus, mem_mb, labels, last_seen, ipam) "
+                       "VALUES ($1, 64, 65536, '{}', now() + interval '1 hour', $2)", host, mode)
+
+
+async def _app(pool, app_id: str, instances: int, host: str) -> None:
+    spec = AppSpec.model_validate({"id": app_id, "image": "noops/base:latest", "instances": instances,
+                                   "constraints": [["hostname", "LIKE", host]]})
+    body = json.dumps(spec.model_dump(mode="json"))
+    await pool.execute("INSERT INTO apps (id, version, spec, instances) VALUES ($1, 1, $2::jsonb, $3)",
+                       app_id, body, instances)
+    await pool.execute("INSERT INTO app_versions (app, version, spec) VALUES ($1, 1, $2::jsonb)", app_id, body)
+
+
+async def _committer(pool) -> Committer:
+    c = Committer(pool, db.Queries("placer"), heartbeat_grace_s=3.0)
+    c.token = await pool.fetchval("SELECT token FROM placer_fence WHERE id = 1") or \
+        await pool.fetchval(db.Queries("placer").fence_take, "test")
+    return c
+
+
+async def test_pool_addresses_ride_with_placements(pool, uid, cleanup):
+    host, app_id = f"hp{uid}", f"pool-{uid}"
+    cleanup["hosts"].append(host)
+    cleanup["apps"].append(app_id)
+    await _host(pool, host, "pool")
+    async with pool.acquire() as conn:
+        await ipam.add_range(conn, "198.19.250.10", "198.19.250.60", 24)
+    await _app(pool, app_id, 3, host)
+    res = await (await _committer(pool)).reconcile([app_id])
+    assert res.placed == 3
+    rows = await pool.fetch("SELECT payload FROM outbox WHERE msg_id LIKE $1", "place:" + app_id + "-%")
+    placements = [messages.decode(bytes(r["payload"]), messages.Placement) for r in rows]
+    assert len(placements) == 3 and all(p.host == host for p in placements)
+    addresses = [p.address for p in placements]
+    assert all(a.endswith("/24") for a in addresses) and len(set(addresses)) == 3
+    held = await pool.fetch("SELECT instance FROM ipam_addresses WHERE instance = ANY($1)",
+                            [p.instance for p in placements])
+    assert len(held) == 3
+
+
+async def test_exhausted_pool_holds_the_app_back_with_a_reason(pool, uid, cleanup):
+    host, app_id = f"hx{uid}", f"exh-{uid}"
+    cleanup["hosts"].append(host)
+    cleanup["apps"].append(app_id)
+    await _host(pool, host, "pool")
+    async with pool.acquire() as conn:
+        free = await ipam.free(conn)
+    await _app(pool, app_id, free + 1, host)
+    res = await (await _committer(pool)).reconcile([app_id])
+    row = await pool.fetchrow("SELECT status, status_reason FROM apps WHERE id = $1", app_id)
+    assert row["status"] == "waiting" and "address pool exhausted" in row["status_reason"]
+    assert await pool.fetchval("SELECT count(*) FROM instances WHERE app = $1", app_id) == 0
+    assert res.placed >= 0
