@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from devtools import infra
-from devtools.cluster import ClusterConfig, start_infra, stop_network
+from devtools.cluster import ClusterConfig, start_infra, stop_network, stop_sinks
 from libs import bus, db
 
 
@@ -32,7 +32,7 @@ def cluster_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterCon
                         placer_port=ports[3], registry_port=ports[4], reconciler_port=ports[5],
                         hostd_base_port=ports[6], hosts=("h1", "h2"),
                         extra_env={"NOOPS_LOG_FORMAT": "text", "NOOPS_RECONCILE_INTERVAL_S": "1",
-                                   "NOOPS_PLACER_RESYNC_S": "2"},
+                                   "NOOPS_PLACER_RESYNC_S": "2", "NOOPS_SINK_BACKOFF_MAX_S": "1"},
                         lease_s=120, lease_t1_s=3)
     start_infra(cfg, fresh_db=True)
     try:
@@ -43,6 +43,7 @@ def cluster_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterCon
                 infra.stop_pidfile(pidfile, timeout=5)
         if infra.docker_ok():
             infra.remove_cluster_containers(cfg.cluster)
+        stop_sinks(cfg)    # HAProxy, Prometheus, the session's nft table
         stop_network(cfg)  # switch, dnsmasq, host NICs, leftover volumes
         # dockerd stays up, like PostgreSQL: another test session or a `make up` cluster on this
         # machine may be using it, and the next run starts faster.

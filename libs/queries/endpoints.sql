@@ -1,8 +1,9 @@
 -- name: in_service
+-- THE definition of "in service" (announcements, every sink): the apps in $1 (NULL: all).
 -- Ports come from each instance's own version (a rolling update may mix versions).
-SELECT i.app, i.id, i.host, i.ip, v.spec -> 'ports' AS ports
+SELECT i.app, i.id, i.host, i.ip, i.version, v.spec -> 'ports' AS ports
 FROM instances i JOIN app_versions v ON v.app = i.app AND v.version = i.version
-WHERE i.app = ANY($1::text[]) AND i.state = 'RUNNING'
+WHERE ($1::text[] IS NULL OR i.app = ANY($1::text[])) AND i.state = 'RUNNING'
 ORDER BY i.app, i.id;
 
 -- name: next_seqs

@@ -24,23 +24,6 @@ WHERE i.id = t.id AND (i.lease_expires IS NULL OR i.lease_expires < to_timestamp
 INSERT INTO instance_events (instance, state, reason, source)
 SELECT i, s, r, 'registry' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, r);
 
--- name: in_service
-SELECT i.app, i.id, i.host, i.ip, a.spec -> 'ports' AS ports
-FROM instances i JOIN apps a ON a.id = i.app
-WHERE i.app = ANY($1::text[]) AND i.state = 'RUNNING'
-ORDER BY i.app, i.id;
-
--- name: next_seq
-SELECT nextval('endpoints_seq') FROM generate_series(1, $1);
-
--- name: sinks_in_service
--- Fan-out: the in-service set of the apps in $1 (NULL: every app), ports from each instance's
--- own version.  "In service" must stay the same rule as endpoints.sql's in_service.
-SELECT i.app, i.id, i.host, i.ip, i.version, v.spec -> 'ports' AS ports
-FROM instances i JOIN app_versions v ON v.app = i.app AND v.version = i.version
-WHERE ($1::text[] IS NULL OR i.app = ANY($1::text[])) AND i.state = 'RUNNING'
-ORDER BY i.app, i.id;
-
 -- name: sinks_apps
 -- Fan-out: the apps in $1 (NULL: all) with the port names of their current spec; deleted apps
 -- too (their set is empty, their LB ports stay).

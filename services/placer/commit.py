@@ -64,10 +64,20 @@ def _inf_if(value: float, unlimited: bool) -> float:
     return float("inf") if unlimited else float(value)
 
 
-def host_row(r: asyncpg.Record) -> HostRow:
-    disk = json.loads(r["disk_free_mb"] or "{}")
+def _parsed(cache: dict[str, dict], text: str | None) -> dict:
+    """JSON columns repeat from one snapshot to the next: parse each distinct text once."""
+    text = text or "{}"
+    got = cache.get(text)
+    if got is None:
+        got = cache[text] = json.loads(text)
+    return got
+
+
+def host_row(r: asyncpg.Record, cache: dict[str, dict] | None = None) -> HostRow:
+    cache = {} if cache is None else cache
+    disk = _parsed(cache, r["disk_free_mb"])
     return HostRow(
-        id=r["id"], cpus=r["cpus"], mem_mb=r["mem_mb"], labels=json.loads(r["labels"] or "{}"),
+        id=r["id"], cpus=r["cpus"], mem_mb=r["mem_mb"], labels=_parsed(cache, r["labels"]),
         disk_mb=_inf_if(max(disk.values(), default=0), not disk),
         egress_mbit=_inf_if(r["egress_mbit"], r["egress_mbit"] <= 0),
         addresses=_inf_if(r["addresses_free"], r["addresses_free"] < 0),
@@ -86,6 +96,7 @@ class Committer:
         self._epochs: dict[str, int] = {}
         self._draining: frozenset[str] = frozenset()
         self._pool_hosts: frozenset[str] = frozenset()
+        self._json_cache: dict[str, dict] = {}
         self._taken_at = 0.0
         self.max_age_s = 1.0                # snapshot refresh period (our own reservations are in the scratch)
 
@@ -96,7 +107,9 @@ class Committer:
         if self._snapshot is not None and time.monotonic() - self._taken_at < self.max_age_s:
             return
         rows = await conn.fetch(self.q.hosts_snapshot, self.grace)
-        self._snapshot = ClusterSnapshot([host_row(r) for r in rows])
+        if len(self._json_cache) > 4 * len(rows) + 1000:
+            self._json_cache.clear()  # hosts gone or relabelled: start over rather than grow
+        self._snapshot = ClusterSnapshot([host_row(r, self._json_cache) for r in rows])
         self._scratch = self._snapshot.scratch()
         self._draining = frozenset(r["id"] for r in rows if r["draining"])
         self._pool_hosts = frozenset(r["id"] for r in rows if r["ipam"] == "pool")

@@ -3,11 +3,11 @@ hosts table once per interval in one statement, whatever the number of hosts."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import msgspec
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge
 
@@ -19,6 +19,14 @@ log = logging.getLogger("noops.placer.heartbeats")
 RECEIVED = Counter("noops_placer_heartbeats_total", "Heartbeats received")
 REJECTED = Counter("noops_placer_heartbeats_rejected_total", "Heartbeats refused (malformed or wrong subject)")
 HOSTS = Gauge("noops_placer_hosts_reporting", "Hosts heard from in the last flush interval")
+
+
+_encode = msgspec.json.Encoder()
+
+
+def _json(value: dict) -> str:
+    # msgspec: several times faster than json.dumps, and this runs for every host every second.
+    return _encode.encode(value).decode()
 
 
 class HeartbeatSink:
@@ -53,8 +61,8 @@ class HeartbeatSink:
         hbs = list(batch.values())
         back = [r["id"] for r in await self.pool.fetch(
             self.q.upsert_hosts, [h.host for h in hbs], [h.cpus for h in hbs], [h.mem_mb for h in hbs],
-            [json.dumps(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs],
-            [json.dumps(h.disk_free_mb) for h in hbs], [h.addresses_free for h in hbs], [h.egress_mbit for h in hbs],
+            [_json(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs],
+            [_json(h.disk_free_mb) for h in hbs], [h.addresses_free for h in hbs], [h.egress_mbit for h in hbs],
             [h.ipam for h in hbs])]
         if back:
             await self.on_host_back(back)

@@ -3,17 +3,15 @@ in-service set changed, all in one transaction (outbox), so a crash loses nothin
 redelivered batch changes nothing."""
 from __future__ import annotations
 
-import json
 import logging
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 
 import asyncpg
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
-from libs import bus, ipam, messages, outbox, subjects
+from libs import bus, endpoints, ipam, messages, outbox, subjects
 from libs.db import Queries
 from services.registry.judge import Row, in_service, judge
 
@@ -104,24 +102,10 @@ class Records:
                 await conn.execute(self.q.renew_leases, list(leases), list(leases.values()))
             if events:
                 await conn.execute(self.q.insert_events, *map(list, zip(*events)))
-            out = await self._announcements(conn, touched_apps)
+            out = await endpoints.announcements(conn, touched_apps)
+            PUBLISHED.inc(len(out))
             out += [(subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
                      messages.DeployRequest(app=app, reason="instance state changed")) for app in sorted(respawn_apps)]
             await outbox.enqueue(conn, out)
         if touched_apps or respawn_apps:
             self.relay.kick()
-
-    async def _announcements(self, conn: asyncpg.Connection, apps: set[str]) -> list[tuple[str, str, messages.Msg]]:
-        if not apps:
-            return []
-        eps: dict[str, list[messages.Endpoint]] = defaultdict(list)
-        for r in await conn.fetch(self.q.in_service, sorted(apps)):
-            ports = {p["name"]: p["container_port"] for p in json.loads(r["ports"] or "[]")}
-            eps[r["app"]].append(messages.Endpoint(instance=r["id"], host=r["host"], ip=r["ip"], ports=ports))
-        seqs = [r[0] for r in await conn.fetch(self.q.next_seq, len(apps))]
-        out: list[tuple[str, str, messages.Msg]] = []
-        for app, seq in zip(sorted(apps), seqs):
-            out.append((subjects.endpoints(app), f"endpoints:{app}:{seq}",
-                        messages.EndpointsChanged(app=app, endpoints=eps.get(app, []), seq=seq)))
-        PUBLISHED.inc(len(out))
-        return out

@@ -22,7 +22,7 @@ import asyncpg
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Histogram
 
-from libs import bus, messages
+from libs import bus, endpoints, messages
 from libs.db import Queries
 from libs.messages import Endpoint
 from services.registry.sinks.model import AppState, LbPort
@@ -44,6 +44,7 @@ class Fanout:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._resync_now = True
+        self._last: dict[str, frozenset[tuple[str, str]]] = {}   # app -> (instance, ip) as last read
 
     # ------------------------------------------------------------------ key sources
     def touch(self, apps: Iterable[str]) -> None:
@@ -74,9 +75,14 @@ class Fanout:
         """Core-NATS callback for noops.endpoints.*: another writer (the placer on a host going
         DOWN) changed a set; only the app id is used."""
         try:
-            self.touch([messages.decode(msg.data, messages.EndpointsChanged).app])
+            ev = messages.decode(msg.data, messages.EndpointsChanged)
         except messages.DecodeError:
             log.warning("ignored malformed EndpointsChanged", extra={"subject": msg.subject})
+            return
+        # Most of these are the registry's own announcements of what it just handed the sinks:
+        # the payload may only *save* a read (same set as last read), never replace one.
+        if self._last.get(ev.app) != frozenset((e.instance, e.ip) for e in ev.endpoints):
+            self.touch([ev.app])
 
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
@@ -124,7 +130,7 @@ class Fanout:
         async with self.pool.acquire() as conn:
             eps: dict[str, list[Endpoint]] = defaultdict(list)
             names: dict[str, set[str]] = defaultdict(set)
-            for r in await conn.fetch(self.q.sinks_in_service, apps):
+            for r in await endpoints.in_service(conn, apps):
                 ports = {p["name"]: int(p["container_port"]) for p in json.loads(r["ports"] or "[]")}
                 eps[r["app"]].append(Endpoint(instance=r["id"], host=r["host"], ip=r["ip"], ports=ports))
                 names[r["app"]].update(ports)
@@ -141,6 +147,8 @@ class Fanout:
             read_at = self.clock()
         READS.labels("all" if apps is None else "apps").observe(time.perf_counter() - t0)
         keys = set(apps or ()) | set(names) | set(lb) | set(eps)
+        for a in keys:
+            self._last[a] = frozenset((e.instance, e.ip) for e in eps.get(a, ()))
         return {a: AppState(a, tuple(eps.get(a, ())), dict(lb.get(a, {})), read_at) for a in sorted(keys)}
 
     async def _assign(self, conn: asyncpg.Connection, app: str, pname: str) -> LbPort | None:

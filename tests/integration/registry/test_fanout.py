@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from libs import db
+from libs import db, messages
+from libs.messages import Endpoint, EndpointsChanged
 from services.registry.sinks.fanout import Fanout
 from services.registry.sinks.haproxy import runtime
 from services.registry.sinks import haproxy_config as hc
@@ -69,3 +70,23 @@ async def test_touched_app_reaches_haproxy_and_resync_repairs(pool, rows, uid, m
 
 async def _eq(aw, want) -> bool:
     return await aw == want
+
+
+async def test_endpoints_event_triggers_a_read_only_when_it_differs(pool, rows, uid, port_range):
+    class _Msg:   # the two fields the callback reads of a nats Msg
+        subject = "noops.endpoints.x"
+
+        def __init__(self, ev):
+            self.data = messages.encode(ev)
+
+    app = f"fe-{uid}"
+    await rows.app(app, {"http": 8080})
+    await rows.instance(app, f"{app}-1", "198.18.9.1")
+    f = Fanout(pool, db.Queries("registry"), [], lb_bind_host="127.0.0.1", lb_port_range=port_range)
+    await f.read([app])
+    same = EndpointsChanged(app=app, seq=1, endpoints=[Endpoint(instance=f"{app}-1", host="h1", ip="198.18.9.1",
+                                                                 ports={"http": 8080})])
+    await f.on_endpoints(_Msg(same))
+    assert not f._dirty                      # what we hold already: no read
+    await f.on_endpoints(_Msg(EndpointsChanged(app=app, seq=2, endpoints=[])))
+    assert f._dirty == {app}                 # different: look again (from the task log)
