@@ -31,6 +31,8 @@ def cluster_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterCon
                         nats_port=ports[0], nats_monitor_port=ports[1], gateway_port=ports[2],
                         placer_port=ports[3], registry_port=ports[4], reconciler_port=ports[5],
                         hostd_base_port=ports[6], hosts=("h1", "h2"),
+                        # Room for every e2e test's instances at once, even if one leaves some behind.
+                        host_cpus=8.0, host_mem_mb=16384,
                         extra_env={"NOOPS_LOG_FORMAT": "text", "NOOPS_RECONCILE_INTERVAL_S": "1",
                                    "NOOPS_PLACER_RESYNC_S": "2", "NOOPS_SINK_BACKOFF_MAX_S": "1"},
                         lease_s=120, lease_t1_s=3)

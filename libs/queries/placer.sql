@@ -83,8 +83,11 @@ UPDATE deployments SET state = 'superseded', updated_at = now()
 WHERE app = ANY($1::text[]) AND state IN ('running', 'paused');
 
 -- name: update_deployments
+-- The placer ends deployments (succeeded, failed); pausing and resuming are the operator's.
 UPDATE deployments AS d
-SET state = t.state, reason = t.reason, progress = t.progress::jsonb, updated_at = now(),
+SET state = CASE WHEN t.state IN ('succeeded', 'failed') THEN t.state ELSE d.state END,
+    reason = CASE WHEN t.state IN ('succeeded', 'failed') THEN t.reason ELSE d.reason END,
+    progress = t.progress::jsonb, updated_at = now(),
     progress_at = CASE WHEN t.moved THEN now() ELSE d.progress_at END
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[]) AS t(id, state, reason, progress, moved)
 WHERE d.id = t.id;

@@ -43,6 +43,8 @@ async def deployment_state(pool: asyncpg.Pool, q: db.Queries, app_id: str, actio
                            rollback: bool = False) -> dict:
     """pause / resume / cancel the app's open deployment."""
     async with pool.acquire() as conn, conn.transaction():
+        # The app's row lock is the placer's too: a pause cannot interleave with its decision.
+        await conn.fetchval(q.desired_count, app_id)
         dep = await conn.fetchrow(q.open_deployment, app_id)
         if dep is None:
             if await conn.fetchval(q.app_created_at, app_id) is None:

