@@ -7,14 +7,19 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+import asyncpg
 import uvicorn
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from libs import bus, db
 from libs import log as logsetup
 from libs.settings import CommonSettings, HttpSettings, SettingsError
 
@@ -94,6 +99,24 @@ def run_service(name: str, build_settings: Callable[[], object],
         asyncio.run(_runner())
     except KeyboardInterrupt:
         pass
+
+
+@dataclass(frozen=True)
+class Backends:
+    pool: asyncpg.Pool
+    nc: NATS
+    js: JetStreamContext
+
+
+async def connect_backends(common: CommonSettings, name: str) -> Backends:
+    """The task log (migrated) and the bus (streams declared), each waited for with a clear log
+    line, in this order: a service never consumes before the schema it writes exists."""
+    pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
+    await db.migrate(pool)
+    nc = await bus.connect(common.nats_url, name, retry_max_s=common.connect_retry_max_s)
+    js = nc.jetstream()
+    await bus.ensure_streams(js)
+    return Backends(pool, nc, js)
 
 
 async def run_ops_server(health: Health, http: HttpSettings, port: int) -> None:

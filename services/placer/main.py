@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from nats.aio.msg import Msg
 
 from libs import bus, db, messages, outbox, subjects
-from libs.service import Health, run_ops_server, run_service
+from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
 from services.placer import liveness
 from services.placer.commit import Committer, Deposed
@@ -109,7 +109,12 @@ class Placer:
             apps.append(req.app)
             verdicts.append(bus.ACK)
         # Level-triggered: ten requests for one app are one look at it.  Ack after the commit.
-        await asyncio.gather(*self.queue.add(dict.fromkeys(apps)))
+        try:
+            await asyncio.gather(*self.queue.add(dict.fromkeys(apps)))
+        except (Deposed, *db.TRANSIENT) as exc:
+            # Not committed: deliver again (to this placer once it recovers, or to the new leader).
+            log.warning("deploy requests not committed; redelivery later", extra={"error": str(exc)})
+            return [bus.nak(1.0) if v is bus.ACK else v for v in verdicts]
         return verdicts
 
     async def resync_loop(self) -> None:
@@ -184,11 +189,8 @@ async def main(settings: PlacerSettings) -> None:
     health = Health()
     tasks = [asyncio.create_task(run_ops_server(health, settings.http, settings.port))]
     common = settings.common
-    pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
-    await db.migrate(pool)
-    nc = await bus.connect(common.nats_url, "placer", retry_max_s=common.connect_retry_max_s)
-    js = nc.jetstream()
-    await bus.ensure_streams(js)
+    b = await connect_backends(common, "placer")
+    pool, nc, js = b.pool, b.nc, b.js
     queries = db.Queries("placer")
     holder = f"{socket.gethostname()}:{settings.port}"
     leadership = Leadership(common.db_dsn, queries, holder, retry_max_s=common.connect_retry_max_s)

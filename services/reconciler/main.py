@@ -16,8 +16,8 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from prometheus_client import Gauge
 
-from libs import bus, db, messages, outbox, subjects
-from libs.service import Health, run_ops_server, run_service
+from libs import db, messages, outbox, subjects
+from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import ReconcilerSettings, load
 from services.reconciler.diff import Placed, Report, diff
 from services.reconciler.repair import MissingRepair
@@ -62,12 +62,8 @@ async def one_round(pool, q: db.Queries, nc: NATS, timeout_s: float) -> Report:
 async def main(settings: ReconcilerSettings) -> None:
     health = Health()
     ops = asyncio.create_task(run_ops_server(health, settings.http, settings.port))
-    common = settings.common
-    pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
-    await db.migrate(pool)
-    nc = await bus.connect(common.nats_url, "reconciler", retry_max_s=common.connect_retry_max_s)
-    js = nc.jetstream()
-    await bus.ensure_streams(js)
+    b = await connect_backends(settings.common, "reconciler")
+    pool, nc, js = b.pool, b.nc, b.js
     q = db.Queries("reconciler")
     relay = outbox.Relay(pool, js)
     relay_task = asyncio.create_task(relay.run())

@@ -9,7 +9,7 @@ import asyncio
 import logging
 
 from libs import bus, db, outbox, subjects
-from libs.service import Health, run_ops_server, run_service
+from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import RegistrySettings, load
 from services.registry.records import Records
 from services.registry.sinks import setup as sink_setup
@@ -27,12 +27,8 @@ REPORT_BATCH = 1000
 async def main(settings: RegistrySettings) -> None:
     health = Health()
     tasks = [asyncio.create_task(run_ops_server(health, settings.http, settings.port))]
-    common = settings.common
-    pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
-    await db.migrate(pool)
-    nc = await bus.connect(common.nats_url, "registry", retry_max_s=common.connect_retry_max_s)
-    js = nc.jetstream()
-    await bus.ensure_streams(js)
+    b = await connect_backends(settings.common, "registry")
+    pool, nc, js = b.pool, b.nc, b.js
     relay = outbox.Relay(pool, js)
     records = Records(pool, db.Queries("registry"), relay)
     # Fan-out (sinks/fanout.py): fed after each committed report batch, by noops.endpoints.*

@@ -31,15 +31,16 @@ async def remove(platform, c, *apps: str) -> None:
 
 async def test_waits_for_room_with_a_reason_then_is_placed(platform, uid):
     big, small = f"big-{uid}", f"small-{uid}"
-    cpus = platform.cfg.host_cpus
+    # Memory, sized from the hosts: what other tests' instances hold (32 MiB each) cannot matter.
+    mem = platform.cfg.host_mem_mb
     async with platform.client() as c:
         try:
             spec = web_spec(big, instances=2, placement="spread")
-            spec["resources"]["cpus"] = cpus * 0.75
+            spec["resources"]["mem_mb"] = int(mem * 0.75)
             assert (await c.post("/v1/apps", json=spec)).status_code == 201
             await eventually(lambda: running(c, big, 2), timeout=60, what="big app running")
             spec = web_spec(small, instances=1)
-            spec["resources"]["cpus"] = cpus * 0.5
+            spec["resources"]["mem_mb"] = int(mem * 0.5)
             assert (await c.post("/v1/apps", json=spec)).status_code == 201
 
             async def waiting():
@@ -47,7 +48,7 @@ async def test_waits_for_room_with_a_reason_then_is_placed(platform, uid):
                 return a if a["status"] == "waiting" else None
 
             a = await eventually(waiting, timeout=30, what="unschedulable with a reason")
-            assert a["status_reason"] == f"1 instance waiting for room (needs {cpus * 0.5:g} cpus: 2 hosts)"
+            assert a["status_reason"] == f"1 instance waiting for room (needs {int(mem * 0.5)} MiB memory: 2 hosts)"
             # Capacity appears: the queued request is placed, never dropped.
             await c.delete(f"/v1/apps/{big}")
             await eventually(lambda: running(c, small, 1), timeout=60, what="placed once room appeared")
