@@ -60,11 +60,13 @@ async def test_concurrent_allocations_never_hand_out_an_address_twice(pool: asyn
             try:
                 async with pool.acquire() as conn, conn.transaction():
                     got = await ipam.allocate(conn, ids)
-                    await asyncio.sleep(0)  # let the others interleave inside their transactions
+                    # More work inside the transaction (a round trip), as a placer's commit has:
+                    # the others interleave while this one still holds its rows.
+                    await conn.fetchval("SELECT count(*) FROM ipam_addresses")
                 results.update(got)
                 return
             except ipam.PoolExhausted:
-                await asyncio.sleep(0.01)
+                continue  # bounded retry: the rows another placer rolled back are free again
         refused += 1
 
     await asyncio.gather(*(placer(k) for k in range(12)))
