@@ -152,6 +152,7 @@ class Committer:
                 a = row["id"]
                 self._one(row, insts[a], vspecs[a], failures.get(a, 0), deps.get(a), now, w, res)
             await self._write(conn, w)
+            res.placed = len(w.starts)  # an exhausted address pool may have held some back
         PLACED.inc(res.placed)
         STOPPED.inc(res.stopped)
         return res

@@ -64,7 +64,7 @@ class Placer:
                  queries: db.Queries) -> None:
         self.settings, self.pool, self.committer, self.relay, self.q = settings, pool, committer, relay, queries
         self.queue = WorkQueue()
-        self._pending: set[asyncio.Future[None]] = set()
+        self._resync_now = asyncio.Event()
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,12 +118,17 @@ class Placer:
         return verdicts
 
     async def resync_loop(self) -> None:
+        """Every app again, every resync interval or at once when capacity appeared."""
         while True:
             try:
                 self.queue.nudge([r["id"] for r in await self.pool.fetch(self.q.apps_to_resync)])
             except db.TRANSIENT as exc:
                 log.warning("resync failed; will retry", extra={"error": str(exc) or type(exc).__name__})
-            await asyncio.sleep(self.settings.resync_interval_s)
+            try:
+                await asyncio.wait_for(self._resync_now.wait(), self.settings.resync_interval_s)
+            except asyncio.TimeoutError:
+                pass
+            self._resync_now.clear()
 
     async def liveness_loop(self) -> None:
         # A new leader has written no heartbeats yet: judging hosts before a grace period of its
@@ -150,15 +155,7 @@ class Placer:
     def hosts_appeared(self, _hosts: list[str]) -> None:
         # Capacity appeared: everything waiting for room is looked at again.
         self.committer.invalidate()
-        self._pending.add(asyncio.ensure_future(self._resync_once()))
-
-    async def _resync_once(self) -> None:
-        try:
-            self.queue.nudge([r["id"] for r in await self.pool.fetch(self.q.apps_to_resync)])
-        except db.TRANSIENT as exc:
-            log.warning("resync failed; the periodic one follows", extra={"error": str(exc) or type(exc).__name__})
-        finally:
-            self._pending = {f for f in self._pending if not f.done()}
+        self._resync_now.set()
 
 
 async def lead(settings: PlacerSettings, pool, nc, js, queries: db.Queries, leadership: Leadership,

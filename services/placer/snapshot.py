@@ -88,14 +88,7 @@ class Scratch:
         self.used = {k: v.copy() for k, v in snap.used.items()}
 
     def reserve(self, hosts: np.ndarray, *, cpus: float, mem_mb: float, disk_mb: float, egress_mbit: float) -> None:
-        self._add(hosts, 1.0, cpus, mem_mb, disk_mb, egress_mbit)
-
-    def release(self, hosts: np.ndarray, *, cpus: float, mem_mb: float, disk_mb: float, egress_mbit: float) -> None:
-        self._add(hosts, -1.0, cpus, mem_mb, disk_mb, egress_mbit)
-
-    def _add(self, hosts: np.ndarray, sign: float, cpus: float, mem_mb: float, disk_mb: float,
-             egress_mbit: float) -> None:
         for key, amount in (("cpus", cpus), ("mem", mem_mb), ("disk", disk_mb), ("egress", egress_mbit),
                             ("addresses", 1.0)):
             if amount:
-                np.add.at(self.used[key], hosts, sign * amount)
+                np.add.at(self.used[key], hosts, amount)
