@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -261,8 +262,11 @@ class Agent:
                 att = await self.network.attach(p.instance, info.pid, address=p.address,
                                                 egress_mbit=p.spec.egress_mbit)
             except Exception as exc:
-                again = await self._rt.inspect(cid)
-                if again is not None and not again.running:  # exited at once: that is the news
+                # A process that died during the setup is the news (OOMKilled, exit code), not
+                # the namespace it took with it; give the engine a moment to notice the exit.
+                pid_gone = not os.path.exists(f"/proc/{info.pid}")
+                again = await self._rt.settle(cid, timeout_s=5.0 if pid_gone else 0.0)
+                if again is not None and not again.running:
                     await self._send(p, "FAILED", container_id=cid, reason=ct.exit_reason(again))
                     return
                 log.warning("network setup failed", extra={"instance": p.instance, "error": str(exc) or type(exc).__name__})

@@ -55,6 +55,9 @@ class ContainerRuntime(Protocol):
     async def remove(self, container_id: str) -> None:
         """Force-remove; a missing container is not an error."""
 
+    async def settle(self, container_id: str, timeout_s: float) -> ContainerInfo | None:
+        """Inspect once the engine has seen the container stop, or after timeout_s if it has not."""
+
     def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
         """'die' events of containers carrying these labels, from ``since`` (unix time) on.
         Ends (or raises RuntimeUnavailable) when the stream breaks; the caller reconnects."""
@@ -141,6 +144,24 @@ class DockerRuntime:
             raise _translate(exc) from exc
         except _TRANSPORT_ERRORS as exc:
             raise _translate(exc) from exc
+
+    async def settle(self, container_id: str, timeout_s: float) -> ContainerInfo | None:
+        # The engine learns of an exit a little after the kernel: a process found dead through
+        # /proc can still read as running here for some milliseconds.
+        if timeout_s <= 0:
+            return await self.inspect(container_id)
+        try:
+            await self._docker.containers.container(container_id).wait(
+                timeout=timeout_s, condition="not-running")
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise _translate(exc) from exc
+            return None
+        except asyncio.TimeoutError:
+            pass  # still running: inspect says so
+        except _TRANSPORT_ERRORS as exc:
+            raise _translate(exc) from exc
+        return await self.inspect(container_id)
 
     async def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
         filters = json.dumps({"type": ["container"], "event": ["die"], "label": _label_filter(labels)})
