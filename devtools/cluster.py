@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools import infra, simnet
+from devtools import infra, natsconf, simnet
 from devtools import sinks as sink_procs
 
 HOSTD = "hostd"
@@ -73,6 +73,11 @@ class ClusterConfig:
     def db_dsn(self) -> str:
         return f"postgresql://{infra.PG_ROLE}:{infra.PG_PASSWORD}@127.0.0.1:5432/{self.db_name}"
 
+    def nats_credentials(self, user: str = "admin") -> dict[str, str]:
+        """``user=`` / ``password=`` for ``bus.connect`` as that identity (empty without auth)."""
+        user, password = natsconf.credentials(self.run_dir, user)
+        return {"user": user, "password": password}
+
     def ports(self) -> dict[str, int]:
         out = {"gateway": self.gateway_port, "placer": self.placer_port,
                "registry": self.registry_port, "reconciler": self.reconciler_port}
@@ -92,6 +97,8 @@ class ClusterConfig:
             "NOOPS_HAPROXY_DIR": str(sink_procs.haproxy_paths(self.run_dir).dir),
             "NOOPS_LB_PORTS": self.lb_ports,
             "NOOPS_NFT_TABLE": self.nft_table,
+            # Process names are NATS identities: gateway, placer, ..., hostd-<host>.
+            **natsconf.env(self.run_dir, name),
             **self.extra_env,
         }
         if name.startswith("hostd-"):
@@ -112,6 +119,8 @@ def process_names(cfg: ClusterConfig) -> list[str]:
 
 
 def start_process(cfg: ClusterConfig, name: str) -> int:
+    if name.startswith("hostd-"):  # a host that joined after start: its NATS identity first
+        infra.ensure_nats_identities(cfg.run_dir, [name.removeprefix("hostd-")], monitor_port=cfg.nats_monitor_port)
     if name == "registry":
         _delete_nft_table_at_exit(cfg)
     return infra.start_service(cfg.run_dir, name, cfg.service_of(name), cfg.env(name))
@@ -129,7 +138,7 @@ def start_infra(cfg: ClusterConfig, *, fresh_db: bool = False) -> None:
     infra.ensure_database(cfg.db_name, fresh=fresh_db)
     infra.ensure_dockerd(cfg.run_dir)
     infra.ensure_base_image()
-    infra.start_nats(cfg.run_dir, port=cfg.nats_port, monitor_port=cfg.nats_monitor_port)
+    infra.start_nats(cfg.run_dir, port=cfg.nats_port, monitor_port=cfg.nats_monitor_port, auth_hosts=cfg.hosts)
     start_network(cfg)
     start_sinks(cfg)
 
@@ -187,6 +196,8 @@ def up(cfg: ClusterConfig) -> None:
     print(f"  gateway / web UI: http://127.0.0.1:{cfg.gateway_port}")
     print(f"  containers: {cfg.net.subnet} on switch {cfg.net.bridge} (gateway {cfg.net.gateway}, DHCP by dnsmasq)")
     print(f"  logs: make logs   (files in {cfg.run_dir / 'logs'})")
+    print(f"  NATS: {cfg.nats_url}, one identity per service and host; operators: user admin, "
+          f"password in {natsconf.password_file(cfg.run_dir, 'admin')}")
     print(f"  try:  curl -X POST http://127.0.0.1:{cfg.gateway_port}/v1/apps "
           "-H 'content-type: application/json' -d @examples/web.json")
 

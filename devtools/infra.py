@@ -13,8 +13,11 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from devtools import natsconf
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER_BIP = "198.19.255.1/24"  # dockerd's default bridge, inside 198.18.0.0/15 (see README)
@@ -220,18 +223,41 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
 
-def start_nats(run_dir: Path, *, port: int, monitor_port: int, name: str = "nats") -> NatsServer:
+def start_nats(run_dir: Path, *, port: int, monitor_port: int, name: str = "nats",
+               auth_hosts: Sequence[str] | None = None) -> NatsServer:
+    """NATS with JetStream on 127.0.0.1.  With ``auth_hosts`` (make up, the tests) it requires a
+    user per identity with the permissions of libs/natsauth.py (devtools/natsconf.py); without
+    (benchmarks) anyone may do anything."""
     pidfile = run_dir / f"{name}.pid"
+    store = run_dir / f"{name}-store"
     if read_pid(pidfile) is None:
         if not shutil.which("nats-server"):
             raise InfraError("nats-server is not installed (apt-get install nats-server)")
-        store = run_dir / f"{name}-store"
         store.mkdir(parents=True, exist_ok=True)
-        spawn(["nats-server", "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)],
-              pidfile=pidfile, logfile=run_dir / "logs" / f"{name}.log")
+        if auth_hosts is None:
+            argv = ["nats-server", "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor_port)]
+        else:
+            natsconf.ensure_identities(run_dir, auth_hosts)
+            conf = natsconf.write_server_config(run_dir, port=port, monitor_port=monitor_port, store=store)
+            argv = ["nats-server", "-c", str(conf)]
+        spawn(argv, pidfile=pidfile, logfile=run_dir / "logs" / f"{name}.log")
+    elif auth_hosts is not None:
+        ensure_nats_identities(run_dir, auth_hosts, monitor_port=monitor_port, name=name)
     server = NatsServer(port, monitor_port)
     wait_until(lambda: http_ok(f"http://127.0.0.1:{monitor_port}/healthz?js-enabled-only=true"), 30, "NATS")
     return server
+
+
+def ensure_nats_identities(run_dir: Path, hosts: Sequence[str], *, monitor_port: int, name: str = "nats") -> None:
+    """Give these hosts their NATS identities; a running server reloads (clients stay connected)."""
+    if not natsconf.enabled(run_dir) or not natsconf.ensure_identities(run_dir, hosts):
+        return
+    pid = read_pid(run_dir / f"{name}.pid")
+    if pid is None:
+        return  # read at the next start
+    before = natsconf.config_load_time(monitor_port)
+    natsconf.reload(pid)
+    wait_until(lambda: natsconf.config_load_time(monitor_port) != before, 10, "NATS to reload its configuration")
 
 
 def http_ok(url: str) -> bool:

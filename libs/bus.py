@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from urllib.parse import urlparse
 
 import nats
@@ -16,15 +17,40 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
 
-from libs import subjects
+from libs import natsauth, subjects
+from libs.settings import CommonSettings, SettingsError
 
 log = logging.getLogger("noops.bus")
 
 
-async def connect(url: str, name: str, *, retry_max_s: float = 5.0) -> NATS:
-    """Connect, waiting with a clear log line (no traceback) until NATS answers."""
+def credentials(common: CommonSettings) -> tuple[str, str]:
+    """(user, password) from the settings; a password file that can't be read is a configuration error."""
+    if not common.nats_user:
+        return "", ""
+    if not common.nats_password_file:
+        raise SettingsError("NOOPS_NATS_USER is set but NOOPS_NATS_PASSWORD_FILE is not")
+    try:
+        password = Path(common.nats_password_file).read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"NOOPS_NATS_PASSWORD_FILE={common.nats_password_file}: {exc.strerror}") from None
+    return common.nats_user, password
+
+
+async def connect_as(common: CommonSettings, name: str) -> NATS:
+    """Connect with this process's identity (NOOPS_NATS_USER) and settings."""
+    user, password = credentials(common)
+    return await connect(common.nats_url, name, retry_max_s=common.connect_retry_max_s, user=user, password=password)
+
+
+async def connect(url: str, name: str, *, retry_max_s: float = 5.0, user: str = "", password: str = "") -> NATS:
+    """Connect, waiting with a clear log line (no traceback) until NATS answers and accepts us.
+
+    With a user, replies come to that identity's private inbox prefix (libs/natsauth.py)."""
     delay = 0.2
     servers = [u.strip() for u in url.split(",") if u.strip()]
+    auth: dict[str, object] = {}
+    if user:
+        auth = {"user": user, "password": password, "inbox_prefix": natsauth.inbox_prefix(user)}
 
     async def _on_error(exc: Exception) -> None:
         log.warning("nats connection trouble", extra={"error": str(exc) or type(exc).__name__})
@@ -41,10 +67,17 @@ async def connect(url: str, name: str, *, retry_max_s: float = 5.0) -> NATS:
         try:
             return await nats.connect(servers=servers, name=name, connect_timeout=2, allow_reconnect=True,
                                       max_reconnect_attempts=-1, reconnect_time_wait=1,
-                                      error_cb=_on_error)
+                                      error_cb=_on_error, **auth)  # type: ignore[arg-type]
         except (OSError, nats.errors.NoServersError, NatsTimeout, asyncio.TimeoutError) as exc:
             log.warning("waiting for NATS", extra={"url": url, "error": str(exc) or type(exc).__name__,
                                                    "retry_in_s": round(delay, 2)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry_max_s)
+        except nats.errors.Error as exc:  # the server answered no: most often our credentials
+            log.error("NATS refused the connection", extra={
+                "url": url, "user": user or "(none)", "error": str(exc) or type(exc).__name__,
+                "hint": "check NOOPS_NATS_USER / NOOPS_NATS_PASSWORD_FILE against the server's users",
+                "retry_in_s": round(delay, 2)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, retry_max_s)
 
@@ -73,11 +106,29 @@ async def ensure_streams(js: JetStreamContext, streams: Sequence[subjects.Stream
             await js.update_stream(cfg)
 
 
-async def ensure_consumer(js: JetStreamContext, consumer: subjects.Consumer) -> None:
-    try:
-        await js.consumer_info(consumer.stream.name, consumer.durable)
-    except NotFoundError:
-        await js.add_consumer(consumer.stream.name, consumer.config())
+_STREAM_NOT_FOUND = 10059
+
+
+async def ensure_consumer(js: JetStreamContext, consumer: subjects.Consumer, *, retry_max_s: float = 5.0) -> None:
+    """Create the durable consumer if it is missing.  Its stream may not exist yet (hostd may not
+    declare streams, and may start before the services that do): wait for it with a clear log line."""
+    delay = 0.2
+    while True:
+        try:
+            try:
+                await js.consumer_info(consumer.stream.name, consumer.durable)
+            except NotFoundError as exc:
+                if exc.err_code == _STREAM_NOT_FOUND:
+                    raise
+                await js.add_consumer(consumer.stream.name, consumer.config())
+            return
+        except NotFoundError as exc:
+            if exc.err_code != _STREAM_NOT_FOUND:
+                raise
+            log.warning("waiting for stream", extra={"stream": consumer.stream.name, "consumer": consumer.durable,
+                                                     "retry_in_s": round(delay, 2)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, retry_max_s)
 
 
 class Outcome(Enum):

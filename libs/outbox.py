@@ -4,8 +4,9 @@ the server's de-duplication) and then deletes it.  Crash anywhere: nothing lost,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import asyncpg
 from nats.js import JetStreamContext
@@ -19,12 +20,20 @@ PUBLISHED = Counter("noops_outbox_published_total", "Outbox messages published t
 
 _INSERT = ("INSERT INTO outbox (subject, msg_id, payload) "
            "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])")
-_CLAIM = "SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
+_CLAIM = ("SELECT id, subject, msg_id, payload FROM outbox WHERE subject LIKE ANY($2::text[]) "
+          "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 
+# Writers NOTIFY this channel in their transaction (delivered at commit, once per transaction);
+# every relay LISTENs, so a row written by one service is published at once by the relay that
+# owns its subject, which may run in another service.
+CHANNEL = "noops_outbox"
+_NOTIFY = "SELECT pg_notify($1, '')"
+
+
 async def enqueue(conn: asyncpg.Connection, items: Iterable[tuple[str, str, messages.Msg]]) -> int:
-    """Add (subject, msg_id, message) rows, in the caller's transaction, in one round trip."""
+    """Add (subject, msg_id, message) rows, in the caller's transaction."""
     subs, ids, payloads = [], [], []
     for subject, msg_id, msg in items:
         subs.append(subject)
@@ -32,22 +41,58 @@ async def enqueue(conn: asyncpg.Connection, items: Iterable[tuple[str, str, mess
         payloads.append(messages.encode(msg))
     if subs:
         await conn.execute(_INSERT, subs, ids, payloads)
+        await conn.execute(_NOTIFY, CHANNEL)
     return len(subs)
+
+
+def like_patterns(subject_patterns: Sequence[str]) -> list[str]:
+    """NATS subject patterns (``noops.deploy.*``) as SQL LIKE patterns (``noops.deploy.%``)."""
+    out = []
+    for pattern in subject_patterns:
+        escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        out.append(escaped.replace("*", "%").replace(">", "%"))
+    return out
 
 
 class Relay:
     """Publishes outbox rows.  Several relays (one per writing service) may run: SKIP LOCKED
     gives each row to one of them at a time.  ``kick()`` after a commit for low latency; a
-    slow poll covers rows left by a crashed process."""
+    slow poll covers rows left by a crashed process.
 
-    def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, *, batch: int = 500, poll_s: float = 1.0) -> None:
+    ``subjects`` are the subject patterns this relay owns (``natsauth.relay_subjects``): it claims
+    only those rows, so a row never reaches a service NATS would refuse it from, and each subject
+    whose order matters (placements, endpoint announcements) has exactly one owner, which
+    publishes its rows in id order: two relays never race each other on one subject."""
+
+    def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, *, subjects: Sequence[str] = (">",),
+                 batch: int = 500, poll_s: float = 1.0) -> None:
         self.pool, self.js, self.batch, self.poll_s = pool, js, batch, poll_s
+        self._like = like_patterns(subjects)
         self._wake = asyncio.Event()
 
     def kick(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
+        listener: asyncpg.Connection | None = None
+        try:
+            try:
+                listener = await self.pool.acquire()
+                await listener.add_listener(CHANNEL, self._on_notify)
+            except (asyncpg.PostgresError, OSError) as exc:  # the poll still covers every row
+                log.warning("outbox relay listens to no notifications; polling only",
+                            extra={"error": str(exc) or type(exc).__name__, "poll_s": self.poll_s})
+            await self._loop()
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.remove_listener(CHANNEL, self._on_notify)
+                await self.pool.release(listener)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
         failures = 0
         while True:
             try:
@@ -69,7 +114,7 @@ class Relay:
 
     async def drain_once(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM, self.batch)
+            rows = await conn.fetch(_CLAIM, self.batch, self._like)
             if not rows:
                 return 0
             # Published in id order on one connection, so order within a subject (a start then a

@@ -99,6 +99,9 @@ def run_service(name: str, build_settings: Callable[[], object],
         asyncio.run(_runner())
     except KeyboardInterrupt:
         pass
+    except SettingsError as exc:  # found once running, e.g. an unreadable password file
+        sys.stderr.write(f"noops-{name}: bad configuration: {exc}\n")
+        raise SystemExit(2) from None
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ async def connect_backends(common: CommonSettings, name: str) -> Backends:
     line, in this order: a service never consumes before the schema it writes exists."""
     pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
     await db.migrate(pool)
-    nc = await bus.connect(common.nats_url, name, retry_max_s=common.connect_retry_max_s)
+    nc = await bus.connect_as(common, name)
     js = nc.jetstream()
     await bus.ensure_streams(js)
     return Backends(pool, nc, js)

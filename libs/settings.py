@@ -32,6 +32,14 @@ class CommonSettings:
         "(a local one and the test suite's) can share one Docker engine without touching each other's containers.")
     nats_url: str = setting(
         "nats://127.0.0.1:4222", "NOOPS_NATS_URL", "NATS server(s), comma separated. JetStream must be enabled.")
+    nats_user: str = setting(
+        "", "NOOPS_NATS_USER",
+        "NATS user this process connects as: `gateway`, `placer`, `registry`, `reconciler`, `hostd-<host id>` "
+        "(each may publish and subscribe only what libs/natsauth.py grants it). Empty: connect without credentials.")
+    nats_password_file: str = setting(
+        "", "NOOPS_NATS_PASSWORD_FILE",
+        "File holding that user's NATS password (read at start; keep it mode 0600). `make up` writes them "
+        "under .run/nats-auth/.")
     db_dsn: str = setting(
         "postgresql://noops:noops@127.0.0.1:5432/noops", "NOOPS_DB_DSN",
         "PostgreSQL DSN of the task log (placer, registry, reconciler and gateway use it; hostd does not).")

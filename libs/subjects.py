@@ -8,6 +8,8 @@ Flow (arrows are subjects):
     registry --noops.endpoints.<app>--> anyone       (JetStream ENDPOINTS, kept 1 day)
     hostd   --noops.heartbeat.<host>--> placer       (core NATS, lossy by design: the next one follows)
     reconciler --noops.inventory.<host>--> hostd     (core NATS request/reply)
+
+Who may publish and subscribe to which of these is in libs/natsauth.py.
 """
 from __future__ import annotations
 
@@ -51,7 +53,11 @@ def endpoints(app: str) -> str:
     return f"{ROOT}.endpoints.{_token(app, 'app')}"
 
 
+DEPLOY_ALL = f"{ROOT}.deploy.*"
+PLACE_ALL = f"{ROOT}.place.*"
+REPORT_ALL = f"{ROOT}.report.*"
 HEARTBEAT_ALL = f"{ROOT}.heartbeat.*"
+INVENTORY_ALL = f"{ROOT}.inventory.*"
 ENDPOINTS_ALL = f"{ROOT}.endpoints.*"
 
 
@@ -80,9 +86,9 @@ class Stream:
         )
 
 
-DEPLOY = Stream("NOOPS_DEPLOY", (f"{ROOT}.deploy.*",), RetentionPolicy.WORK_QUEUE)
-PLACEMENTS = Stream("NOOPS_PLACEMENTS", (f"{ROOT}.place.*",), RetentionPolicy.WORK_QUEUE)
-REPORTS = Stream("NOOPS_REPORTS", (f"{ROOT}.report.*",), RetentionPolicy.WORK_QUEUE)
+DEPLOY = Stream("NOOPS_DEPLOY", (DEPLOY_ALL,), RetentionPolicy.WORK_QUEUE)
+PLACEMENTS = Stream("NOOPS_PLACEMENTS", (PLACE_ALL,), RetentionPolicy.WORK_QUEUE)
+REPORTS = Stream("NOOPS_REPORTS", (REPORT_ALL,), RetentionPolicy.WORK_QUEUE)
 ENDPOINTS = Stream("NOOPS_ENDPOINTS", (ENDPOINTS_ALL,), RetentionPolicy.LIMITS, max_age_s=86400.0)
 STREAMS = (DEPLOY, PLACEMENTS, REPORTS, ENDPOINTS)
 
@@ -94,8 +100,15 @@ class Consumer:
     filter_subject: str
     ack_wait_s: float = 30.0
 
+    @property
+    def pinned(self) -> bool:
+        """A filter without wildcards (one host's placements) is created through the API subject
+        that names it, so NATS permissions can pin the consumer to it (libs/natsauth.py)."""
+        return "*" not in self.filter_subject and ">" not in self.filter_subject
+
     def config(self) -> ConsumerConfig:
         return ConsumerConfig(
+            name=self.durable if self.pinned else None,
             durable_name=self.durable,
             filter_subject=self.filter_subject,
             ack_policy=AckPolicy.EXPLICIT,
@@ -105,8 +118,8 @@ class Consumer:
         )
 
 
-PLACER = Consumer(DEPLOY, "placer", f"{ROOT}.deploy.*")
-REGISTRY = Consumer(REPORTS, "registry", f"{ROOT}.report.*")
+PLACER = Consumer(DEPLOY, "placer", DEPLOY_ALL)
+REGISTRY = Consumer(REPORTS, "registry", REPORT_ALL)
 
 
 def hostd_consumer(host: str) -> Consumer:

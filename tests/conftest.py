@@ -41,7 +41,7 @@ def cluster_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterCon
         yield cfg
     finally:
         for pidfile in run_dir.glob("*.pid"):
-            if pidfile.name != "dockerd.pid":
+            if not pidfile.name.startswith("dockerd"):  # dockerd.pid, dockerd.engine.pid
                 infra.stop_pidfile(pidfile, timeout=5)
         if infra.docker_ok():
             infra.remove_cluster_containers(cfg.cluster)
@@ -63,7 +63,7 @@ async def pool(cluster_cfg: ClusterConfig) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest_asyncio.fixture(scope="session")
 async def nc(cluster_cfg: ClusterConfig) -> AsyncIterator[nats.NATS]:
-    client = await bus.connect(cluster_cfg.nats_url, "tests")
+    client = await bus.connect(cluster_cfg.nats_url, "tests", **cluster_cfg.nats_credentials("admin"))
     await bus.ensure_streams(client.jetstream())
     yield client
     await client.drain()

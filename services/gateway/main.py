@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 
-from libs import bus, db, outbox, settings
+from libs import bus, db, natsauth, outbox, settings
 from libs.service import run_service, serve_http
 from libs.settings import GatewaySettings
 from services.gateway.app import create_app
@@ -24,11 +24,11 @@ async def main(cfg: GatewaySettings) -> None:
         pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
         stack.push_async_callback(_close_pool, pool)
         await db.migrate(pool)
-        nc = await bus.connect(common.nats_url, "gateway", retry_max_s=common.connect_retry_max_s)
+        nc = await bus.connect_as(common, "gateway")
         stack.push_async_callback(nc.close)
         js = nc.jetstream()
         await bus.ensure_streams(js)
-        relay = outbox.Relay(pool, js)
+        relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("gateway"))
         relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
         stack.push_async_callback(_cancel, relay_task)
         log.info("gateway listening", extra={"host": cfg.http.http_host, "port": cfg.port})

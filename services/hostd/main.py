@@ -80,10 +80,11 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         ops = asyncio.create_task(run_ops_server(health, cfg.http, cfg.port), name="hostd-ops")
         stack.push_async_callback(_cancel, ops)
 
-        nc = await bus.connect(cfg.common.nats_url, f"hostd-{host}", retry_max_s=cfg.common.connect_retry_max_s)
+        nc = await bus.connect_as(cfg.common, f"hostd-{host}")
         stack.push_async_callback(_close_nats, nc)
+        # No ensure_streams here: the central services declare the streams (a host's identity
+        # may not); the placements consumer waits for its stream (bus.ensure_consumer).
         js = nc.jetstream()
-        await bus.ensure_streams(js)
 
         runtime = await connect_docker(cfg.docker_url, retry_max_s=cfg.common.connect_retry_max_s)
         stack.push_async_callback(runtime.close)

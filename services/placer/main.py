@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from nats.aio.msg import Msg
 
-from libs import bus, db, messages, outbox, subjects
+from libs import bus, db, messages, natsauth, outbox, subjects
 from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
 from services.placer import liveness
@@ -162,7 +162,7 @@ async def lead(settings: PlacerSettings, pool, nc, js, queries: db.Queries, lead
                health: Health, token: int) -> None:
     committer = Committer(pool, queries, heartbeat_grace_s=settings.heartbeat_grace_s)
     committer.token = token
-    relay = outbox.Relay(pool, js)
+    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("placer"))
     placer = Placer(settings, pool, committer, relay, queries)
     sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back)
     sub = await nc.subscribe(subjects.HEARTBEAT_ALL, cb=sink.handle)

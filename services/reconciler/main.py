@@ -16,7 +16,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from prometheus_client import Gauge
 
-from libs import db, messages, outbox, subjects
+from libs import db, messages, natsauth, outbox, subjects
 from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import ReconcilerSettings, load
 from services.reconciler.diff import Placed, Report, diff
@@ -65,7 +65,7 @@ async def main(settings: ReconcilerSettings) -> None:
     b = await connect_backends(settings.common, "reconciler")
     pool, nc, js = b.pool, b.nc, b.js
     q = db.Queries("reconciler")
-    relay = outbox.Relay(pool, js)
+    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("reconciler"))
     relay_task = asyncio.create_task(relay.run())
     repair = MissingRepair(pool, q, relay)
     health.ready = True

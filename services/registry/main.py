@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from libs import bus, db, outbox, subjects
+from libs import bus, db, natsauth, outbox, subjects
 from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import RegistrySettings, load
 from services.registry.records import Records
@@ -29,7 +29,7 @@ async def main(settings: RegistrySettings) -> None:
     tasks = [asyncio.create_task(run_ops_server(health, settings.http, settings.port))]
     b = await connect_backends(settings.common, "registry")
     pool, nc, js = b.pool, b.nc, b.js
-    relay = outbox.Relay(pool, js)
+    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("registry"))
     records = Records(pool, db.Queries("registry"), relay)
     # Fan-out (sinks/fanout.py): fed after each committed report batch, by noops.endpoints.*
     # (other writers) and by a periodic full resync; each sink runs in its own task.

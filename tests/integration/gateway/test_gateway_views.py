@@ -14,7 +14,7 @@ import uvicorn
 
 from devtools import infra
 from devtools.cluster import ClusterConfig
-from libs import bus, db, messages, outbox, subjects
+from libs import bus, db, messages, natsauth, outbox, subjects
 from libs.settings import GatewaySettings
 from services.gateway.app import create_app
 from tests.support.wait import eventually
@@ -101,9 +101,9 @@ async def test_events_stream_endpoint_changes_and_unsubscribe_on_disconnect(
         cluster_cfg: ClusterConfig, settings: GatewaySettings, pool: asyncpg.Pool, nc: nats.NATS, created,
         uid: str) -> None:
     name = f"gateway-test-{uid}"
-    gw_nc = await bus.connect(cluster_cfg.nats_url, name)
+    gw_nc = await bus.connect(cluster_cfg.nats_url, name, **cluster_cfg.nats_credentials("gateway"))
     port = infra.free_port()
-    app = create_app(settings, pool, gw_nc, outbox.Relay(pool, gw_nc.jetstream()))
+    app = create_app(settings, pool, gw_nc, outbox.Relay(pool, gw_nc.jetstream(), subjects=natsauth.relay_subjects("gateway")))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     serving = asyncio.create_task(server.serve())
     target = created.app(f"ev-{uid}")

@@ -20,7 +20,7 @@ from aiodocker.containers import DockerContainer
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from devtools import infra, simnet
+from devtools import infra, natsconf, simnet
 from devtools.cluster import ClusterConfig
 from libs import messages, subjects
 from libs.settings import HostdSettings
@@ -69,6 +69,7 @@ class HostdUnderTest:
         await self.nc.flush()
 
     def build_settings(self, **extra: str) -> HostdSettings:
+        infra.ensure_nats_identities(self.cfg.run_dir, [self.host], monitor_port=self.cfg.nats_monitor_port)
         return load_settings({
             "NOOPS_CLUSTER": self.cfg.cluster,
             "NOOPS_NATS_URL": self.cfg.nats_url,
@@ -80,6 +81,7 @@ class HostdUnderTest:
             "NOOPS_HOSTD_LOOP_DIR": str(self.cfg.volume_dir),
             "NOOPS_HOSTD_DHCP_TIMEOUT_S": "3",
             **self.cfg.net.hostd_env(self.host),
+            **natsconf.env(self.cfg.run_dir, f"hostd-{self.host}"),
             **self.env, **extra,
         })
 

@@ -1,0 +1,129 @@
+"""Issue 5, "authentic reports": forged IP reports never change the task log, and the registry keeps
+working.  Two lines of defence, both real: NATS refuses a host's identity on another host's subject
+(libs/natsauth.py), and the registry rejects a report the task log does not back (judge.py),
+counting it by reason in noops_registry_reports_rejected_total."""
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+
+import nats
+import pytest
+
+from libs import messages, subjects
+from tests.e2e.helpers import instances, running_count, web_spec
+from tests.support.wait import eventually
+
+pytestmark = pytest.mark.e2e
+
+
+def rejected(platform, reason: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{platform.cfg.registry_port}/metrics", timeout=2) as r:
+        text = r.read().decode()
+    m = re.search(r'^noops_registry_reports_rejected_total\{reason="%s"\} ([0-9.e+]+)$' % re.escape(reason),
+                  text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+async def connect_as(platform, user: str, errors: list[str]) -> nats.NATS:
+    async def on_error(exc: Exception) -> None:
+        errors.append(str(exc))
+    creds = platform.cfg.nats_credentials(user)
+    return await nats.connect(platform.cfg.nats_url, name=f"forger-{user}", error_cb=on_error,
+                              inbox_prefix=f"_INBOX_{user}", allow_reconnect=False, **creds)
+
+
+async def test_forged_reports_change_nothing_and_the_registry_keeps_working(platform, nc, uid):
+    app_id = f"forge-{uid}"
+    async with platform.client() as c:
+        assert (await c.post("/v1/apps", json=web_spec(app_id, instances=1))).status_code == 201
+        [inst] = await eventually(lambda: _running(c, app_id, 1), timeout=60, what="1 RUNNING instance")
+        owner = inst["host"]
+        other = next(h for h in platform.cfg.hosts if h != owner)
+        real = messages.IpReport(instance=inst["id"], app=app_id, host=owner, epoch=inst["epoch"], state="FAILED",
+                                 container_id="f" * 64, ip="198.18.15.250", reason="forged")
+
+        # 1. Another host's identity on the owner's subject: NATS itself refuses the publish.
+        errors: list[str] = []
+        intruder = await connect_as(platform, f"hostd-{other}", errors)
+        try:
+            with pytest.raises(nats.errors.TimeoutError):  # no stream ever acks it
+                await intruder.jetstream().publish(subjects.report(owner), messages.encode(real), timeout=1)
+            await eventually(lambda: any("permissions violation" in e.lower() for e in errors), timeout=5,
+                             what="a permissions violation for the intruder")
+
+            # 2. Its own subject, but an instance the task log places elsewhere (or names another host).
+            before = {r: rejected(platform, r) for r in ("instance placed on another host",
+                                                         "report names another host than its subject",
+                                                         "unknown instance", "stale epoch", "malformed")}
+            js = intruder.jetstream()
+            await js.publish(subjects.report(other), messages.encode(
+                messages.IpReport(**{**_fields(real), "host": other})))
+            await js.publish(subjects.report(other), messages.encode(real))  # names the owner, sent as `other`
+        finally:
+            await intruder.close()
+
+        # 3. The owner's own identity: an unknown instance, a stale epoch, a malformed payload.
+        errors = []
+        owner_nc = await connect_as(platform, f"hostd-{owner}", errors)
+        try:
+            js = owner_nc.jetstream()
+            await js.publish(subjects.report(owner), messages.encode(
+                messages.IpReport(**{**_fields(real), "instance": f"{app_id}-nosuch"})))
+            await js.publish(subjects.report(owner), messages.encode(
+                messages.IpReport(**{**_fields(real), "epoch": inst["epoch"] + 7})))
+            await js.publish(subjects.report(owner), b'{"instance": 42, "garbage": true}')
+        finally:
+            await owner_nc.close()
+        assert not errors, errors
+
+        # 4. Wrong credentials: refused at the door.
+        with pytest.raises(Exception, match="(?i)authorization"):
+            await nats.connect(platform.cfg.nats_url, user=f"hostd-{owner}", password="not-the-password",
+                               allow_reconnect=False, connect_timeout=2)
+
+        expected = {"instance placed on another host": 1, "report names another host than its subject": 1,
+                    "unknown instance": 1, "stale epoch": 1, "malformed": 1}
+
+        def counted() -> bool:
+            return all(rejected(platform, r) >= before[r] + n for r, n in expected.items())
+        await eventually(counted, timeout=20, what=f"the registry to reject {sorted(expected)}")
+
+        # Nothing changed, and the registry still does its job: a scale-up is recorded as usual.
+        [now] = await instances(c, app_id)
+        assert (now["state"], now["ip"], now["container_id"]) == ("RUNNING", inst["ip"], inst["container_id"])
+        r = await c.patch(f"/v1/apps/{app_id}", json={"instances": 2})
+        assert r.status_code in (200, 202), r.text
+        await eventually(lambda: _running(c, app_id, 2), timeout=60, what="2 RUNNING instances after the forgeries")
+        assert (await c.delete(f"/v1/apps/{app_id}")).status_code in (200, 202, 204)
+
+
+def _fields(report: messages.IpReport) -> dict[str, object]:
+    return {f: getattr(report, f) for f in report.__struct_fields__}
+
+
+async def _running(c, app_id: str, n: int):
+    insts = await instances(c, app_id)
+    return insts if running_count(insts, n) else None
+
+
+async def test_a_host_identity_cannot_read_other_hosts_placements(platform, uid):
+    """Placements carry env (secrets): a host reads only its own."""
+    owner, other = platform.cfg.hosts[0], platform.cfg.hosts[1]
+    errors: list[str] = []
+    intruder = await connect_as(platform, f"hostd-{other}", errors)
+    try:
+        await intruder.subscribe(subjects.place(owner))
+        await intruder.subscribe(subjects.REPORT_ALL)
+        await intruder.flush()
+        await eventually(lambda: sum("subscription" in e.lower() for e in errors) >= 2, timeout=5,
+                         what="two subscription violations")
+        # Its own consumer name, but another host's filter: the API subject does not match its permission.
+        consumer = subjects.hostd_consumer(other)
+        cfg = consumer.config()
+        cfg.filter_subject = subjects.place(owner)
+        with pytest.raises((nats.errors.TimeoutError, asyncio.TimeoutError)):
+            await intruder.jetstream().add_consumer(consumer.stream.name, cfg, timeout=1)
+    finally:
+        await intruder.close()
