@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from libs import constraints
 from libs.subjects import TOKEN_RE
@@ -40,6 +40,9 @@ class Port(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
     container_port: int = Field(ge=1, le=65535)
     protocol: str = Field("tcp", pattern="^(tcp|udp)$")
+    host_port: int = Field(0, ge=0, le=65535, description=(
+        "A port on the host itself that each instance needs (0: none). The placer puts at most one such "
+        "instance on a host and skips hosts where something already listens on that port."))
 
 
 class UpgradeStrategy(Strict):
@@ -87,9 +90,13 @@ class AppSpec(Strict):
                 raise ValueError(f"environment variable name {k!r} is not valid")
         return v
 
-    @model_validator(mode="after")
-    def _unique_ports(self) -> "AppSpec":
-        names = [p.name for p in self.ports]
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: list[Port]) -> list[Port]:
+        names = [p.name for p in ports]
         if len(names) != len(set(names)):
             raise ValueError("port names must be unique")
-        return self
+        host_ports = [p.host_port for p in ports if p.host_port]
+        if len(host_ports) != len(set(host_ports)):
+            raise ValueError("host ports must be unique")
+        return ports

@@ -84,6 +84,7 @@ class Heartbeat(Msg):
     addresses_free: int = -1            # free container addresses; -1 = not limited by this host
     egress_mbit: int = 0                # egress bandwidth this host offers; 0 = not limited
     ipam: str = "dhcp"                  # "pool": the placer assigns addresses (Placement.address)
+    ports_listening: list[int] = []     # TCP ports something listens on in the host's own namespace
 
 
 class InventoryItem(Msg):

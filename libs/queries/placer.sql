@@ -38,7 +38,7 @@ FROM deployments WHERE app = ANY($1::text[]) ORDER BY app, id DESC;
 -- Every known host with what is reserved on it.  Disk and addresses of instances that already
 -- run are in the host's own free figures (heartbeat), so only those not yet running count here.
 SELECT h.id, h.cpus, h.mem_mb, h.labels, h.state, h.draining, h.cordoned, h.disk_free_mb,
-       h.addresses_free, h.egress_mbit, h.epoch, h.ipam,
+       h.addresses_free, h.egress_mbit, h.epoch, h.ipam, h.ports_listening, hp.host_ports,
        (h.state = 'UP' AND h.last_seen > now() - make_interval(secs => $1)) AS up,
        coalesce(r.cpus, 0)::float8 AS used_cpus, coalesce(r.mem_mb, 0)::float8 AS used_mem_mb,
        coalesce(r.disk_mb, 0)::float8 AS used_disk_mb, coalesce(r.egress_mbit, 0)::float8 AS used_egress_mbit,
@@ -50,6 +50,17 @@ LEFT JOIN (
            count(*) FILTER (WHERE state IN ('PENDING', 'STARTING')) AS pending
     FROM instances WHERE state NOT IN ('FAILED', 'KILLED', 'LOST') GROUP BY host
 ) r ON r.host = h.id
+LEFT JOIN (
+    -- Host ports held by live instances.  Only versions that ask for host ports take part, so
+    -- when no app uses them the join is empty and costs nothing.
+    SELECT i.host, array_agg(DISTINCT v.port) AS host_ports
+    FROM (SELECT app, version, (p ->> 'host_port')::int AS port
+          FROM app_versions, jsonb_array_elements(spec -> 'ports') AS p
+          WHERE coalesce((p ->> 'host_port')::int, 0) > 0) v
+    JOIN instances i ON i.app = v.app AND i.version = v.version
+    WHERE i.state NOT IN ('FAILED', 'KILLED', 'LOST')
+    GROUP BY i.host
+) hp ON hp.host = h.id
 ORDER BY h.id;
 
 -- name: insert_instances
@@ -109,14 +120,17 @@ ON CONFLICT (app, version) DO NOTHING;
 WITH before AS (SELECT id, state FROM hosts WHERE id = ANY($1::text[])),
 up AS (
     INSERT INTO hosts (id, cpus, mem_mb, labels, load1, instances, disk_free_mb, addresses_free, egress_mbit,
-                       ipam, last_seen)
-    SELECT id, cpus, mem_mb, labels::jsonb, load1, instances, disk::jsonb, addrs, egress, ipam, now()
+                       ipam, ports_listening, last_seen)
+    -- Listening ports come as "22,80" (an int[] per host cannot pass through unnest).
+    SELECT id, cpus, mem_mb, labels::jsonb, load1, instances, disk::jsonb, addrs, egress, ipam,
+           coalesce(string_to_array(nullif(ports, ''), ',')::int[], '{}'), now()
     FROM unnest($1::text[], $2::float8[], $3::int[], $4::text[], $5::float8[], $6::int[], $7::text[], $8::int[],
-                $9::int[], $10::text[]) AS t(id, cpus, mem_mb, labels, load1, instances, disk, addrs, egress, ipam)
+                $9::int[], $10::text[], $11::text[])
+         AS t(id, cpus, mem_mb, labels, load1, instances, disk, addrs, egress, ipam, ports)
     ON CONFLICT (id) DO UPDATE SET cpus = excluded.cpus, mem_mb = excluded.mem_mb, labels = excluded.labels,
         load1 = excluded.load1, instances = excluded.instances, disk_free_mb = excluded.disk_free_mb,
         addresses_free = excluded.addresses_free, egress_mbit = excluded.egress_mbit, ipam = excluded.ipam,
-        last_seen = excluded.last_seen, state = 'UP',
+        ports_listening = excluded.ports_listening, last_seen = excluded.last_seen, state = 'UP',
         state_changed_at = CASE WHEN hosts.state = 'DOWN' THEN now() ELSE hosts.state_changed_at END
     RETURNING id
 )

@@ -62,6 +62,32 @@ def machine_offer(settings: HostdSettings) -> Offer:
     return offer(settings, cpu_count=os.cpu_count(), meminfo=meminfo)
 
 
+_TCP_LISTEN = "0A"
+
+
+def listening_ports(*tables: str) -> list[int]:
+    """TCP ports in LISTEN state, from /proc/net/tcp and /proc/net/tcp6 texts (any local address:
+    a port bound on loopback only is still not offered to an instance)."""
+    ports: set[int] = set()
+    for text in tables:
+        for line in text.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == _TCP_LISTEN:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return sorted(ports)
+
+
+def read_listening_ports() -> list[int]:
+    texts = []
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(path) as f:
+                texts.append(f.read())
+        except OSError:
+            continue
+    return listening_ports(*texts)
+
+
 async def heartbeat_loop(nc: NATS, runtime: ContainerRuntime, *, host: str, owner: dict[str, str],
                          offer: Offer, interval_s: float, clock: Callable[[], float],
                          capacity: Callable[[int], Awaitable[tuple[dict[str, int], int]]] | None = None,
@@ -76,7 +102,8 @@ async def heartbeat_loop(nc: NATS, runtime: ContainerRuntime, *, host: str, owne
             disk, addresses = await capacity(count) if capacity is not None else ({}, -1)
             beat = messages.Heartbeat(host=host, cpus=offer.cpus, mem_mb=offer.mem_mb, labels=offer.labels,
                                       instances=count, load1=os.getloadavg()[0], at=clock(),
-                                      disk_free_mb=disk, addresses_free=addresses, ipam=ipam)
+                                      disk_free_mb=disk, addresses_free=addresses, ipam=ipam,
+                                      ports_listening=read_listening_ports())
             await nc.publish(subject, messages.encode(beat))
             if not healthy:
                 log.info("heartbeats resumed")

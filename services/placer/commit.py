@@ -83,7 +83,8 @@ def host_row(r: asyncpg.Record, cache: dict[str, dict] | None = None) -> HostRow
         addresses=_inf_if(r["addresses_free"], r["addresses_free"] < 0),
         up=r["up"], draining=r["draining"], cordoned=r["cordoned"],
         used_cpus=r["used_cpus"], used_mem_mb=r["used_mem_mb"], used_disk_mb=r["used_disk_mb"],
-        used_egress_mbit=r["used_egress_mbit"], used_addresses=r["used_addresses"])
+        used_egress_mbit=r["used_egress_mbit"], used_addresses=r["used_addresses"],
+        ports_taken=frozenset(r["ports_listening"] or ()) | frozenset(r["host_ports"] or ()))
 
 
 class Committer:
@@ -186,7 +187,7 @@ class Committer:
             egress_mbit=spec.resources.egress_mbit, constraints=tuple(cons.parse(c) for c in spec.constraints),
             strategy=spec.placement, minimum_health_capacity=us.minimum_health_capacity,
             maximum_over_capacity=us.maximum_over_capacity, compatible_versions=compatible, paused=paused,
-            may_launch=bo.may_launch(now))
+            may_launch=bo.may_launch(now), host_ports=tuple(p.host_port for p in spec.ports if p.host_port))
         views = [core.InstanceView(id=r["id"], version=r["version"], host=r["host"], state=r["state"],
                                    desired=r["desired"], seq=n, doomed=r["kill_requested"])
                  for n, r in enumerate(inst_rows)]

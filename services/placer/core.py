@@ -47,6 +47,7 @@ class AppView:
     compatible_versions: frozenset[int] = frozenset()
     paused: bool = False        # deployment paused or cancelled: no version transition steps
     may_launch: bool = True     # False while a crash-loop backoff delay runs
+    host_ports: tuple[int, ...] = ()  # ports each instance holds on its host
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ def decide(app: AppView, instances: Sequence[InstanceView], scratch: Scratch, *,
         return Plan(stop=tuple(stop), new_running=new_running, old_live=len(old))
     req = Request(app=app.id, count=start, cpus=app.cpus, mem_mb=app.mem_mb, disk_mb=app.disk_mb,
                   egress_mbit=app.egress_mbit, constraints=app.constraints, strategy=app.strategy,
+                  host_ports=app.host_ports,
                   existing=tuple(scratch.snap.index[i.host] for i in new + old if i.host in scratch.snap.index))
     choice = choose(scratch, req, seed=seed)
     ids = scratch.snap.ids

@@ -63,7 +63,7 @@ class HeartbeatSink:
             self.q.upsert_hosts, [h.host for h in hbs], [h.cpus for h in hbs], [h.mem_mb for h in hbs],
             [_json(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs],
             [_json(h.disk_free_mb) for h in hbs], [h.addresses_free for h in hbs], [h.egress_mbit for h in hbs],
-            [h.ipam for h in hbs])]
+            [h.ipam for h in hbs], [",".join(map(str, h.ports_listening)) for h in hbs])]
         if back:
             await self.on_host_back(back)
         # A host not heard from in the previous interval is new or back: capacity appeared, so

@@ -3,7 +3,7 @@ then a greedy fill — all vectorized over the hosts, with a named count for eve
 
 Order matters and is fixed here (like Nomad's feasibility chain): first what a host *is*
 (down/draining/cordoned, attribute constraints), then what it *has* (free cpus, memory, disk,
-egress, addresses), then how many of this app it may still take (UNIQUE/MAX_PER/GROUP_BY).
+egress, addresses, host ports), then how many of this app it may still take (UNIQUE/MAX_PER/GROUP_BY).
 The reasons of the first filter that rejects a host are the ones reported, so the counts add
 up to the number of hosts.
 """
@@ -36,6 +36,7 @@ class Request:
     constraints: tuple[Constraint, ...] = ()
     strategy: str = "binpack"                 # or "spread"
     existing: tuple[int, ...] = ()            # host index of each live instance of the app
+    host_ports: tuple[int, ...] = ()          # ports each instance needs on its host's own address
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,11 @@ def choose(scratch: Scratch, req: Request, *, seed: int) -> Choice:
         k = np.floor((cap - scratch.used[key]) / need + 1e-9)
         reject(k < 1, why)
         np.minimum(fit, k, out=fit)
+    # A host port is a resource of one: one instance per host, and none where it is taken.
+    for port in req.host_ports:
+        reject(scratch.port_taken(port), f"host port {port} in use")
+    if req.host_ports:
+        np.minimum(fit, 1.0, out=fit)
 
     # Per-host caps from hostname constraints; per-value caps from the others.
     group_caps: list[tuple[np.ndarray, np.ndarray]] = []  # (codes per host, remaining per value)
@@ -151,6 +157,7 @@ def choose(scratch: Scratch, req: Request, *, seed: int) -> Choice:
     hosts = np.asarray(picked, dtype=np.int64)
     if len(hosts):
         scratch.reserve(hosts, cpus=req.cpus, mem_mb=req.mem_mb, disk_mb=req.disk_mb, egress_mbit=req.egress_mbit)
+        scratch.reserve_ports(hosts, req.host_ports)
     if len(hosts) < req.count:
         if not reasons:
             reasons["every feasible host is full or its group taken"] = len(candidates)

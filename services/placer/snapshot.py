@@ -32,6 +32,7 @@ class HostRow:
     used_disk_mb: float = 0.0
     used_egress_mbit: float = 0.0
     used_addresses: float = 0.0
+    ports_taken: frozenset[int] = frozenset()  # host ports in use: listening there, or held by an instance
 
 
 class ClusterSnapshot:
@@ -54,6 +55,12 @@ class ClusterSnapshot:
             "egress": np.array([h.used_egress_mbit for h in hosts], dtype=f),
             "addresses": np.array([h.used_addresses for h in hosts], dtype=f),
         }
+        # Sparse: host port -> indexes of the hosts where it is taken (few apps use host ports).
+        by_port: dict[int, list[int]] = {}
+        for i, h in enumerate(hosts):
+            for port in h.ports_taken:
+                by_port.setdefault(port, []).append(i)
+        self.ports_taken: Mapping[int, tuple[int, ...]] = {p: tuple(ix) for p, ix in by_port.items()}
         self._labels = [h.labels for h in hosts]
         self._codes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for a in (self.cpus, self.mem, self.disk, self.egress, self.addresses, self.down, self.draining,
@@ -86,6 +93,18 @@ class Scratch:
     def __init__(self, snap: ClusterSnapshot) -> None:
         self.snap = snap
         self.used = {k: v.copy() for k, v in snap.used.items()}
+        self.ports_taken: dict[int, list[int]] = {}  # taken by this scratch's plans, on top of the snapshot's
+
+    def port_taken(self, port: int) -> np.ndarray:
+        """Boolean mask of the hosts where ``port`` is taken."""
+        taken = np.zeros(len(self.snap), dtype=bool)
+        taken[list(self.snap.ports_taken.get(port, ()))] = True
+        taken[self.ports_taken.get(port, [])] = True
+        return taken
+
+    def reserve_ports(self, hosts: np.ndarray, ports: Sequence[int]) -> None:
+        for port in ports:
+            self.ports_taken.setdefault(port, []).extend(hosts.tolist())
 
     def reserve(self, hosts: np.ndarray, *, cpus: float, mem_mb: float, disk_mb: float, egress_mbit: float) -> None:
         for key, amount in (("cpus", cpus), ("mem", mem_mb), ("disk", disk_mb), ("egress", egress_mbit),

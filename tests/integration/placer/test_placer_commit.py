@@ -35,9 +35,9 @@ async def _host(pool, host: str, mode: str) -> None:
                        "VALUES ($1, 64, 65536, '{}', now() + interval '1 hour', $2)", host, mode)
 
 
-async def _app(pool, app_id: str, instances: int, host: str) -> None:
+async def _app(pool, app_id: str, instances: int, host: str, ports: list[dict] | None = None) -> None:
     spec = AppSpec.model_validate({"id": app_id, "image": "noops/base:latest", "instances": instances,
-                                   "constraints": [["hostname", "LIKE", host]]})
+                                   "constraints": [["hostname", "LIKE", host]], "ports": ports or []})
     body = json.dumps(spec.model_dump(mode="json"))
     await pool.execute("INSERT INTO apps (id, version, spec, instances) VALUES ($1, 1, $2::jsonb, $3)",
                        app_id, body, instances)
@@ -84,3 +84,28 @@ async def test_exhausted_pool_holds_the_app_back_with_a_reason(pool, uid, cleanu
     assert row["status"] == "waiting" and "address pool exhausted" in row["status_reason"]
     assert await pool.fetchval("SELECT count(*) FROM instances WHERE app = $1", app_id) == 0
     assert res.placed >= 0
+
+
+async def test_host_ports_from_heartbeats_and_live_instances(pool, uid, cleanup):
+    """A host where something listens on the port is skipped; a port held by an instance in the task
+    log is taken for the next app (a fresh snapshot, as after a placer restart)."""
+    hosts = [f"hq{uid}-{k}" for k in range(3)]
+    cleanup["hosts"].extend(hosts)
+    for h in hosts:
+        await _host(pool, h, "dhcp")
+    await pool.execute("UPDATE hosts SET ports_listening = '{22, 9000}' WHERE id = $1", hosts[2])
+    first, second = f"hpa-{uid}", f"hpb-{uid}"
+    cleanup["apps"].extend([first, second])
+    ports = [{"name": "svc", "container_port": 9000, "host_port": 9000}]
+    await _app(pool, first, 3, f"hq{uid}-.*", ports=ports)
+    res = await (await _committer(pool)).reconcile([first])
+    assert res.placed == 2
+    placed = {r["host"] for r in await pool.fetch("SELECT host FROM instances WHERE app = $1", first)}
+    assert placed == set(hosts[:2])
+    row = await pool.fetchrow("SELECT status, status_reason FROM apps WHERE id = $1", first)
+    assert "host port 9000 in use: 1 host" in row["status_reason"], row
+
+    await _app(pool, second, 1, f"hq{uid}-.*", ports=ports)
+    assert (await (await _committer(pool)).reconcile([second])).placed == 0
+    row = await pool.fetchrow("SELECT status_reason FROM apps WHERE id = $1", second)
+    assert "host port 9000 in use: 3 hosts" in row["status_reason"], row

@@ -39,6 +39,10 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     pytest.param(spec(resources={"mem_mb": 1}), "resources.mem_mb", id="too-small-mem"),
     pytest.param(spec(ports=[{"name": "http", "container_port": 70000}]), "ports.0.container_port", id="bad-port"),
     pytest.param(spec(env={"A=B": "x"}), "env", id="bad-env-name"),
+    pytest.param(spec(ports=[{"name": "http", "container_port": 80, "host_port": 70000}]), "ports.0.host_port",
+                 id="bad-host-port"),
+    pytest.param(spec(ports=[{"name": "a", "container_port": 80, "host_port": 8080},
+                             {"name": "b", "container_port": 81, "host_port": 8080}]), "ports", id="same-host-port"),
     pytest.param([VALID], "", id="not-an-object"),
 ])
 async def test_invalid_spec_is_422_naming_the_field(client: httpx.AsyncClient, body: object, field: str) -> None:

@@ -100,3 +100,17 @@ def test_seed_decides_ties_reproducibly():
     a = choose(snap.scratch(), req(3, strategy="spread"), seed=11).hosts
     b = choose(snap.scratch(), req(3, strategy="spread"), seed=11).hosts
     assert np.array_equal(a, b)
+
+
+def test_host_port_one_instance_per_host_and_not_where_something_listens():
+    snap = ClusterSnapshot([HostRow(f"h{k}", 8.0, 8192.0, ports_taken=frozenset({8080} if k == 1 else {22}))
+                            for k in range(4)])
+    scratch = snap.scratch()
+    first = choose(scratch, req(5, host_ports=(8080,)), seed=1)
+    assert sorted(hosts_of(snap, first)) == ["h0", "h2", "h3"]      # binpack would stack them, but no
+    assert first.reasons == {"host port 8080 in use": 1}
+    # The plan's own reservations count: a second request for the port finds every host taken.
+    second = choose(scratch, req(1, host_ports=(8080, 9090)), seed=1)
+    assert second.placed == 0 and second.reasons == {"host port 8080 in use": 4}
+    # Another port is still free on all four.
+    assert choose(scratch, req(4, host_ports=(9090,)), seed=1).placed == 4
