@@ -107,6 +107,7 @@ class ClusterConfig:
                         "NOOPS_HOST_CPUS": str(self.host_cpus),
                         "NOOPS_HOST_MEM_MB": str(self.host_mem_mb),
                         "NOOPS_HOSTD_LOOP_DIR": str(self.volume_dir),
+                        "NOOPS_HOSTD_STATE_DIR": str(self.run_dir / "hostd-state"),
                         **self.net.hostd_env(name.removeprefix("hostd-"))})
         return env
 

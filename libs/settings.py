@@ -180,6 +180,10 @@ class HostdSettings:
     lvm_activate: bool = setting(
         True, "NOOPS_HOSTD_LVM_ACTIVATE",
         "Driver `lvm`: activate (and so mount) volumes. `false` on machines without device-mapper: metadata only.")
+    state_dir: str = setting(
+        "/var/lib/noops/hostd", "NOOPS_HOSTD_STATE_DIR",
+        "hostd's own state on the host (one sub-directory per cluster and host): the DHCP lease journal, so a "
+        "lease whose container ended while hostd was down is still released.")
     loop_dir: str = setting(
         "/var/lib/noops/volumes", "NOOPS_HOSTD_LOOP_DIR",
         "Driver `loop`: directory for image files (one sub-directory per cluster and host); also LVM mount points.")

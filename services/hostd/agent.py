@@ -88,13 +88,18 @@ class Agent:
         for info in found:
             self.containers[info.instance] = info.id
             self._epochs[info.instance] = max(self._epochs.get(info.instance, 0), info.epoch)
+
+        async def announce(info: ct.ContainerInfo) -> None:
+            # Several at once (each may wait for a DHCP answer), as many as placements run at once.
             try:
-                async with self._locks.hold(info.instance):
+                async with self._locks.hold(info.instance), self._slots:
                     await self._announce(info)
             except Exception as exc:
                 # Not fatal: a later placement or the reconciler's inventory round catches up.
                 log.warning("could not re-announce a container", extra={
                     "instance": info.instance, "container_id": info.id[:12], "error": str(exc) or type(exc).__name__})
+        await asyncio.gather(*(announce(info) for info in found))
+        await self.network.release_orphans({c.instance for c in found if c.running})
         log.info("adopted containers", extra={"containers": len(found),
                                               "running": sum(1 for c in found if c.running)})
         return len(found)

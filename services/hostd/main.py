@@ -23,6 +23,7 @@ from services.hostd.agent import Agent
 from services.hostd.events import watch_deaths
 from services.hostd.heartbeat import heartbeat_loop, machine_offer
 from services.hostd.inventory import serve_inventory
+from services.hostd.leases import LeaseJournal
 from services.hostd.network import Network
 from services.hostd.volumes import LoopVolumes, LvmVolumes, VolumeDriver, VolumeError
 from services.hostd.reports import Reporter
@@ -90,7 +91,8 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         stack.push_async_callback(runtime.close)
 
         network = Network(host=host, parent=cfg.parent, vlan=cfg.vlan, mode=cfg.ipam, pool_gateway=cfg.pool_gateway,
-                          dhcp_timeout_s=cfg.dhcp_timeout_s, clock=clock)
+                          dhcp_timeout_s=cfg.dhcp_timeout_s, clock=clock,
+                          journal=LeaseJournal(Path(cfg.state_dir) / f"{cfg.common.cluster}-{host}" / "leases"))
         problem = await network.check()
         if problem:  # not fatal: starts fail with this reason, stops and adoption still work
             log.error("network not usable", extra={"error": problem})

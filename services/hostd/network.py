@@ -27,6 +27,7 @@ from typing import Any
 
 from services.hostd import dhcp, netns
 from services.hostd.dhcp import DhcpError, Lease
+from services.hostd.leases import LeaseJournal, NoJournal
 from services.hostd.netns import NetworkError
 
 log = logging.getLogger("noops.hostd.network")
@@ -73,7 +74,8 @@ def failure(exc: BaseException, host: str) -> str:
 
 class Network:
     def __init__(self, *, host: str, parent: str, vlan: int = 0, mode: str = "dhcp", pool_gateway: str = "",
-                 dhcp_timeout_s: float = 5.0, clock: Callable[[], float] = time.time) -> None:
+                 dhcp_timeout_s: float = 5.0, clock: Callable[[], float] = time.time,
+                 journal: LeaseJournal | None = None) -> None:
         self.host = host
         self.base_parent = parent
         self.vlan = vlan
@@ -82,6 +84,7 @@ class Network:
         self.dhcp_timeout_s = dhcp_timeout_s
         self.clock = clock
         self.attached: dict[str, Attachment] = {}
+        self.journal = journal if journal is not None else NoJournal()
         # Called after each renewal (the agent reports the new expiry to the task log).
         self.on_renewed: Callable[[Attachment], Awaitable[None]] | None = None
 
@@ -131,8 +134,13 @@ class Network:
             raise
         ip, _, prefix = cidr.partition("/")
         att = Attachment(instance=instance, pid=pid, ip=ip, prefix=int(prefix), mac=mac, parent=parent, lease=lease)
-        self.attached[instance] = att
+        self._keep(att)
         return att
+
+    def _keep(self, att: Attachment) -> None:
+        self.attached[att.instance] = att
+        if att.lease is not None:
+            self.journal.record(att.instance, att.lease, att.parent)
 
     async def adopt(self, instance: str, pid: int) -> Attachment | None:
         """Take over a running container's eth0 after a restart: read it, re-request its lease.
@@ -152,14 +160,26 @@ class Network:
                             extra={"instance": instance, "ip": ip, "error": str(exc)})
         att = Attachment(instance=instance, pid=pid, ip=ip, prefix=int(prefix), mac=iface.mac, parent=parent,
                          lease=lease)
-        self.attached[instance] = att
+        self._keep(att)
         return att
 
     async def detach(self, instance: str) -> None:
-        """Forget the instance's interface and send its DHCP RELEASE (the link dies with the netns)."""
+        """Forget the instance's interface and send its DHCP RELEASE (the link dies with the netns).
+        A lease only the journal knows (its container died while hostd was down) is released too."""
         att = self.attached.pop(instance, None)
-        if att is not None and att.lease is not None:
-            await self._send_release(att.lease, att.parent)
+        held = (att.lease, att.parent) if att is not None and att.lease is not None else self.journal.get(instance)
+        if held is not None:
+            await self._send_release(*held)
+        self.journal.forget(instance)
+
+    async def release_orphans(self, keep: set[str]) -> list[str]:
+        """At start: release the journal's leases of instances with no running container here."""
+        gone = [i for i in self.journal.instances() if i not in keep and i not in self.attached]
+        for instance in gone:
+            await self.detach(instance)
+        if gone:
+            log.info("released leases of containers that ended while hostd was away", extra={"instances": gone})
+        return gone
 
     async def _send_release(self, lease: Lease, parent: str) -> None:
         try:
@@ -194,16 +214,23 @@ class Network:
                     self.attached[inst] = replace(att, lease=retry)
                 log.warning("lease renewal failed", extra={"instance": inst, "ip": att.ip, "error": str(exc)})
                 continue
-            if self.attached.get(inst) is att:  # not detached meanwhile
-                self.attached[inst] = renewed = replace(att, lease=new)
-                done += 1
-                log.info("lease renewed", extra={"instance": inst, "ip": att.ip, "expires": new.expires})
-                if self.on_renewed is not None:
-                    try:
-                        await self.on_renewed(renewed)
-                    except Exception as exc:  # the next renewal reports again
-                        log.warning("renewed lease not reported", extra={"instance": inst,
-                                                                          "error": str(exc) or type(exc).__name__})
+            if self.attached.get(inst) is not att:
+                # Stopped while the renewal was on the wire: its RELEASE may have reached the server
+                # before this REQUEST did, so the server holds the lease again.  Give it back.
+                now_att = self.attached.get(inst)
+                if now_att is None or now_att.mac != att.mac:
+                    await self._send_release(new, att.parent)
+                continue
+            renewed = replace(att, lease=new)
+            self._keep(renewed)
+            done += 1
+            log.info("lease renewed", extra={"instance": inst, "ip": att.ip, "expires": new.expires})
+            if self.on_renewed is not None:
+                try:
+                    await self.on_renewed(renewed)
+                except Exception as exc:  # the next renewal reports again
+                    log.warning("renewed lease not reported", extra={"instance": inst,
+                                                                      "error": str(exc) or type(exc).__name__})
         return done
 
     async def renew_loop(self, interval_s: float = 1.0) -> None:

@@ -79,6 +79,7 @@ class HostdUnderTest:
             "NOOPS_HEARTBEAT_INTERVAL_S": "0.2",
             "NOOPS_CONNECT_RETRY_MAX_S": "0.5",
             "NOOPS_HOSTD_LOOP_DIR": str(self.cfg.volume_dir),
+            "NOOPS_HOSTD_STATE_DIR": str(self.cfg.run_dir / "hostd-state"),
             "NOOPS_HOSTD_DHCP_TIMEOUT_S": "3",
             **self.cfg.net.hostd_env(self.host),
             **natsconf.env(self.cfg.run_dir, f"hostd-{self.host}"),

@@ -106,6 +106,26 @@ async def test_restart_adopts_address_and_lease(hostd: HostdUnderTest) -> None:
     assert leases(hostd) .get(first.mac) == first.ip and len([m for m in leases(hostd) if m == first.mac]) == 1
 
 
+@pytest.mark.parametrize("while_away", ["killed", "removed"])
+async def test_lease_of_a_container_that_ended_while_hostd_was_away_is_released(
+        hostd: HostdUnderTest, docker, while_away: str) -> None:  # noqa: F811
+    await hostd.start()
+    await hostd.place("gone-1")
+    first = await hostd.report("gone-1", "RUNNING")
+    assert leases(hostd).get(first.mac) == first.ip
+    await hostd.stop()
+    container = docker.containers.container(first.container_id)
+    if while_away == "killed":
+        await container.kill()
+    else:
+        await container.delete(force=True)
+    await hostd.start()
+    await eventually(lambda: first.mac not in leases(hostd), timeout=10, what="the orphaned lease released")
+    if while_away == "killed":  # and the death is reported with its reason
+        failed = await hostd.report("gone-1", "FAILED", timeout=10)
+        assert failed.container_id == first.container_id
+
+
 async def test_half_made_start_is_finished_at_adoption(hostd: HostdUnderTest, docker) -> None:  # noqa: F811
     """A container left running without its interface (hostd died mid-start) gets one at adoption."""
     await hostd.start()

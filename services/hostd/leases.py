@@ -1,0 +1,68 @@
+"""hostd's DHCP leases on the host's disk, one small JSON file per instance.
+
+The live leases are in memory (``Network.attached``); this journal is what survives hostd: a
+container that dies, or is removed, while no hostd runs takes its interface with it, and the
+journal is then the only place that still knows the lease — so the restarted hostd can send
+its DHCP RELEASE instead of leaving the address held until it expires.  Written on every
+acquire, renewal and adoption (atomic rename), removed on release.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from services.hostd.dhcp import Lease
+
+log = logging.getLogger("noops.hostd.leases")
+
+
+class LeaseJournal:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def _path(self, instance: str) -> Path:
+        return self.dir / f"{instance}.json"
+
+    def record(self, instance: str, lease: Lease, parent: str) -> None:
+        path = self._path(instance)
+        tmp = path.with_suffix(".tmp")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"lease": asdict(lease), "parent": parent}))
+            os.replace(tmp, path)
+        except OSError as exc:  # the instance runs all the same; only this safety net is missing
+            log.warning("lease not journaled", extra={"instance": instance, "dir": str(self.dir),
+                                                      "error": exc.strerror or str(exc)})
+
+    def forget(self, instance: str) -> None:
+        self._path(instance).unlink(missing_ok=True)
+
+    def get(self, instance: str) -> tuple[Lease, str] | None:
+        try:
+            data = json.loads(self._path(instance).read_text())
+            return Lease(**data["lease"]), str(data["parent"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable: let the lease expire
+            log.warning("unreadable lease record dropped", extra={"instance": instance, "error": str(exc)})
+            self.forget(instance)
+            return None
+
+    def instances(self) -> list[str]:
+        return sorted(p.stem for p in self.dir.glob("*.json")) if self.dir.exists() else []
+
+
+class NoJournal(LeaseJournal):
+    """Pool IPAM, or tests of the pure parts: nothing to remember."""
+
+    def __init__(self) -> None:
+        super().__init__(Path("/nonexistent"))
+
+    def record(self, instance: str, lease: Lease, parent: str) -> None:
+        return None
+
+    def instances(self) -> list[str]:
+        return []
