@@ -140,6 +140,10 @@ class ReconcilerSettings:
     port: int = setting(8703, "NOOPS_RECONCILER_PORT", "Port of the reconciler's /healthz and /metrics.")
     interval_s: float = setting(5.0, "NOOPS_RECONCILE_INTERVAL_S", "Seconds between two inventory rounds.")
     inventory_timeout_s: float = setting(2.0, "NOOPS_INVENTORY_TIMEOUT_S", "How long to wait for one hostd's inventory.")
+    lb_port_retain_s: float = setting(
+        86400.0, "NOOPS_LB_PORT_RETAIN_S",
+        "A deleted app keeps its load-balancer ports this long (re-created meanwhile, it is served where it "
+        "was); then the reconciler gives them back to the range.")
 
 
 @dataclass(frozen=True)

@@ -17,3 +17,9 @@ RETURNING id, app, desired;
 -- name: insert_events
 INSERT INTO instance_events (instance, state, reason, source)
 SELECT i, 'LOST', 'container gone (reconciler)', 'reconciler' FROM unnest($1::text[]) AS t(i);
+
+-- name: release_lb_ports
+-- Load-balancer ports of apps deleted longer ago than the retention go back to the range.
+DELETE FROM lb_ports l USING apps a
+WHERE a.id = l.app AND a.deleted AND a.updated_at < now() - make_interval(secs => $1)
+RETURNING l.app, l.port_name, l.port;

@@ -5,6 +5,7 @@ instances whose containers are gone LOST (repair.py).
                     diff(task log, inventories) --> noops_reconciler_drift{kind} gauges + log lines
                                                 --> missing twice in a row: LOST + outbox
                                                     (noops.endpoints.<app>, noops.deploy.<app>)
+                    load-balancer ports of apps deleted > NOOPS_LB_PORT_RETAIN_S ago --> freed
 """
 from __future__ import annotations
 
@@ -59,6 +60,14 @@ async def one_round(pool, q: db.Queries, nc: NATS, timeout_s: float) -> Report:
     return report
 
 
+async def release_lb_ports(pool, q: db.Queries, retain_s: float) -> list[str]:
+    """Ports of apps deleted more than ``retain_s`` ago, freed; returns "app/port_name:port" each."""
+    freed = [f"{r['app']}/{r['port_name']}:{r['port']}" for r in await pool.fetch(q.release_lb_ports, retain_s)]
+    if freed:
+        log.info("released load-balancer ports of deleted apps", extra={"ports": freed})
+    return freed
+
+
 async def main(settings: ReconcilerSettings) -> None:
     health = Health()
     ops = asyncio.create_task(run_ops_server(health, settings.http, settings.port))
@@ -76,6 +85,7 @@ async def main(settings: ReconcilerSettings) -> None:
                 report = await one_round(pool, q, nc, settings.inventory_timeout_s)
                 health.detail = {"drift": dict(report.counts)}
                 await repair.apply(report.drift)
+                await release_lb_ports(pool, q, settings.lb_port_retain_s)
             except db.TRANSIENT as exc:
                 log.warning("round failed; will retry", extra={"error": str(exc) or type(exc).__name__})
             await asyncio.sleep(settings.interval_s)
