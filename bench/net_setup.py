@@ -24,8 +24,12 @@ IMAGE = "noops/base:latest"
 PY = sys.executable
 BENCH_INDEX = 30  # 198.19.224.0/20: neither `make up` (0) nor test sessions (1..29)
 
+# Both echo programs stamp the CPU they run on (sched_getcpu) so the benchmark can tell round
+# trips whose ends shared a CPU from those that crossed CPUs: on a small VM a cross-CPU wake-up
+# costs more than the whole network path (see bench/RESULTS.md, network latency).
 ECHO_SERVER = r"""
-import socket, sys
+import ctypes, socket, sys
+getcpu = ctypes.CDLL(None).sched_getcpu
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(8)
 print("ready", flush=True)
@@ -38,22 +42,25 @@ while True:
             more = c.recv(64 - len(d))
             if not more: break
             d += more
-        c.sendall(d)
+        c.sendall(bytes([getcpu()]) + d[1:])  # first byte: the server's CPU
     c.close()
 """
 
 ECHO_CLIENT = r"""
-import json, socket, sys, time
-ip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import ctypes, json, os, socket, sys, time
+getcpu = ctypes.CDLL(None).sched_getcpu
+ip, port, n, cpus = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+if cpus:
+    os.sched_setaffinity(0, {int(x) for x in cpus.split(",")})
 c = socket.create_connection((ip, port), timeout=5); c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-msg = b"x" * 64; out = []
+msg = b"x" * 64; out = []; same = []
 for _ in range(n + 200):
-    t = time.perf_counter_ns(); c.sendall(msg); got = 0
-    while got < 64:
-        got += len(c.recv(64 - got))
-    out.append(time.perf_counter_ns() - t)
+    t = time.perf_counter_ns(); c.sendall(msg); got = b""
+    while len(got) < 64:
+        got += c.recv(64 - len(got))
+    out.append(time.perf_counter_ns() - t); same.append(got[0] == getcpu())
 c.close()
-print(json.dumps(out[200:]))  # the first 200 warm caches and ARP
+print(json.dumps({"ns": out[200:], "same_cpu": sum(same[200:])}))  # the first 200 warm caches and ARP
 """
 
 
@@ -142,13 +149,20 @@ class Lab:
         self.procs.append(p)
         return p
 
-    def echo_server(self, pid: int, port: int) -> None:
+    def echo_server(self, pid: int, port: int) -> int:
+        """Start the echo server in ``pid``'s network namespace; returns the server's own pid
+        (nsenter execs it, so it can be pinned with ``os.sched_setaffinity``)."""
         p = self.spawn(["nsenter", "-t", str(pid), "-n", PY, "-c", ECHO_SERVER, str(port)])
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        return p.pid
 
-    def round_trips(self, pid: int, ip: str, port: int, n: int) -> list[int]:
-        out = sh("nsenter", "-t", str(pid), "-n", PY, "-c", ECHO_CLIENT, ip, str(port), str(n))
-        return json.loads(out)
+    def round_trips(self, pid: int, ip: str, port: int, n: int, cpus: str = "") -> tuple[list[int], int]:
+        """``n`` round trips from ``pid``'s network namespace, the client pinned to ``cpus``
+        ("0", "0,1"; empty: not pinned). Returns the round-trip times in ns and how many of them
+        found the server on the client's CPU."""
+        out = json.loads(sh("timeout", "300", "nsenter", "-t", str(pid), "-n", PY, "-c", ECHO_CLIENT,
+                            ip, str(port), str(n), cpus))
+        return out["ns"], out["same_cpu"]
 
     def close(self) -> None:
         for p in self.procs:  # only what this lab started, by PID
