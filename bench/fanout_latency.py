@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 from devtools import infra
 from devtools import sinks as sink_procs
 from libs import bus, db, messages, outbox, subjects
+from services.registry.announcer import Announcer
 from services.registry.records import Records
 from services.registry.sinks.fanout import Fanout
 from services.registry.sinks.haproxy import HAProxyOptions, HAProxySink
@@ -77,7 +78,8 @@ async def run_rate(pool, nc, js, paths, table: str, port_range, rate: int, secon
     runners = [SinkRunner(s, backoff=Backoff(base_s=0.05, max_s=1.0), observers=(observe,))
                for s in (hap, NftSink(table))]
     relay = outbox.Relay(pool, js)
-    records = Records(pool, db.Queries("registry"), relay)
+    announcer = Announcer(pool, relay)
+    records = Records(pool, db.Queries("registry"), relay, announcer)
     fanout = Fanout(pool, db.Queries("registry"), runners, lb_bind_host="127.0.0.1", lb_port_range=port_range,
                     resync_s=3600)
 
@@ -91,7 +93,7 @@ async def run_rate(pool, nc, js, paths, table: str, port_range, rate: int, secon
     consumer = subjects.Consumer(subjects.REPORTS, f"bench{tag}r{rate}", f"{subjects.ROOT}.report.*")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(fanout.run()), *(asyncio.create_task(r.run()) for r in runners),
-             asyncio.create_task(relay.run()),
+             asyncio.create_task(relay.run()), asyncio.create_task(announcer.run()),
              asyncio.create_task(bus.pull_loop(js, consumer, fanout.feeding(committed), stop=stop))]
     try:
         # Frontends for every app exist before the clock starts (one reload), as in steady state.

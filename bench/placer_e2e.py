@@ -2,10 +2,10 @@
 a simulator) standing in for hostd, so the placer, registry, outbox and PostgreSQL are measured.
 
 1,000 apps (mixed sizes; some with UNIQUE, GROUP_BY, MAX_PER) totalling 100,000 instances are
-POSTed to the gateway; the clock runs until the task log holds every instance RUNNING (placed,
+POSTed to the gateway (``POST /v1/apps/bulk``, 100 apps per request; ``--bulk 0``: one POST each); the clock runs until the task log holds every instance RUNNING (placed,
 published, "started" by its hollow host, reported, verified and recorded by the registry).
 
-    .venv/bin/python -m bench.placer_e2e [--hosts 10000] [--apps 1000] [--instances 100000]
+    .venv/bin/python -m bench.placer_e2e [--hosts 10000] [--apps 1000] [--instances 100000] [--bulk 100]
 
 Starts its own NATS server, database, gateway, placer and registry; stops them at the end.
 """
@@ -35,7 +35,7 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float) -> dict:
+async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bulk: int) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-"))
     tag = uuid.uuid4().hex[:6]
     ports = [infra.free_port() for _ in range(6)]
@@ -68,16 +68,21 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float) -> 
                   "constraints": [[c.attribute, c.operator] + ([c.value] if c.value else []) for c in a.constraints]}
                  for a in apps]
         t0 = time.monotonic()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cfg.gateway_port}", timeout=30) as client:
-            queue = list(specs)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cfg.gateway_port}", timeout=60) as client:
+            if bulk:
+                # POST /v1/apps/bulk: `bulk` apps per request (one transaction each), 4 requests at once.
+                queue = [specs[k:k + bulk] for k in range(0, len(specs), bulk)]
+                path, concurrency = "/v1/apps/bulk", 4
+            else:
+                queue, path, concurrency = list(specs), "/v1/apps", 16
 
             async def poster() -> None:
                 while queue:
-                    spec = queue.pop()
-                    r = await client.post("/v1/apps", json=spec)
+                    body = queue.pop(0)
+                    r = await client.post(path, json=body)
                     assert r.status_code == 201, r.text
 
-            await asyncio.gather(*(poster() for _ in range(16)))
+            await asyncio.gather(*(poster() for _ in range(concurrency)))
         t_posted = time.monotonic() - t0
         t_placed = t_running = None
         while time.monotonic() - t0 < timeout_s:
@@ -97,7 +102,7 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float) -> 
         placer_pid = infra.read_pid(run_dir / "placer.pid")
         registry_pid = infra.read_pid(run_dir / "registry.pid")
         result = {
-            "hosts": n_hosts, "apps": n_apps, "instances": n_instances,
+            "hosts": n_hosts, "apps": n_apps, "instances": n_instances, "bulk": bulk,
             "posted_s": round(t_posted, 2), "all_placed_s": t_placed and round(t_placed, 2),
             "all_running_s": t_running and round(t_running, 2),
             "placed": final["placed"], "running": final["running"],
@@ -122,8 +127,10 @@ def main() -> None:
     p.add_argument("--apps", type=int, default=1_000)
     p.add_argument("--instances", type=int, default=100_000)
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--bulk", type=int, default=100,
+                   help="apps per POST /v1/apps/bulk; 0: one POST /v1/apps per app, 16 at a time")
     args = p.parse_args()
-    print(json.dumps(asyncio.run(run(args.hosts, args.apps, args.instances, args.timeout)), default=str))
+    print(json.dumps(asyncio.run(run(args.hosts, args.apps, args.instances, args.timeout, args.bulk)), default=str))
 
 
 if __name__ == "__main__":

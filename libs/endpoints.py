@@ -1,6 +1,9 @@
 """The in-service set of apps, as EndpointsChanged messages for the outbox.  Whoever changes
-what is in service (the registry on reports, the placer when a host goes down) announces it
-in the same transaction."""
+what is in service either announces it in the same transaction (the placer when a host goes
+down, the reconciler) or, on the hot path, only marks the app changed in the same transaction
+(``mark_changed``, the registry's report batches) and lets ``announce_changed`` announce every
+marked app once, after the fact: N batches touching a big app then cost one read of its set,
+not N.  Either way the mark or the message commits with the change, so a crash loses nothing."""
 from __future__ import annotations
 
 import json
@@ -21,10 +24,12 @@ async def in_service(conn: asyncpg.Connection, apps: list[str] | None) -> list[a
 
 
 async def announcements(conn: asyncpg.Connection, apps: Iterable[str]) -> list[tuple[str, str, messages.Msg]]:
-    """One EndpointsChanged per app (complete set; ``seq`` orders them), ready for outbox.enqueue."""
+    """One EndpointsChanged per app (complete set; ``seq`` orders them), ready for outbox.enqueue.
+    Call inside a transaction: announcements take turns (``announce_lock``) until it commits."""
     names = sorted(set(apps))
     if not names:
         return []
+    await conn.execute(_Q.announce_lock)
     eps: dict[str, list[messages.Endpoint]] = defaultdict(list)
     for r in await in_service(conn, names):
         ports = {p["name"]: p["container_port"] for p in json.loads(r["ports"] or "[]")}
@@ -33,3 +38,18 @@ async def announcements(conn: asyncpg.Connection, apps: Iterable[str]) -> list[t
     return [(subjects.endpoints(app), f"endpoints:{app}:{seq}",
              messages.EndpointsChanged(app=app, endpoints=eps.get(app, []), seq=seq))
             for app, seq in zip(names, seqs)]
+
+
+async def mark_changed(conn: asyncpg.Connection, apps: Iterable[str]) -> None:
+    """In the caller's transaction: the in-service set of ``apps`` changed; ``announce_changed``
+    announces it once that transaction has committed."""
+    names = sorted(set(apps))
+    if names:
+        await conn.execute(_Q.mark_changed, names)
+
+
+async def announce_changed(conn: asyncpg.Connection) -> list[tuple[str, str, messages.Msg]]:
+    """In the caller's transaction: take every committed mark and return one EndpointsChanged per
+    marked app (read now, so it holds every change marked so far), ready for outbox.enqueue."""
+    await conn.execute(_Q.announce_lock)   # before taking: a second announcer waits, then sees new marks only
+    return await announcements(conn, [r["app"] for r in await conn.fetch(_Q.take_changed)])

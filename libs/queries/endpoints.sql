@@ -8,3 +8,16 @@ ORDER BY i.app, i.id;
 
 -- name: next_seqs
 SELECT nextval('endpoints_seq') FROM generate_series(1, $1);
+
+-- name: announce_lock
+-- Announcements take turns (transaction-scoped): each reads the sets after the previous one
+-- committed and takes its seq after reading, so a higher seq is never an older set.
+-- The key is b"endpoint" as a big-endian integer.
+SELECT pg_advisory_xact_lock(7308889679337188980);
+
+-- name: mark_changed
+INSERT INTO endpoints_changed (app) SELECT unnest($1::text[]);
+
+-- name: take_changed
+-- Rows of transactions not committed yet are not seen: they are taken by the next round.
+DELETE FROM endpoints_changed RETURNING app;

@@ -14,20 +14,26 @@ from services.gateway import checks
 from services.gateway.errors import ApiError, not_found
 
 
-async def _deploy(conn: asyncpg.Connection, app_id: str, reason: str) -> None:
+def _deploy_request(app_id: str, reason: str) -> tuple[str, str, messages.Msg]:
     # A fresh msg id per change: JetStream de-duplicates only re-publishes of this very row.
-    msg_id = f"deploy:{app_id}:{uuid.uuid4().hex}"
-    await outbox.enqueue(conn, [(subjects.deploy(app_id), msg_id, messages.DeployRequest(app=app_id, reason=reason))])
+    return subjects.deploy(app_id), f"deploy:{app_id}:{uuid.uuid4().hex}", messages.DeployRequest(app=app_id, reason=reason)
+
+
+async def _deploy(conn: asyncpg.Connection, app_id: str, reason: str) -> None:
+    await outbox.enqueue(conn, [_deploy_request(app_id, reason)])
 
 
 def _spec_json(spec: AppSpec) -> str:
     return json.dumps(spec.model_dump(mode="json"), separators=(",", ":"))
 
 
-async def _check(conn: asyncpg.Connection, q: db.Queries, spec: AppSpec, max_instances: int) -> None:
+async def _limits(conn: asyncpg.Connection, q: db.Queries, max_instances: int) -> checks.Limits:
     row = await conn.fetchrow(q.host_limits)
-    limits = checks.Limits(max_instances, row["cpus"], row["mem_mb"])
-    problems = checks.problems(spec, limits)
+    return checks.Limits(max_instances, row["cpus"], row["mem_mb"])
+
+
+async def _check(conn: asyncpg.Connection, q: db.Queries, spec: AppSpec, max_instances: int) -> None:
+    problems = checks.problems(spec, await _limits(conn, q, max_instances))
     if problems:
         raise ApiError(422, "invalid app spec", problems)
 
@@ -42,6 +48,34 @@ async def create(pool: asyncpg.Pool, q: db.Queries, spec: AppSpec, *, max_instan
         await conn.execute(q.insert_version, spec.id, row["version"])
         await _deploy(conn, spec.id, "created")
         return row["version"]
+
+
+async def create_many(pool: asyncpg.Pool, q: db.Queries, specs: list[AppSpec], *,
+                      max_instances: int) -> list[int]:
+    """Create every spec or none, in one transaction; returns the new versions in request order.
+    Problems name the item's index (``"3.resources.cpus"``); 409 if any id is live."""
+    first: dict[str, int] = {}
+    problems = []
+    for i, spec in enumerate(specs):
+        if first.setdefault(spec.id, i) != i:
+            problems.append({"field": f"{i}.id", "reason": f"{spec.id!r} is also item {first[spec.id]}"})
+    async with pool.acquire() as conn, conn.transaction():
+        limits = await _limits(conn, q, max_instances)
+        problems += [{"field": f"{i}.{p['field']}", "reason": p["reason"]}
+                     for i, spec in enumerate(specs) for p in checks.problems(spec, limits)]
+        if problems:
+            raise ApiError(422, "invalid app spec", problems)
+        versions: dict[int, int] = {}
+        # In id order, so two overlapping bulk requests take the row locks in one order (no deadlock).
+        for i in sorted(range(len(specs)), key=lambda k: specs[k].id):
+            spec = specs[i]
+            row = await conn.fetchrow(q.create_app, spec.id, _spec_json(spec), spec.instances)
+            if row is None:
+                raise ApiError(409, f"app {spec.id!r} already exists", [{"field": f"{i}.id", "reason": "live app"}])
+            await conn.execute(q.insert_version, spec.id, row["version"])
+            versions[i] = row["version"]
+        await outbox.enqueue(conn, [_deploy_request(s.id, "created") for s in specs])
+        return [versions[i] for i in range(len(specs))]
 
 
 async def update(pool: asyncpg.Pool, q: db.Queries, spec: AppSpec, *, max_instances: int) -> int:

@@ -1,6 +1,6 @@
-"""Applies a batch of accepted IP reports to the task log and announces the apps whose
-in-service set changed, all in one transaction (outbox), so a crash loses nothing and a
-redelivered batch changes nothing."""
+"""Applies a batch of accepted IP reports to the task log, marks the apps whose in-service set
+changed (announced by announcer.py after the commit) and writes the deploy requests, all in one
+transaction (outbox), so a crash loses nothing and a redelivered batch changes nothing."""
 from __future__ import annotations
 
 import logging
@@ -13,13 +13,13 @@ from prometheus_client import Counter
 
 from libs import bus, endpoints, ipam, messages, outbox, subjects
 from libs.db import Queries
+from services.registry.announcer import Announcer
 from services.registry.judge import Row, in_service, judge
 
 log = logging.getLogger("noops.registry")
 
 ACCEPTED = Counter("noops_registry_reports_accepted_total", "IP reports accepted", ["changed"])
 REJECTED = Counter("noops_registry_reports_rejected_total", "IP reports rejected", ["reason"])
-PUBLISHED = Counter("noops_registry_endpoint_events_total", "EndpointsChanged events written")
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,8 @@ class Parsed:
 
 
 class Records:
-    def __init__(self, pool: asyncpg.Pool, queries: Queries, relay: outbox.Relay) -> None:
-        self.pool, self.q, self.relay = pool, queries, relay
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, relay: outbox.Relay, announcer: Announcer) -> None:
+        self.pool, self.q, self.relay, self.announcer = pool, queries, relay, announcer
 
     async def handle_batch(self, msgs: list[Msg]) -> list[bus.Verdict]:
         parsed: list[Parsed] = []
@@ -102,10 +102,13 @@ class Records:
                 await conn.execute(self.q.renew_leases, list(leases), list(leases.values()))
             if events:
                 await conn.execute(self.q.insert_events, *map(list, zip(*events)))
-            out = await endpoints.announcements(conn, touched_apps)
-            PUBLISHED.inc(len(out))
-            out += [(subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
-                     messages.DeployRequest(app=app, reason="instance state changed")) for app in sorted(respawn_apps)]
-            await outbox.enqueue(conn, out)
-        if touched_apps or respawn_apps:
+            # Not the sets themselves: reading a big app's whole set in every batch was the
+            # registry's main cost under load; the announcer reads it once per round.
+            await endpoints.mark_changed(conn, touched_apps)
+            await outbox.enqueue(conn, [(subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
+                                         messages.DeployRequest(app=app, reason="instance state changed"))
+                                        for app in sorted(respawn_apps)])
+        if touched_apps:
+            self.announcer.kick()
+        if respawn_apps:
             self.relay.kick()

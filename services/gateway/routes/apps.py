@@ -2,9 +2,9 @@
 the deploy request in the outbox), kick the relay, and answer; no scheduling happens here."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 
 from libs.appspec import AppSpec
@@ -16,6 +16,9 @@ from services.gateway.errors import invalid_spec, not_found
 from services.gateway.models import AppUpdate, ScaleRequest
 
 router = APIRouter(prefix="/v1/apps", tags=["apps"])
+
+# Apps per bulk create: one transaction, so a request holds its locks for a bounded time.
+BULK_MAX_APPS = 1000
 
 
 async def _view(pool: PoolDep, q: QueriesDep, app_id: str) -> dict[str, Any]:
@@ -31,6 +34,16 @@ async def create_app(spec: AppSpec, pool: PoolDep, q: QueriesDep, relay: RelayDe
     await store.create(pool, q, spec, max_instances=settings.max_instances)
     relay.kick()  # after commit: the row is visible to the relay now
     return await _view(pool, q, spec.id)
+
+
+@router.post("/bulk", status_code=201)
+async def create_apps(specs: Annotated[list[AppSpec], Body(min_length=1, max_length=BULK_MAX_APPS)], pool: PoolDep,
+                      q: QueriesDep, relay: RelayDep, settings: SettingsDep) -> dict[str, Any]:
+    """Many apps in one transaction, all or none; answers ids and versions, not whole views
+    (read them with GET), so a large batch costs no per-app reads."""
+    versions = await store.create_many(pool, q, specs, max_instances=settings.max_instances)
+    relay.kick()
+    return {"created": [{"id": s.id, "version": v} for s, v in zip(specs, versions)]}
 
 
 @router.put("/{app_id}")

@@ -153,3 +153,36 @@ async def test_resources_larger_than_any_host_are_refused(client: httpx.AsyncCli
     assert await pool.fetchval("SELECT count(*) FROM apps WHERE id = $1", app) == 0
     fits = await client.post("/v1/apps", json=spec(app, resources={"cpus": cpus, "mem_mb": mem}))
     assert fits.status_code == 201, fits.text
+
+
+async def test_bulk_create_writes_all_in_one_go(client: httpx.AsyncClient, pool: asyncpg.Pool, created,
+                                               deploy_requests, uid: str) -> None:
+    apps = [created.app(f"bulk{k}-{uid}") for k in range(3)]
+    watches = [await deploy_requests(a) for a in apps]
+
+    r = await client.post("/v1/apps/bulk", json=[spec(a, instances=k + 1) for k, a in enumerate(apps)])
+
+    assert r.status_code == 201, r.text
+    assert r.json() == {"created": [{"id": a, "version": 1} for a in apps]}
+    stored = await pool.fetch("SELECT id, instances FROM apps WHERE id = ANY($1) ORDER BY id", apps)
+    assert [(x["id"], x["instances"]) for x in stored] == [(a, k + 1) for k, a in enumerate(apps)]
+    for a, w in zip(apps, watches):
+        assert [(m.app, m.reason) for m in await w.wait_for(1)] == [(a, "created")]
+
+
+async def test_bulk_create_names_the_item_and_stores_nothing(client: httpx.AsyncClient, pool: asyncpg.Pool,
+                                                             created, uid: str) -> None:
+    good, bad, live = created.app(f"bg-{uid}"), created.app(f"bb-{uid}"), created.app(f"bl-{uid}")
+    assert (await client.post("/v1/apps", json=spec(live))).status_code == 201
+    cases = [
+        ([spec(good), spec(bad, resources={"cpus": -1, "mem_mb": 64})], 422, ["1.resources.cpus"]),
+        ([spec(good), spec(bad, resources={"cpus": 0.25, "mem_mb": 10 ** 9})], 422, ["1.resources.mem_mb"]),
+        ([spec(good), spec(good)], 422, ["1.id"]),
+        ([spec(good), spec(live)], 409, ["1.id"]),
+        ([], 422, [""]),
+    ]
+    for body, status, fields in cases:
+        r = await client.post("/v1/apps/bulk", json=body)
+        assert (r.status_code, [d["field"] for d in r.json().get("details", [])]) == (status, fields), r.text
+    assert await pool.fetchval("SELECT count(*) FROM apps WHERE id = ANY($1)", [good, bad]) == 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE subject LIKE '%.' || $1", good) == 0

@@ -1,0 +1,60 @@
+"""Announces the apps whose in-service set changed, coalesced: report batches only mark an app
+changed (libs/endpoints.mark_changed, in their own transaction); this loop, woken after each
+commit, writes one EndpointsChanged per marked app to the outbox in one transaction.  While one
+round runs, further batches mark more apps, and the next round announces them all at once, so
+under load a big app's set is read once per round instead of once per batch; when traffic is
+light a round follows each batch at once.  A slow poll covers marks left by a crashed process.
+
+    report batch commits ──kick──> take marks, read sets, outbox (one transaction) ──kick──> relay
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from prometheus_client import Counter
+
+from libs import endpoints, outbox
+
+log = logging.getLogger("noops.registry")
+
+PUBLISHED = Counter("noops_registry_endpoint_events_total", "EndpointsChanged events written")
+
+
+class Announcer:
+    def __init__(self, pool: asyncpg.Pool, relay: outbox.Relay, *, poll_s: float = 1.0) -> None:
+        self.pool, self.relay, self.poll_s = pool, relay, poll_s
+        self._wake = asyncio.Event()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            except asyncio.TimeoutError:
+                pass
+            # Cleared before the round: a kick during the round means marks this round may not see.
+            self._wake.clear()
+            try:
+                await self.announce_once()
+                failures = 0
+            except Exception as exc:   # the task log is away: the marks stay, back off
+                failures += 1
+                delay = min(0.1 * 2 ** failures, 5.0)
+                log.warning("announcing endpoints failed; retrying", extra={"error": str(exc) or type(exc).__name__,
+                                                                           "retry_in_s": delay})
+                await asyncio.sleep(delay)
+                self._wake.set()
+
+    async def announce_once(self) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            out = await endpoints.announce_changed(conn)
+            await outbox.enqueue(conn, out)
+        if out:
+            PUBLISHED.inc(len(out))
+            self.relay.kick()
+        return len(out)

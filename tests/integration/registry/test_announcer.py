@@ -1,0 +1,58 @@
+"""The endpoints announcer against the real task log: marks written by several report batches
+become one EndpointsChanged per app holding the complete set, read after the marks committed;
+a batch not committed yet is announced by the next round, with a higher seq."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from libs import endpoints, messages, outbox, subjects
+from services.registry.announcer import Announcer
+from tests.integration.registry.taskrows import TaskRows
+
+
+@pytest_asyncio.fixture
+async def rows(pool) -> AsyncIterator[TaskRows]:
+    t = TaskRows(pool)
+    try:
+        yield t
+    finally:
+        await pool.execute("DELETE FROM endpoints_changed WHERE app = ANY($1)", t.apps)
+        await pool.execute("DELETE FROM outbox WHERE subject = ANY($1)", [subjects.endpoints(a) for a in t.apps])
+        await t.cleanup()
+
+
+async def _announced(pool, app: str) -> list[messages.EndpointsChanged]:
+    """The announcements of ``app`` waiting in the outbox (taken out of it)."""
+    got = await pool.fetch("DELETE FROM outbox WHERE subject = $1 RETURNING id, payload", subjects.endpoints(app))
+    return [messages.decode(bytes(r["payload"]), messages.EndpointsChanged) for r in sorted(got, key=lambda r: r["id"])]
+
+
+async def test_marks_coalesce_and_a_later_commit_gets_a_later_announcement(pool, nc, rows, uid):
+    app, quiet = f"an-{uid}", f"aq-{uid}"
+    await rows.app(app, {"http": 8080})
+    await rows.app(quiet, {"http": 8080})
+    await rows.instance(app, f"{app}-1", "198.18.7.1")
+    await rows.instance(app, f"{app}-2", "198.18.7.2")
+    announcer = Announcer(pool, outbox.Relay(pool, nc.jetstream()))
+    for _ in range(3):                       # three committed report batches touching the app
+        async with pool.acquire() as conn, conn.transaction():
+            await endpoints.mark_changed(conn, [app])
+    async with pool.acquire() as open_conn:
+        tx = open_conn.transaction()
+        await tx.start()
+        await endpoints.mark_changed(open_conn, [app])   # a batch still in flight
+        await announcer.announce_once()
+        first = await _announced(pool, app)
+        assert [sorted(e.instance for e in ev.endpoints) for ev in first] == [[f"{app}-1", f"{app}-2"]]
+        assert first[0].endpoints[0].ports == {"http": 8080}
+        await rows.set_state(f"{app}-2", "KILLED")
+        await tx.commit()
+    await announcer.announce_once()
+    second = await _announced(pool, app)
+    assert [[e.instance for e in ev.endpoints] for ev in second] == [[f"{app}-1"]]
+    assert second[0].seq > first[0].seq
+    await announcer.announce_once()          # nothing marked: nothing announced
+    assert await _announced(pool, app) == []
+    assert await _announced(pool, quiet) == []
