@@ -405,7 +405,6 @@ class Agent:
                 return
             info, _ = got
             metrics.HEALTH.labels("killed").inc()
-            self.health.forget(w.instance)
             await self.network.detach(w.instance)
             self._stopping.add(info.id)
             try:
@@ -418,6 +417,8 @@ class Agent:
                 await self.volumes.remove(w.instance)
             await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
                                     container_id=info.id, reason=reason)
+            # Last: if a step above raised, the loop (still registered) tries again next round.
+            self.health.forget(w.instance)
 
     async def _fail_exited(self, info: ct.ContainerInfo) -> None:
         await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",

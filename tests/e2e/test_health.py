@@ -96,3 +96,45 @@ async def test_failing_check_gets_the_instance_replaced(platform, uid):
             assert app["backoff"]["delay_s"] > 0     # the placer's crash-loop backoff applies
         finally:
             await _cleanup(platform, c, app_id)
+
+
+async def test_rolling_update_waits_for_healthy_new_instances(platform, uid):
+    app_id = f"hr-{uid}"
+    async with platform.client() as c:
+        try:
+            good = web_spec(app_id, 2, health_checks=[check("/", 3)])
+            assert (await c.post("/v1/apps", json=good)).status_code == 201
+
+            async def healthy(version: int) -> list[dict] | None:
+                got = [i for i in await instances(c, app_id)
+                       if i["version"] == version and i["state"] == "RUNNING" and i["healthy"] is True]
+                return got if len(got) == 2 else None
+            v1 = {i["id"] for i in await eventually(lambda: healthy(1), timeout=60, what="v1 healthy")}
+
+            # Version 2's check never passes (and never kills): its instances run but are not
+            # healthy, so no v1 instance may be stopped; the deployment fails and rolls back.
+            bad = web_spec(app_id, 2, health_checks=[check("/nope", 0)], upgrade_strategy={"progress_deadline_s": 5})
+            assert (await c.put(f"/v1/apps/{app_id}", json=bad)).status_code == 200
+
+            async def v2_unhealthy() -> bool:
+                insts = await instances(c, app_id)
+                return len([i for i in insts if i["version"] == 2 and i["healthy"] is False]) == 2
+            await eventually(v2_unhealthy, timeout=60, what="v2 instances unhealthy")
+
+            async def rolled_back() -> dict | None:
+                deps = (await c.get(f"/v1/apps/{app_id}/deployments")).json()
+                return next((d for d in deps if d["to_version"] == 2 and d["state"] == "failed"), None)
+            failed = await eventually(rolled_back, timeout=60, what="deployment of v2 failed")
+            assert "0 of 2 new instances in service" in failed["reason"], failed
+            insts = await by_id(c, app_id)
+            assert all(insts[i]["state"] == "RUNNING" and insts[i]["desired"] == "RUNNING" for i in v1), insts
+            # Version 3 is version 1's spec: the v1 instances stay, the unhealthy v2 ones go.
+            await eventually(lambda: _only(c, app_id, v1), timeout=60, what="v2 instances stopped")
+        finally:
+            await _cleanup(platform, c, app_id)
+
+
+async def _only(c, app_id: str, ids: set[str]) -> bool:
+    live = {i["id"] for i in await instances(c, app_id) if i["desired"] == "RUNNING" and
+            i["state"] not in ("FAILED", "KILLED", "LOST")}
+    return live == ids
