@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from nats.aio.msg import Msg
@@ -368,8 +368,7 @@ class Agent:
 
     # ------------------------------------------------------------ health checks
 
-    def _watch(self, info: ct.ContainerInfo, checks: list[messages.HealthCheckSpec] | tuple[
-            messages.HealthCheckSpec, ...]) -> None:
+    def _watch(self, info: ct.ContainerInfo, checks: Sequence[messages.HealthCheckSpec]) -> None:
         if checks:
             self.health.watch(Watch(instance=info.instance, container_id=info.id, checks=tuple(checks),
                                     started_at=info.started_at or self._clock()))

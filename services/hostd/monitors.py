@@ -59,9 +59,6 @@ class Monitors:
         if got is not None and got[1] is not asyncio.current_task():
             got[1].cancel()
 
-    def watching(self, instance: str) -> bool:
-        return instance in self._tasks
-
     async def close(self) -> None:
         tasks = [t for _, t in self._tasks.values()]
         self._tasks.clear()
