@@ -85,11 +85,12 @@ async def _none(hostd: HostdUnderTest, instance: str) -> bool:
 
 async def test_tcp_and_command_checks(hostd: HostdUnderTest) -> None:
     await hostd.start()
+    # No kill limit and a roomy timeout: on a loaded machine a docker exec can take seconds.
     await hostd.place("web-1", container=with_checks(
-        check("TCP", name="tcp http"),
-        check("COMMAND", name="command wget", port=0,
+        check("TCP", name="tcp http", max_consecutive_failures=0, timeout_s=10),
+        check("COMMAND", name="command wget", port=0, max_consecutive_failures=0, timeout_s=10,
               command=["wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"])))
-    r = await health_report(hostd, "web-1", True)
+    r = await health_report(hostd, "web-1", True, timeout=60)
     assert r.health == "tcp http: connected"
     # A command that fails, with no kill limit: unhealthy with its exit code and output, never killed.
     await hostd.place("web-2", container=with_checks(
