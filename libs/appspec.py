@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from libs import constraints
 from libs.subjects import TOKEN_RE
@@ -54,6 +54,58 @@ class UpgradeStrategy(Strict):
     auto_rollback: bool = Field(True, description="A failed deployment returns the app to its last good version.")
 
 
+def _upper(v: Any) -> Any:
+    return v.upper() if isinstance(v, str) else v
+
+
+class HealthCheck(Strict):
+    """One health check, Marathon's shape: ``HTTP`` (port name, path, expected status range),
+    ``TCP`` (port name: a connection is accepted) or ``COMMAND`` (run inside the container, exit 0).
+    Defaults are Marathon's: 300 s grace, every 60 s, 20 s timeout, killed after 3 failures."""
+    protocol: Annotated[Literal["HTTP", "TCP", "COMMAND"], BeforeValidator(_upper)] = Field(
+        description="HTTP, TCP or COMMAND (any case).")
+    port_name: str | None = Field(None, description="One of the app's port names (HTTP and TCP).")
+    path: str = Field("/", max_length=2048, pattern=r"^/\S*$", description="HTTP: the path asked for.")
+    status: tuple[int, int] = Field((200, 399), description="HTTP: the lowest and highest status that pass.")
+    command: list[str] = Field(default_factory=list, max_length=256,
+                               description="COMMAND: argv run in the container; exit code 0 passes.")
+    grace_period_s: float = Field(300.0, ge=0, le=86400, description="Failures after the start do not count "
+                                  "for this long (a success ends the grace period early).")
+    interval_s: float = Field(60.0, ge=0.1, le=86400, description="Time between two checks.")
+    timeout_s: float = Field(20.0, gt=0, le=3600, description="A check not answered within this fails.")
+    max_consecutive_failures: int = Field(3, ge=0, le=1000, description="The instance is killed (and replaced) "
+                                          "after this many failures in a row; 0 = never.")
+
+    @field_validator("status")
+    @classmethod
+    def _status_range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not 100 <= v[0] <= v[1] <= 599:
+            raise ValueError("status must be [lowest, highest] with 100 <= lowest <= highest <= 599")
+        return v
+
+    @model_validator(mode="after")
+    def _fields_of_protocol(self) -> "HealthCheck":
+        if self.protocol == "COMMAND":
+            if not self.command:
+                raise ValueError("command is required for COMMAND checks")
+            if self.port_name is not None:
+                raise ValueError("port_name applies to HTTP and TCP checks only")
+        else:
+            if not self.port_name:
+                raise ValueError(f"port_name is required for {self.protocol} checks")
+            if self.command:
+                raise ValueError("command applies to COMMAND checks only")
+        return self
+
+    def describe(self) -> str:
+        """How a result names the check: "http /health", "tcp http", "command wget -q ..."."""
+        if self.protocol == "HTTP":
+            return f"http {self.path}"
+        if self.protocol == "TCP":
+            return f"tcp {self.port_name}"
+        return "command " + " ".join(self.command)[:80]
+
+
 class AppSpec(Strict):
     id: AppId
     image: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
@@ -64,7 +116,7 @@ class AppSpec(Strict):
     env: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
     constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=32)
-    health_checks: list[dict[str, Any]] = Field(default_factory=list)
+    health_checks: list[HealthCheck] = Field(default_factory=list, max_length=8)
     upgrade_strategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
     placement: Literal["binpack", "spread"] = Field("binpack", description="Fill the fullest feasible host "
                                                     "(utilization) or the emptiest (spread).")
@@ -100,3 +152,13 @@ class AppSpec(Strict):
         if len(host_ports) != len(set(host_ports)):
             raise ValueError("host ports must be unique")
         return ports
+
+    @field_validator("health_checks")
+    @classmethod
+    def _checks_name_ports(cls, v: list[HealthCheck], info: ValidationInfo) -> list[HealthCheck]:
+        names = [p.name for p in info.data.get("ports", [])]
+        for i, check in enumerate(v):
+            if check.port_name is not None and check.port_name not in names:
+                raise ValueError(f"health_checks.{i}.port_name {check.port_name!r} is not one of the app's "
+                                 f"ports ({', '.join(names) or 'none'})")
+        return v

@@ -30,6 +30,21 @@ class PortSpec(Msg):
     protocol: str = "tcp"
 
 
+class HealthCheckSpec(Msg):
+    """One health check as hostd runs it (libs/appspec.py HealthCheck, port name resolved)."""
+    protocol: Literal["HTTP", "TCP", "COMMAND"]
+    name: str                     # how results name it: "http /health", "tcp http", "command ..."
+    port: int = 0                 # container port (HTTP, TCP)
+    path: str = "/"
+    status_min: int = 200
+    status_max: int = 399
+    command: list[str] = []
+    grace_period_s: float = 300.0
+    interval_s: float = 60.0
+    timeout_s: float = 20.0
+    max_consecutive_failures: int = 3   # 0 = never kill
+
+
 class ContainerSpec(Msg):
     image: str
     cmd: list[str]
@@ -42,6 +57,7 @@ class ContainerSpec(Msg):
     egress_mbit: int = 0          # > 0: egress limit installed on the container's interface
     volume_path: str = "/data"
     keep_volume: bool = False     # seam for stateful services: keep the volume when the instance stops
+    health_checks: list[HealthCheckSpec] = []
 
 
 class Placement(Msg):
@@ -70,6 +86,10 @@ class IpReport(Msg):
     mac: str = ""
     parent: str = ""              # the host NIC the container's interface hangs off
     lease_expires: float = 0.0    # IPAM mode "dhcp": when the lease runs out (unix time)
+    # Health news (RUNNING reports only): hostd sends a report when the verdict of the
+    # instance's health checks changes.  ``health`` "" = this report says nothing about health.
+    healthy: bool | None = None
+    health: str = ""              # the last result, e.g. "http /health: status 500"
 
 
 class Heartbeat(Msg):
@@ -116,6 +136,7 @@ class EndpointsChanged(Msg):
 
 
 M = TypeVar("M", bound=Msg)
+T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
 
 
@@ -125,6 +146,15 @@ def encode(msg: Msg) -> bytes:
 
 def decode(data: bytes, typ: type[M]) -> M:
     """Decode or raise ``msgspec.ValidationError`` / ``msgspec.DecodeError`` (both ``msgspec.MsgspecError``)."""
+    return msgspec.json.decode(data, type=typ)
+
+
+def encode_value(value: object) -> str:
+    """Messages (or lists of them) as JSON text, e.g. for a container label."""
+    return _encoder.encode(value).decode()
+
+
+def decode_value(data: bytes, typ: type[T]) -> T:
     return msgspec.json.decode(data, type=typ)
 
 

@@ -72,14 +72,14 @@ SELECT created_at FROM apps WHERE id = $1;
 
 -- name: app_instances
 SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at,
-       mac, parent, lease_expires
+       mac, parent, lease_expires, healthy, health
   FROM instances
  WHERE app = $1 AND created_at >= $2 AND ($3::text IS NULL OR state = $3)
  ORDER BY created_at DESC, id DESC;
 
 -- name: instance
 SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at,
-       mac, parent, lease_expires
+       mac, parent, lease_expires, healthy, health
   FROM instances
  WHERE id = $1;
 
@@ -108,5 +108,5 @@ SELECT app, port_name, bind_host, port FROM lb_ports WHERE $1::text IS NULL OR a
 -- In-service instances with the ports of their own version (same rule as endpoints.sql's in_service).
 SELECT i.app, i.version, i.host, i.id, i.ip, (v.spec -> 'ports')::text AS ports
   FROM instances i JOIN app_versions v ON v.app = i.app AND v.version = i.version
- WHERE i.state = 'RUNNING' AND i.ip <> ''
+ WHERE noops_in_service(i.state, i.healthy, v.spec) AND i.ip <> ''
  ORDER BY i.app, i.id;

@@ -14,10 +14,12 @@ SELECT id, version, spec, instances, deleted, created_at, status, status_reason,
 FROM apps WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE;
 
 -- name: live_instances_of
-SELECT id, app, version, host, state, desired, kill_requested
-FROM instances
-WHERE app = ANY($1::text[]) AND state NOT IN ('FAILED', 'KILLED', 'LOST')
-ORDER BY created_at, id;
+-- in_service: the one rule (noops_in_service, migration 0006); rolling updates count these as healthy.
+SELECT i.id, i.app, i.version, i.host, i.state, i.desired, i.kill_requested,
+       noops_in_service(i.state, i.healthy, v.spec) AS in_service
+FROM instances i LEFT JOIN app_versions v ON v.app = i.app AND v.version = i.version
+WHERE i.app = ANY($1::text[]) AND i.state NOT IN ('FAILED', 'KILLED', 'LOST')
+ORDER BY i.created_at, i.id;
 
 -- name: version_specs_of
 SELECT v.app, v.version, v.spec, v.restart_gen

@@ -1,17 +1,24 @@
 -- name: lock_instances
 -- Locked so that a concurrent writer cannot slip a transition between our read and write.
 -- Ordered, so two batches in flight at once lock rows in the same order (no deadlock).
-SELECT id, app, host, epoch, state, desired, ip, container_id
-FROM instances WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE;
+-- has_checks: the instance's version has health checks (in service then needs healthy).
+SELECT i.id, i.app, i.host, i.epoch, i.state, i.desired, i.ip, i.container_id, i.healthy, i.health,
+       jsonb_array_length(coalesce(v.spec -> 'health_checks', '[]'::jsonb)) > 0 AS has_checks
+FROM instances i LEFT JOIN app_versions v ON v.app = i.app AND v.version = i.version
+WHERE i.id = ANY($1::text[]) ORDER BY i.id FOR UPDATE OF i;
 
 -- name: apply_reports
 -- mac/parent/lease_expires: the interface hostd gave the instance (lease_expires 0 = none, NULL).
+-- healthy/health: written only by a report with health news (health <> ''); others keep them.
 UPDATE instances AS i
 SET state = t.state, ip = t.ip, container_id = t.container_id, reason = t.reason, updated_at = now(),
     mac = t.mac, parent = t.parent,
-    lease_expires = CASE WHEN t.lease_expires > 0 THEN to_timestamp(t.lease_expires) END
+    lease_expires = CASE WHEN t.lease_expires > 0 THEN to_timestamp(t.lease_expires) END,
+    healthy = CASE WHEN t.health <> '' THEN t.healthy ELSE i.healthy END,
+    health = CASE WHEN t.health <> '' THEN t.health ELSE i.health END
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::float8[]) AS t(id, state, ip, container_id, reason, mac, parent, lease_expires)
+            $8::float8[], $9::boolean[], $10::text[])
+     AS t(id, state, ip, container_id, reason, mac, parent, lease_expires, healthy, health)
 WHERE i.id = t.id;
 
 -- name: renew_leases

@@ -45,6 +45,9 @@ def instance(row: Mapping[str, Any]) -> dict[str, Any]:
     out["mac"] = row.get("mac", "")
     out["parent"] = row.get("parent", "")
     out["lease_expires"] = _iso(row.get("lease_expires"))
+    # Health checks (issue 5): hostd's last verdict (null: no checks, or none counted yet) and result.
+    out["healthy"] = row.get("healthy")
+    out["health"] = row.get("health", "")
     out["created_at"] = _iso(row["created_at"])
     out["updated_at"] = _iso(row["updated_at"])
     return out

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from nats.aio.msg import Msg
@@ -20,6 +21,8 @@ from nats.aio.msg import Msg
 from libs import bus, messages
 from services.hostd import containers as ct
 from services.hostd import metrics
+from services.hostd.health import Verdict
+from services.hostd.monitors import Monitors, Watch
 from services.hostd import network as net
 from services.hostd.network import Attachment, Network
 from services.hostd.reports import Reporter
@@ -56,7 +59,8 @@ def retry_delay(num_delivered: int) -> float:
 
 class Agent:
     def __init__(self, *, cluster: str, host: str, runtime: ContainerRuntime, reporter: Reporter,
-                 stop_timeout_s: int, network: Network, volumes: VolumeDriver, concurrency: int = 8) -> None:
+                 stop_timeout_s: int, network: Network, volumes: VolumeDriver, concurrency: int = 8,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cluster = cluster
         self.host = host
         self.owner = ct.owner_labels(cluster, host)
@@ -66,6 +70,7 @@ class Agent:
         self.volumes = volumes
         network.on_renewed = self._report_lease
         self._stop_timeout_s = stop_timeout_s
+        self._clock = clock
         self._locks = KeyedLocks()
         self._slots = asyncio.Semaphore(concurrency)
         # instance -> container id, for what this hostd created or adopted (the engine stays the truth).
@@ -74,6 +79,10 @@ class Agent:
         self._epochs: dict[str, int] = {}
         # container ids hostd is stopping on purpose: their 'die' is not a failure.
         self._stopping: set[str] = set()
+        # Health checks of running instances; started after RUNNING is reported, stopped with the instance.
+        self.health = Monitors(runtime=runtime, clock=clock, on_change=self._report_health,
+                               on_kill=self._kill_unhealthy,
+                               ip_of=lambda inst: att.ip if (att := network.attached.get(inst)) else "")
 
     # ------------------------------------------------------------ start-up
 
@@ -132,6 +141,7 @@ class Agent:
                 return
             await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
                                     container_id=info.id, **_addr(att))
+            self._watch(full, ct.health_checks(full))
         elif info.state in ("exited", "dead"):
             # It died while no hostd was watching; the list entry has no exit code.
             full = await self._rt.inspect(info.id)
@@ -223,9 +233,11 @@ class Agent:
                     await self._fail_start(p, keep.id, net.failure(exc, self.host))
                     return
                 await self._send(p, "RUNNING", container_id=keep.id, **_addr(att))
+                self._watch(full, p.spec.health_checks)
                 return
             await self._rt.remove(keep.id)  # died between the listing and now: start afresh
         self.containers.pop(p.instance, None)
+        self.health.forget(p.instance)
         await self.network.detach(p.instance)  # a lease of an earlier container of this instance
 
         volume = ""
@@ -278,11 +290,13 @@ class Agent:
                 await self._fail_start(p, cid, net.failure(exc, self.host))
                 return
             await self._send(p, "RUNNING", container_id=cid, **_addr(att))
+            self._watch(info, p.spec.health_checks)
         else:  # already exited; the die event handler will find this same fact
             await self._send(p, "FAILED", container_id=cid, reason=ct.exit_reason(info))
 
     async def _fail_start(self, p: messages.Placement, cid: str, reason: str) -> None:
         """No half-made instance stays behind: container, lease and volume go, FAILED says why."""
+        self.health.forget(p.instance)
         self._stopping.add(cid)
         try:
             await self._rt.remove(cid)
@@ -310,6 +324,7 @@ class Agent:
         return att
 
     async def _stop(self, p: messages.Placement) -> None:
+        self.health.forget(p.instance)
         existing = await self._instance_containers(p.instance)
         # RELEASE first, while the address is surely still this instance's.
         await self.network.detach(p.instance)
@@ -342,6 +357,7 @@ class Agent:
                 metrics.DIE_EVENTS.labels("gone").inc()
                 return
             metrics.DIE_EVENTS.labels("failure").inc()
+            self.health.forget(instance)
             await self.network.detach(instance)  # its namespace is gone; give the address back
             await self._fail_exited(info)
 
@@ -354,6 +370,59 @@ class Agent:
                 return  # stopped or replaced meanwhile
             await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
                                     container_id=info.id, **_addr(att))  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ health checks
+
+    def _watch(self, info: ct.ContainerInfo, checks: Sequence[messages.HealthCheckSpec]) -> None:
+        if checks:
+            self.health.watch(Watch(instance=info.instance, container_id=info.id, checks=tuple(checks),
+                                    started_at=info.started_at or self._clock()))
+
+    async def _current(self, w: Watch) -> tuple[ct.ContainerInfo, Attachment] | None:
+        """The watched container, if it is still this instance's running one (under the lock)."""
+        if self.containers.get(w.instance) != w.container_id:
+            return None
+        info = await self._rt.inspect(w.container_id)
+        att = self.network.attached.get(w.instance)
+        if info is None or not info.running or att is None:
+            return None
+        return info, att
+
+    async def _report_health(self, w: Watch, v: Verdict) -> None:
+        """A changed verdict goes out as the same RUNNING fact with the health news."""
+        async with self._locks.hold(w.instance):
+            got = await self._current(w)
+            if got is None:
+                return  # stopped or replaced meanwhile: its own report says so
+            info, att = got
+            metrics.HEALTH.labels(str(v.healthy).lower()).inc()
+            await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
+                                    container_id=info.id, healthy=v.healthy, health=v.health,
+                                    **_addr(att))  # type: ignore[arg-type]
+
+    async def _kill_unhealthy(self, w: Watch, reason: str) -> None:
+        """Past the failure limit: remove the container (and its lease, volume) and report FAILED,
+        so the placer replaces it with its usual backoff."""
+        async with self._locks.hold(w.instance):
+            got = await self._current(w)
+            if got is None:
+                return
+            info, _ = got
+            metrics.HEALTH.labels("killed").inc()
+            await self.network.detach(w.instance)
+            self._stopping.add(info.id)
+            try:
+                await self._rt.stop(info.id, self._stop_timeout_s)
+                await self._rt.remove(info.id)
+            finally:
+                self._stopping.discard(info.id)
+            self.containers.pop(w.instance, None)
+            if w.instance in await self.volumes.list():
+                await self.volumes.remove(w.instance)
+            await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
+                                    container_id=info.id, reason=reason)
+            # Last: if a step above raised, the loop (still registered) tries again next round.
+            self.health.forget(w.instance)
 
     async def _fail_exited(self, info: ct.ContainerInfo) -> None:
         await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",

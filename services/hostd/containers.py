@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from libs import messages
@@ -20,6 +21,7 @@ LABEL_VERSION = "noops.version"
 LABEL_EPOCH = "noops.epoch"
 LABEL_ADDRESS = "noops.address"   # IPAM pool: the reserved address, so adoption can re-attach it
 LABEL_EGRESS = "noops.egress"     # egress_mbit, for the same reason
+LABEL_HEALTH = "noops.health"     # the health checks (JSON), so an adopted container is checked again
 MIB = 1024 * 1024
 
 
@@ -34,6 +36,7 @@ class ContainerInfo:
     exit_code: int = 0
     oom_killed: bool = False
     pid: int = 0            # of the container's first process while running (inspect only)
+    started_at: float = 0.0  # unix time of the last start (inspect only; 0 unknown)
 
     @property
     def instance(self) -> str:
@@ -76,7 +79,19 @@ def container_labels(p: messages.Placement, cluster: str, host: str) -> dict[str
         # Only when set, so a plain container's labels stay as they were.
         **({LABEL_ADDRESS: p.address} if p.address else {}),
         **({LABEL_EGRESS: str(p.spec.egress_mbit)} if p.spec.egress_mbit else {}),
+        **({LABEL_HEALTH: messages.encode_value(p.spec.health_checks)} if p.spec.health_checks else {}),
     }
+
+
+def health_checks(info: ContainerInfo) -> tuple[messages.HealthCheckSpec, ...]:
+    """The checks a container was created with; none when the label is missing or unreadable."""
+    raw = info.labels.get(LABEL_HEALTH, "")
+    if not raw:
+        return ()
+    try:
+        return tuple(messages.decode_value(raw.encode(), list[messages.HealthCheckSpec]))
+    except messages.DecodeError:
+        return ()
 
 
 def create_config(p: messages.Placement, cluster: str, host: str, volume: str = "") -> dict[str, Any]:
@@ -110,7 +125,24 @@ def info_from_inspect(data: Mapping[str, Any]) -> ContainerInfo:
         exit_code=int(state.get("ExitCode") or 0),
         oom_killed=bool(state.get("OOMKilled")),
         pid=int(state.get("Pid") or 0),
+        started_at=_unix_time(str(state.get("StartedAt") or "")),
     )
+
+
+def _unix_time(rfc3339: str) -> float:
+    """Docker's '2026-11-28T02:42:18.123456789Z' (nanoseconds) → unix time; 0 when unset."""
+    if not rfc3339 or rfc3339.startswith("0001-"):
+        return 0.0
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    zone = ""
+    for sign in "+-":
+        if sign in frac:
+            frac, zone = frac.split(sign, 1)[0], sign + frac.split(sign, 1)[1]
+    try:
+        t = datetime.fromisoformat(f"{head}.{(frac or '0')[:6]}{zone or '+00:00'}")
+    except ValueError:
+        return 0.0
+    return t.timestamp()
 
 
 def info_from_list(data: Mapping[str, Any]) -> ContainerInfo:

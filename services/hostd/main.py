@@ -99,7 +99,8 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         volumes = make_volumes(cfg)
         agent = Agent(cluster=cfg.common.cluster, host=host, runtime=runtime,
                       reporter=Reporter(js, host, clock), stop_timeout_s=cfg.stop_timeout_s,
-                      network=network, volumes=volumes)
+                      network=network, volumes=volumes, clock=clock)
+        stack.push_async_callback(agent.health.close)  # health loops end before Docker and NATS close
         since = clock()
         health.detail["stage"] = "adopting"
         await agent.adopt()

@@ -16,3 +16,6 @@ DIE_EVENTS = Counter("noops_hostd_die_events_total", "Container 'die' events see
 EVENT_RECONNECTS = Counter("noops_hostd_event_stream_reconnects_total",
                            "Times the Docker event stream broke and was opened again")
 CONTAINERS = Gauge("noops_hostd_containers", "This cluster's containers on this host at the last heartbeat")
+HEALTH = Counter("noops_hostd_health_transitions_total",
+                 "Health verdict changes reported (true/false) and instances killed by their checks",
+                 ["verdict"])

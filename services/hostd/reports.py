@@ -17,8 +17,10 @@ def msg_id(r: messages.IpReport) -> str:
     # The same fact reported twice (redelivered placement, re-adoption after a restart) gets the
     # same id, so JetStream drops the copy within its duplicate window.
     # A renewed DHCP lease is a new fact about the same state: its expiry is part of the id.
+    # Health news is a transition, and the same verdict may come back later: its time is in the id.
     lease = f":{int(r.lease_expires)}" if r.lease_expires else ""
-    return f"report:{r.instance}:{r.epoch}:{r.state}:{r.container_id}{lease}"
+    news = f":health:{str(r.healthy).lower()}:{int(r.at * 1000)}" if r.health else ""
+    return f"report:{r.instance}:{r.epoch}:{r.state}:{r.container_id}{lease}{news}"
 
 
 class Reporter:
@@ -33,11 +35,12 @@ class Reporter:
 
     async def send(self, *, instance: str, app: str, epoch: int, state: messages.InstanceState,
                    container_id: str = "", ip: str = "", reason: str = "", mac: str = "", parent: str = "",
-                   lease_expires: float = 0.0) -> messages.IpReport:
+                   lease_expires: float = 0.0, healthy: bool | None = None, health: str = "") -> messages.IpReport:
         """Publish and wait for JetStream's ack; raise the last error after a few short retries."""
         report = messages.IpReport(instance=instance, app=app, host=self._host, epoch=epoch, state=state,
                                    container_id=container_id, ip=ip, reason=reason, at=self._clock(),
-                                   mac=mac, parent=parent, lease_expires=lease_expires)
+                                   mac=mac, parent=parent, lease_expires=lease_expires, healthy=healthy,
+                                   health=health)
         data = messages.encode(report)
         headers = {"Nats-Msg-Id": msg_id(report)}
         for attempt in range(1, self._attempts + 1):
@@ -52,5 +55,6 @@ class Reporter:
                 await asyncio.sleep(self._retry_s * attempt)
         metrics.REPORTS.labels(state).inc()
         log.info("reported", extra={"instance": instance, "epoch": epoch, "state": state,
-                                    "container_id": container_id[:12], "ip": ip, "reason": reason})
+                                    "container_id": container_id[:12], "ip": ip, "reason": reason,
+                                    **({"healthy": healthy, "health": health} if health else {})})
         return report

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import aiodocker
@@ -22,6 +22,7 @@ log = logging.getLogger("noops.hostd.runtime")
 
 # aiodocker reports "could not connect to the engine" as a DockerError with this made-up status.
 _NO_CONNECTION = 900
+_EXEC_OUTPUT_MAX = 4096
 
 
 class RuntimeUnavailable(Exception):
@@ -57,6 +58,10 @@ class ContainerRuntime(Protocol):
 
     async def settle(self, container_id: str, timeout_s: float) -> ContainerInfo | None:
         """Inspect once the engine has seen the container stop, or after timeout_s if it has not."""
+
+    async def exec(self, container_id: str, cmd: Sequence[str], timeout_s: float) -> tuple[int, str]:
+        """Run cmd inside the running container; (exit code, combined output, at most 4 KiB).
+        Raises asyncio.TimeoutError after timeout_s (the command may go on running in there)."""
 
     def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
         """'die' events of containers carrying these labels, from ``since`` (unix time) on.
@@ -162,6 +167,23 @@ class DockerRuntime:
         except _TRANSPORT_ERRORS as exc:
             raise _translate(exc) from exc
         return await self.inspect(container_id)
+
+    async def exec(self, container_id: str, cmd: Sequence[str], timeout_s: float) -> tuple[int, str]:
+        async def run() -> tuple[int, str]:
+            ex = await self._docker.containers.container(container_id).exec(list(cmd), stdout=True, stderr=True)
+            out = bytearray()
+            async with ex.start(detach=False) as stream:
+                while (chunk := await stream.read_out()) is not None:
+                    if len(out) < _EXEC_OUTPUT_MAX:
+                        out += chunk.data[:_EXEC_OUTPUT_MAX - len(out)]
+            info = await ex.inspect()
+            return int(info.get("ExitCode") or 0), out.decode(errors="replace")
+        try:
+            return await asyncio.wait_for(run(), timeout_s)
+        except asyncio.TimeoutError:
+            raise
+        except _ENGINE_ERRORS as exc:
+            raise _translate(exc) from exc
 
     async def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
         filters = json.dumps({"type": ["container"], "event": ["die"], "label": _label_filter(labels)})

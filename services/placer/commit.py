@@ -19,7 +19,7 @@ from prometheus_client import Counter, Histogram
 
 from libs import constraints as cons
 from libs import ipam, messages, outbox, subjects
-from libs.appspec import AppSpec
+from libs.appspec import AppSpec, HealthCheck
 from libs.db import Queries
 from services.placer import core, deploys
 from services.placer.snapshot import ClusterSnapshot, HostRow
@@ -52,7 +52,16 @@ def container_spec(spec: AppSpec) -> messages.ContainerSpec:
         cpus=spec.resources.cpus, mem_mb=spec.resources.mem_mb,
         ports=[messages.PortSpec(name=p.name, container_port=p.container_port, protocol=p.protocol)
                for p in spec.ports],
-        disk_mb=spec.resources.disk_mb, egress_mbit=spec.resources.egress_mbit, volume_path=spec.volume_path)
+        disk_mb=spec.resources.disk_mb, egress_mbit=spec.resources.egress_mbit, volume_path=spec.volume_path,
+        health_checks=[health_check_spec(spec, c) for c in spec.health_checks])
+
+
+def health_check_spec(spec: AppSpec, c: HealthCheck) -> messages.HealthCheckSpec:
+    ports = {p.name: p.container_port for p in spec.ports}
+    return messages.HealthCheckSpec(
+        protocol=c.protocol, name=c.describe(), port=ports.get(c.port_name or "", 0), path=c.path,
+        status_min=c.status[0], status_max=c.status[1], command=list(c.command), grace_period_s=c.grace_period_s,
+        interval_s=c.interval_s, timeout_s=c.timeout_s, max_consecutive_failures=c.max_consecutive_failures)
 
 
 def launch_key(spec_json: dict, restart_gen: int) -> str:
@@ -189,7 +198,8 @@ class Committer:
             maximum_over_capacity=us.maximum_over_capacity, compatible_versions=compatible, paused=paused,
             may_launch=bo.may_launch(now), host_ports=tuple(p.host_port for p in spec.ports if p.host_port))
         views = [core.InstanceView(id=r["id"], version=r["version"], host=r["host"], state=r["state"],
-                                   desired=r["desired"], seq=n, doomed=r["kill_requested"])
+                                   desired=r["desired"], seq=n, doomed=r["kill_requested"],
+                                   in_service=r["in_service"])
                  for n, r in enumerate(inst_rows)]
         # Seeded from the app and its version: a post-mortem can replay the same decision.
         plan = core.decide(app, views, self._scratch, seed=zlib.crc32(f"{app_id}:{version}".encode()),

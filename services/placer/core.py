@@ -4,7 +4,8 @@
 update, drained hosts) and how many to start — and ``placement.choose`` picks the hosts.
 Rolling updates follow Marathon's knobs: old instances are stopped only while enough healthy
 ones remain (minimum_health_capacity) and new ones start only while the total stays within
-maximum_over_capacity.  Until health checks exist, RUNNING counts as healthy.
+maximum_over_capacity.  "Healthy" is "in service" (noops_in_service, migration 0006): RUNNING,
+and passing its health checks when the version has any.
 """
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ class InstanceView:
     desired: str
     seq: int  # creation order: higher is newer
     doomed: bool = False  # an operator asked for this one to go
+    in_service: bool | None = None  # from the task log; None: RUNNING counts (no health checks)
+
+    @property
+    def serving(self) -> bool:
+        return self.state == "RUNNING" if self.in_service is None else self.in_service
 
 
 @dataclass(frozen=True)
@@ -92,13 +98,13 @@ def decide(app: AppView, instances: Sequence[InstanceView], scratch: Scratch, *,
         stop += [i.id for i in new[n:]]
         new = new[:n]
 
-    new_running = sum(i.state == "RUNNING" for i in new)
+    new_running = sum(i.serving for i in new)
     if old and not app.paused:
         # Old instances that are not serving can go at once; serving ones only while enough
         # healthy instances remain.  Oldest first.
         min_healthy = math.ceil(n * app.minimum_health_capacity)
-        old_running = [i for i in old if i.state == "RUNNING"]
-        old_other = [i for i in old if i.state != "RUNNING"]
+        old_running = [i for i in old if i.serving]
+        old_other = [i for i in old if not i.serving]
         stop += [i.id for i in old_other]
         can_kill = max(0, new_running + len(old_running) - min_healthy)
         killed = sorted(old_running, key=lambda i: i.seq)[:can_kill]

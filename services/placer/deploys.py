@@ -51,7 +51,7 @@ def track(version: int, last_good: int | None, dep: DeploymentView | None, plan:
         return DeploymentStep(update=True, state="paused", progress=progress, moved=True)
     if not moved and now - dep.progress_at > timedelta(seconds=deadline_s):
         back = dep.from_version if auto_rollback and dep.from_version and dep.from_version != version else None
-        why = f"no progress for {deadline_s:g}s ({plan.new_running} of {target} new instances running)"
+        why = f"no progress for {deadline_s:g}s ({plan.new_running} of {target} new instances in service)"
         if back is not None:
             why += f"; rolling back to version {back}"
         return DeploymentStep(update=True, state="failed", reason=why, progress=progress, rollback_to=back)

@@ -2,7 +2,8 @@
 
 A report is accepted only when the task log places that instance, at that epoch, on the host
 that reported it.  State never goes backwards: a late STARTING after RUNNING, or anything after
-a terminal state, changes nothing (so redelivered or reordered reports are harmless).
+a terminal state, changes nothing (so redelivered or reordered reports are harmless).  A RUNNING
+report whose only news is health (healthy/health) is a change too.
 """
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ class Row:
     desired: str
     ip: str
     container_id: str
+    healthy: bool | None = None
+    health: str = ""
+    has_checks: bool = False   # the instance's version has health checks
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Verdict:
     reason: str = ""         # why a report was rejected
     changed: bool = False    # whether the task log must be written
     state_changed: bool = False
-
+    health_changed: bool = False
 
 
 def judge(report: IpReport, subject_host: str, row: Row | None) -> Verdict:
@@ -54,11 +58,15 @@ def judge(report: IpReport, subject_host: str, row: Row | None) -> Verdict:
         return Verdict(False, STALE_EPOCH)
     if row.state in TERMINAL or _RANK[report.state] < _RANK[row.state]:
         return Verdict(True)  # old news
-    if report.state == row.state and report.ip == row.ip and report.container_id == row.container_id:
+    health_changed = bool(report.health) and report.state == "RUNNING" and (
+        report.healthy != row.healthy or report.health != row.health)
+    if (report.state == row.state and report.ip == row.ip and report.container_id == row.container_id
+            and not health_changed):
         return Verdict(True)  # a duplicate
-    return Verdict(True, changed=True, state_changed=report.state != row.state)
+    return Verdict(True, changed=True, state_changed=report.state != row.state, health_changed=health_changed)
 
 
-def in_service(state: str) -> bool:
-    """Until health checks exist, a running instance is in service."""
-    return state == "RUNNING"
+def in_service(state: str, healthy: bool | None, has_checks: bool) -> bool:
+    """The rule of noops_in_service() (migration 0006), for deciding whether to announce:
+    RUNNING, and healthy when the version has health checks."""
+    return state == "RUNNING" and (healthy is True or not has_checks)

@@ -3,11 +3,13 @@ changed (announced by announcer.py after the commit) and writes the deploy reque
 transaction (outbox), so a crash loses nothing and a redelivered batch changes nothing."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
@@ -76,24 +78,31 @@ class Records:
                         leases[r.instance] = r.lease_expires
                     continue
                 assert row is not None
-                if in_service(row.state) != in_service(r.state) or (in_service(r.state) and r.ip != row.ip):
+                healthy, health = (r.healthy, r.health) if r.health else (row.healthy, row.health)
+                was = in_service(row.state, row.healthy, row.has_checks)
+                now = in_service(r.state, healthy, row.has_checks)
+                if was != now or (now and r.ip != row.ip):
                     touched_apps.add(r.app)
                 # The placer looks again when an instance ends while wanted (replace it) and when
-                # one starts running (the next rolling-update step may be due).
-                if (r.state in messages.TERMINAL and row.desired == "RUNNING") or (
-                        r.state == "RUNNING" and v.state_changed):
+                # one starts serving (the next rolling-update step may be due).
+                if (r.state in messages.TERMINAL and row.desired == "RUNNING") or (now and not was):
                     respawn_apps.add(r.app)
                 if v.state_changed:
                     events.append((r.instance, r.state, r.reason))
-                updates[r.instance] = r
+                if v.health_changed:
+                    events.append((r.instance, r.state, f"{'healthy' if healthy else 'unhealthy'}: {health}"))
+                # A batch may hold a health report and then a lease renewal without health news:
+                # the later one carries the health written by the earlier.
+                updates[r.instance] = msgspec.structs.replace(r, healthy=healthy, health=health)
                 # Later reports in the same batch are judged against what this one wrote.
-                rows[r.instance] = Row(row.id, row.app, row.host, row.epoch, r.state, row.desired, r.ip,
-                                       r.container_id)
+                rows[r.instance] = dataclasses.replace(row, state=r.state, ip=r.ip, container_id=r.container_id,
+                                                       healthy=healthy, health=health)
             if updates:
                 us = list(updates.values())
                 await conn.execute(self.q.apply_reports, [u.instance for u in us], [u.state for u in us],
                                    [u.ip for u in us], [u.container_id for u in us], [u.reason for u in us],
-                                   [u.mac for u in us], [u.parent for u in us], [u.lease_expires for u in us])
+                                   [u.mac for u in us], [u.parent for u in us], [u.lease_expires for u in us],
+                                   [u.healthy for u in us], [u.health for u in us])
                 # An instance that ended gives its pool address back (IPAM mode "pool").
                 ended = [u.instance for u in us if u.state in messages.TERMINAL]
                 if ended:

@@ -65,8 +65,13 @@ async def test_instances_newest_first_filtered_and_counted(client: httpx.AsyncCl
     assert [i["id"] for i in running] == [f"{app}-a", f"{app}-c"]
     assert one.status_code == 200
     assert set(one.json()) == {"id", "app", "version", "host", "epoch", "desired", "state", "ip", "container_id",
-                               "reason", "created_at", "updated_at", "mac", "parent", "lease_expires"}
+                               "reason", "created_at", "updated_at", "mac", "parent", "lease_expires",
+                               "healthy", "health"}
     assert (one.json()["state"], one.json()["host"]) == ("FAILED", "h2")
+    assert (one.json()["healthy"], one.json()["health"]) == (None, "")  # no verdict recorded
+    await pool.execute("UPDATE instances SET healthy = false, health = 'http /: status 500' WHERE id = $1", f"{app}-a")
+    a = (await client.get(f"/v1/instances/{app}-a")).json()
+    assert (a["healthy"], a["health"]) == (False, "http /: status 500")
     assert listed[app]["counts"] == {"PENDING": 0, "STARTING": 0, "RUNNING": 2, "FAILED": 1, "KILLED": 0, "LOST": 0}
     assert (await client.get(f"/v1/apps/{app}")).json()["counts"] == listed[app]["counts"]
 

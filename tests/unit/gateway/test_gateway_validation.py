@@ -44,6 +44,11 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     pytest.param(spec(ports=[{"name": "a", "container_port": 80, "host_port": 8080},
                              {"name": "b", "container_port": 81, "host_port": 8080}]), "ports", id="same-host-port"),
     pytest.param([VALID], "", id="not-an-object"),
+    pytest.param(spec(health_checks=[{"protocol": "GRPC"}]), "health_checks.0.protocol", id="health-bad-protocol"),
+    pytest.param(spec(ports=[{"name": "http", "container_port": 80}], health_checks=[{"protocol": "tcp", "port_name": "x"}]),
+                 "health_checks", id="health-unknown-port"),
+    pytest.param(spec(health_checks=[{"protocol": "http", "port_name": "http", "timeout_s": 0}]),
+                 "health_checks.0.timeout_s", id="health-zero-timeout"),
 ])
 async def test_invalid_spec_is_422_naming_the_field(client: httpx.AsyncClient, body: object, field: str) -> None:
     r = await client.post("/v1/apps", json=body)

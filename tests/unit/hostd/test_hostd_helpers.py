@@ -100,6 +100,15 @@ def test_report_msg_id(report: dict[str, str], msg_id: str) -> None:
     assert reports.msg_id(msgspec.structs.replace(r, at=99.0)) == msg_id
 
 
+def test_health_news_ids_differ_by_time() -> None:
+    # The same verdict can come back later (healthy, unhealthy, healthy): each is a new fact.
+    r = messages.IpReport(instance="web-1", app="web", host="h1", epoch=3, state="RUNNING", container_id="c1",
+                          healthy=True, health="http /: status 200", at=1.5)
+    later = msgspec.structs.replace(r, at=9.0)
+    assert reports.msg_id(r) == "report:web-1:3:RUNNING:c1:health:true:1500"
+    assert reports.msg_id(later) != reports.msg_id(r)
+
+
 async def test_keyed_locks_serialise_one_key_and_forget_it_after() -> None:
     locks = agent.KeyedLocks()
     order: list[str] = []

@@ -10,8 +10,9 @@ def app(**kw):
     return AppView(**{**base, **kw})
 
 
-def inst(i, version=1, host="h1", state="RUNNING", desired="RUNNING"):
-    return InstanceView(id=f"i{i}", version=version, host=host, state=state, desired=desired, seq=i)
+def inst(i, version=1, host="h1", state="RUNNING", desired="RUNNING", in_service=None):
+    return InstanceView(id=f"i{i}", version=version, host=host, state=state, desired=desired, seq=i,
+                        in_service=in_service)
 
 
 def hosts(n=2, cpus=2.0, mem=1024.0, **kw):
@@ -57,6 +58,25 @@ def test_rolling_update(mhc, moc, new_states, want_place, want_stop):
     plan = core.decide(a, old + new, hosts(cpus=8).scratch(), seed=1)
     assert (len(plan.place), len(plan.stop)) == (want_place, want_stop)
     assert all(s.startswith("i") and int(s[1:]) < 10 for s in plan.stop), "only old instances are stopped"
+
+
+# With health checks, a new instance counts only once in service (RUNNING and healthy).
+@pytest.mark.parametrize("new_serving,want_stop,new_running", [
+    pytest.param([None, None, None], 0, 0, id="running-but-no-verdict-yet-kills-none"),
+    pytest.param([True, None, False], 1, 1, id="kills-one-per-healthy-new"),
+    pytest.param([True, True, True], 3, 3, id="all-healthy-done"),
+])
+def test_rolling_update_waits_for_health(new_serving, want_stop, new_running):
+    old = [inst(k, version=1, in_service=True) for k in range(3)]
+    new = [inst(10 + k, version=2, in_service=bool(s)) for k, s in enumerate(new_serving)]
+    plan = core.decide(app(version=2), old + new, hosts(cpus=8).scratch(), seed=1)
+    assert (len(plan.stop), plan.new_running) == (want_stop, new_running)
+
+
+def test_unhealthy_old_instance_goes_at_once():
+    old = [inst(0, version=1, in_service=False), inst(1, version=1, in_service=True)]
+    plan = core.decide(app(version=2, instances=2), old, hosts(cpus=8).scratch(), seed=1)
+    assert plan.stop == ("i0",)
 
 
 def test_paused_deployment_takes_no_step():

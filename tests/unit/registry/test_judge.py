@@ -27,7 +27,28 @@ def rep(**kw):
     pytest.param(rep(), "h1", row(state="RUNNING", ip="198.19.255.2"), True, "", False, id="duplicate"),
     pytest.param(rep(state="RUNNING"), "h1", row(state="KILLED"), True, "", False, id="after-terminal-ignored"),
     pytest.param(rep(state="FAILED", reason="OOMKilled"), "h1", row(state="RUNNING"), True, "", True, id="failure"),
+    pytest.param(rep(healthy=True, health="http /: status 200"), "h1", row(state="RUNNING", ip="198.19.255.2"),
+                 True, "", True, id="health-only-news-is-a-change"),
+    pytest.param(rep(healthy=True, health="http /: status 200"), "h1",
+                 row(state="RUNNING", ip="198.19.255.2", healthy=True, health="http /: status 200"), True, "", False,
+                 id="same-health-duplicate"),
+    pytest.param(rep(), "h1", row(state="RUNNING", ip="198.19.255.2", healthy=False, health="x"), True, "", False,
+                 id="no-health-news-keeps-health"),
+    pytest.param(rep(state="STARTING", healthy=True, health="x"), "h1", row(state="RUNNING", ip="198.19.255.2"),
+                 True, "", False, id="late-starting-with-health-ignored"),
 ])
 def test_judge(report, subject_host, task_row, accepted, reason, changed):
     v = judge(report, subject_host, task_row)
     assert (v.accepted, v.reason, v.changed) == (accepted, reason, changed)
+
+
+@pytest.mark.parametrize(("state", "healthy", "has_checks", "serving"), [
+    pytest.param("RUNNING", None, False, True, id="running-without-checks"),
+    pytest.param("RUNNING", None, True, False, id="checks-not-yet-passed"),
+    pytest.param("RUNNING", True, True, True, id="healthy"),
+    pytest.param("RUNNING", False, True, False, id="unhealthy"),
+    pytest.param("STARTING", True, True, False, id="not-running"),
+    pytest.param("FAILED", True, False, False, id="ended"),
+])
+def test_in_service(state, healthy, has_checks, serving):
+    assert j.in_service(state, healthy, has_checks) is serving
