@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 
+from devtools import infra
 from devtools import sinks as sink_procs
 from libs.messages import Endpoint
 from services.registry.sinks import haproxy_config as hc
@@ -94,6 +95,8 @@ async def test_haproxy_down_then_back_converges(make_sink, port_range, backends,
         runner.submit_full({"web": state("web", lo, [a])})
         await eventually(lambda: runner.idle and runner.failures == 0, timeout=10, what="first apply")
         sink_procs.stop_haproxy(tmp_path)
+        # The master is gone; its worker may linger a moment and still answer the runtime API.
+        await eventually(lambda: not infra.port_open(lo), timeout=10, what="HAProxy's worker gone too")
         runner.submit({"web": state("web", lo, [b])})
         await eventually(lambda: runner.failures >= 2, timeout=10, what="sink failing while HAProxy is down")
         sink_procs.start_haproxy(tmp_path)   # starts from the file on disk: it still lists server a
