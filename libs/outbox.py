@@ -18,8 +18,10 @@ log = logging.getLogger("noops.outbox")
 
 PUBLISHED = Counter("noops_outbox_published_total", "Outbox messages published to JetStream")
 
-_INSERT = ("INSERT INTO outbox (subject, msg_id, payload) "
-           "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])")
+# The NOTIFY (below) rides in the same statement: one round trip per enqueue.
+_INSERT = ("WITH added AS (INSERT INTO outbox (subject, msg_id, payload) "
+           "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])) "
+           "SELECT pg_notify($4, '')")
 _CLAIM = ("SELECT id, subject, msg_id, payload FROM outbox WHERE subject LIKE ANY($2::text[]) "
           "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
@@ -29,7 +31,6 @@ _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 # every relay LISTENs, so a row written by one service is published at once by the relay that
 # owns its subject, which may run in another service.
 CHANNEL = "noops_outbox"
-_NOTIFY = "SELECT pg_notify($1, '')"
 
 
 async def enqueue(conn: asyncpg.Connection, items: Iterable[tuple[str, str, messages.Msg]]) -> int:
@@ -40,8 +41,7 @@ async def enqueue(conn: asyncpg.Connection, items: Iterable[tuple[str, str, mess
         ids.append(msg_id)
         payloads.append(messages.encode(msg))
     if subs:
-        await conn.execute(_INSERT, subs, ids, payloads)
-        await conn.execute(_NOTIFY, CHANNEL)
+        await conn.execute(_INSERT, subs, ids, payloads, CHANNEL)
     return len(subs)
 
 

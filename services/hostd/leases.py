@@ -20,14 +20,18 @@ log = logging.getLogger("noops.hostd.leases")
 
 
 class LeaseJournal:
-    def __init__(self, directory: Path) -> None:
+    """``directory`` None: remember nothing (pool IPAM has no leases; tests of the pure parts)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
         self.dir = directory
 
-    def _path(self, instance: str) -> Path:
-        return self.dir / f"{instance}.json"
+    def _path(self, instance: str) -> Path | None:
+        return self.dir / f"{instance}.json" if self.dir is not None else None
 
     def record(self, instance: str, lease: Lease, parent: str) -> None:
         path = self._path(instance)
+        if path is None:
+            return
         tmp = path.with_suffix(".tmp")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -38,11 +42,16 @@ class LeaseJournal:
                                                       "error": exc.strerror or str(exc)})
 
     def forget(self, instance: str) -> None:
-        self._path(instance).unlink(missing_ok=True)
+        path = self._path(instance)
+        if path is not None:
+            path.unlink(missing_ok=True)
 
     def get(self, instance: str) -> tuple[Lease, str] | None:
+        path = self._path(instance)
+        if path is None:
+            return None
         try:
-            data = json.loads(self._path(instance).read_text())
+            data = json.loads(path.read_text())
             return Lease(**data["lease"]), str(data["parent"])
         except FileNotFoundError:
             return None
@@ -52,17 +61,6 @@ class LeaseJournal:
             return None
 
     def instances(self) -> list[str]:
-        return sorted(p.stem for p in self.dir.glob("*.json")) if self.dir.exists() else []
-
-
-class NoJournal(LeaseJournal):
-    """Pool IPAM, or tests of the pure parts: nothing to remember."""
-
-    def __init__(self) -> None:
-        super().__init__(Path("/nonexistent"))
-
-    def record(self, instance: str, lease: Lease, parent: str) -> None:
-        return None
-
-    def instances(self) -> list[str]:
-        return []
+        if self.dir is None or not self.dir.exists():
+            return []
+        return sorted(p.stem for p in self.dir.glob("*.json"))

@@ -27,7 +27,7 @@ from typing import Any
 
 from services.hostd import dhcp, netns
 from services.hostd.dhcp import DhcpError, Lease
-from services.hostd.leases import LeaseJournal, NoJournal
+from services.hostd.leases import LeaseJournal
 from services.hostd.netns import NetworkError
 
 log = logging.getLogger("noops.hostd.network")
@@ -84,7 +84,7 @@ class Network:
         self.dhcp_timeout_s = dhcp_timeout_s
         self.clock = clock
         self.attached: dict[str, Attachment] = {}
-        self.journal = journal if journal is not None else NoJournal()
+        self.journal = journal if journal is not None else LeaseJournal()
         # Called after each renewal (the agent reports the new expiry to the task log).
         self.on_renewed: Callable[[Attachment], Awaitable[None]] | None = None
 
