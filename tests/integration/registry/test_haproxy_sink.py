@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 
-from devtools import infra
 from devtools import sinks as sink_procs
 from libs.messages import Endpoint
 from services.registry.sinks import haproxy_config as hc
@@ -84,6 +84,16 @@ async def test_new_frontend_reload_drops_no_request(make_sink, port_range, backe
     assert results and all(r == (200, "fast") for r in results), collections.Counter(results)
 
 
+def _refuses(path) -> bool:
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(0.5)
+            s.connect(str(path))
+    except OSError:
+        return True
+    return False
+
+
 async def test_haproxy_down_then_back_converges(make_sink, port_range, backends, haproxy, tmp_path):
     sink = make_sink(spare=2)
     runner = SinkRunner(sink, backoff=Backoff(base_s=0.05, max_s=0.2))
@@ -95,8 +105,9 @@ async def test_haproxy_down_then_back_converges(make_sink, port_range, backends,
         runner.submit_full({"web": state("web", lo, [a])})
         await eventually(lambda: runner.idle and runner.failures == 0, timeout=10, what="first apply")
         sink_procs.stop_haproxy(tmp_path)
-        # The master is gone; its worker may linger a moment and still answer the runtime API.
-        await eventually(lambda: not infra.port_open(lo), timeout=10, what="HAProxy's worker gone too")
+        # The master is gone; a stopping worker may still accept on the runtime socket and leave
+        # each attempt hanging until its timeout.  Down means: the socket refuses.
+        await eventually(lambda: _refuses(haproxy.admin_socket), timeout=15, what="HAProxy's runtime socket refusing")
         runner.submit({"web": state("web", lo, [b])})
         await eventually(lambda: runner.failures >= 2, timeout=10, what="sink failing while HAProxy is down")
         sink_procs.start_haproxy(tmp_path)   # starts from the file on disk: it still lists server a
