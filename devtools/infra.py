@@ -113,10 +113,29 @@ def stop_pid(pid: int, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None
             pass
 
 
-def stop_pidfile(pidfile: Path, timeout: float = 10.0) -> bool:
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid`` (spawn() makes each started process a group leader)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(") ", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                out.append(int(d.name))
+    return out
+
+
+def stop_pidfile(pidfile: Path, timeout: float = 10.0, *, group: bool = False) -> bool:
+    """Stop the process named by ``pidfile``; with ``group``, also whatever is left of the process
+    group spawn() made for it (e.g. HAProxy's workers, which outlive a master for a while)."""
     pid = read_pid(pidfile)
     if pid is not None:
         stop_pid(pid, timeout)
+        if group:
+            for member in group_members(pid):
+                stop_pid(member, timeout)
     pidfile.unlink(missing_ok=True)
     return pid is not None
 

@@ -53,7 +53,8 @@ def start_haproxy(run_dir: Path, *, name: str = "haproxy") -> Paths:
 
 
 def stop_haproxy(run_dir: Path, *, name: str = "haproxy") -> bool:
-    return infra.stop_pidfile(run_dir / f"{name}.pid", timeout=10)
+    """Master and workers: when this returns, nothing answers on HAProxy's sockets or ports."""
+    return infra.stop_pidfile(run_dir / f"{name}.pid", timeout=10, group=True)
 
 
 def prometheus_config(sd_url: str, *, refresh_s: float = 5.0, scrape_s: float = 15.0) -> str:
