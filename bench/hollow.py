@@ -58,8 +58,7 @@ class HollowHosts:
 
     async def handle(self, msgs: list[Msg]) -> list[bus.Verdict]:
         futures = []
-        for m in msgs:
-            p = messages.decode(m.data, messages.Placement)
+        for p in (p for m in msgs for p in messages.decode(m.data, messages.Placements).items):
             if p.action == "start":
                 self.started += 1
                 r = messages.IpReport(instance=p.instance, app=p.app, host=p.host, epoch=p.epoch, state="RUNNING",

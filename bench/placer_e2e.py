@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 import time
 import uuid
@@ -28,6 +29,31 @@ from devtools.cluster import ClusterConfig, start_process, wait_healthy
 from libs import bus, db
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (and their waited-for children), in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in f[11:15])   # utime stime cutime cstime
+    return total / tick
+
+
+def postgres_pids() -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() == "postgres":
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -35,7 +61,7 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bulk: int) -> dict:
+async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bulk: int, idle_s: float = 0.0) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-"))
     tag = uuid.uuid4().hex[:6]
     ports = [infra.free_port() for _ in range(6)]
@@ -62,11 +88,26 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
             assert time.monotonic() < deadline, "hosts did not register"
             await asyncio.sleep(0.2)
 
+        idle = {}
+        if idle_s > 0:
+            # The cluster's standing cost: heartbeats only, no deployment going on.
+            procs = {name: [infra.read_pid(run_dir / f"{name}.pid")] for name in [*names, "nats"]}
+            procs["bench (hollow hosts)"] = [os.getpid()]
+            before = {name: cpu_seconds(p) for name, p in procs.items()} | {"postgres": cpu_seconds(postgres_pids())}
+            await asyncio.sleep(idle_s)
+            after = {name: cpu_seconds(p) for name, p in procs.items()} | {"postgres": cpu_seconds(postgres_pids())}
+            idle = {name: round((after[name] - before[name]) / idle_s, 3) for name in before}
+
         apps = make_apps(n_apps, n_instances, seed=7)
         specs = [{"id": a.id.replace("app", "app-"), "image": "noops/base:latest", "cmd": ["true"],
                   "instances": a.instances, "resources": {"cpus": a.cpus, "mem_mb": int(a.mem_mb)},
                   "constraints": [[c.attribute, c.operator] + ([c.value] if c.value else []) for c in a.constraints]}
                  for a in apps]
+        # CPU time per component over the run: on 2 cores the wall time is roughly their sum / 2.
+        procs = {name: [infra.read_pid(run_dir / f"{name}.pid")] for name in [*names, "nats"]}
+        procs["bench (hollow hosts)"] = [os.getpid()]
+        cpu0 = {name: cpu_seconds(p) for name, p in procs.items()}
+        cpu0["postgres"] = cpu_seconds(postgres_pids())   # backends come and go: an approximation
         t0 = time.monotonic()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cfg.gateway_port}", timeout=60) as client:
             if bulk:
@@ -85,15 +126,34 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
             await asyncio.gather(*(poster() for _ in range(concurrency)))
         t_posted = time.monotonic() - t0
         t_placed = t_running = None
+        timeline: list[tuple] = []
+
+        async def sample() -> None:
+            # Cheap counters only (PostgreSQL's statistics views, the hollow hosts' own counts):
+            # where the 100,000 instances are, every 2 s.
+            while True:
+                await asyncio.sleep(2.0)
+                st = {r["relname"]: r for r in await pool.fetch(
+                    "SELECT relname, n_tup_ins, n_tup_del FROM pg_stat_user_tables WHERE relname IN ('instances', 'outbox')")}
+                timeline.append((round(time.monotonic() - t0, 1), st["instances"]["n_tup_ins"],
+                                 st["outbox"]["n_tup_ins"] - st["outbox"]["n_tup_del"], hollow.started))
+        sampler = asyncio.create_task(sample())
+        # Counting 100,000 rows costs PostgreSQL ~30 ms, which the services would miss: "placed"
+        # is counted by the hollow hosts (every placement delivered), and the task log is polled
+        # only from then on, four times a second.
         while time.monotonic() - t0 < timeout_s:
-            row = await pool.fetchrow("SELECT count(*) AS placed, count(*) FILTER (WHERE state = 'RUNNING') AS running "
-                                      "FROM instances")
-            if t_placed is None and row["placed"] >= n_instances:
-                t_placed = time.monotonic() - t0
-            if row["running"] >= n_instances:
+            if t_placed is None:
+                if hollow.started >= n_instances:
+                    t_placed = time.monotonic() - t0
+                await asyncio.sleep(0.05)
+                continue
+            if await pool.fetchval("SELECT count(*) FROM instances WHERE state = 'RUNNING'") >= n_instances:
                 t_running = time.monotonic() - t0
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.25)
+        sampler.cancel()
+        cpu = {name: round(cpu_seconds(p) - cpu0[name], 1) for name, p in procs.items()}
+        cpu["postgres"] = round(cpu_seconds(postgres_pids()) - cpu0["postgres"], 1)
         final = await pool.fetchrow("SELECT count(*) AS placed, count(*) FILTER (WHERE state = 'RUNNING') AS running "
                                     "FROM instances")
         waiting = await pool.fetch("SELECT id, status_reason FROM apps WHERE status = 'waiting' LIMIT 3")
@@ -109,6 +169,9 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
             "end_to_end_per_s": t_running and round(n_instances / t_running),
             "placer_peak_rss_mb": placer_pid and round(peak_rss_mb(placer_pid)),
             "registry_peak_rss_mb": registry_pid and round(peak_rss_mb(registry_pid)),
+            "cpu_s": cpu,
+            "timeline (s, instances inserted, outbox backlog, delivered to hosts)": timeline,
+            "idle_cpu_s_per_s": idle,
             "waiting_examples": [dict(r) for r in waiting],
         }
         await pool.close()
@@ -129,8 +192,10 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=300.0)
     p.add_argument("--bulk", type=int, default=100,
                    help="apps per POST /v1/apps/bulk; 0: one POST /v1/apps per app, 16 at a time")
+    p.add_argument("--idle", type=float, default=0.0,
+                   help="first measure this many seconds of heartbeats alone (CPU seconds per second per process)")
     args = p.parse_args()
-    print(json.dumps(asyncio.run(run(args.hosts, args.apps, args.instances, args.timeout, args.bulk)), default=str))
+    print(json.dumps(asyncio.run(run(args.hosts, args.apps, args.instances, args.timeout, args.bulk, args.idle)), default=str))
 
 
 if __name__ == "__main__":

@@ -25,12 +25,20 @@ TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
              asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)
 
 
+# Plan every execution with the tables as they are now.  noops' statements are few and carry
+# whole batches, so planning is cheap next to them; a generic plan, cached after five runs, keeps
+# the choices made for the sizes of then: one made while the outbox was empty deleted from a
+# 100,000-row backlog by sequential scan, 75 ms a batch, most of PostgreSQL's time (bench/RESULTS.md).
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+
+
 async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """Open a pool, waiting (with a clear log line, no traceback) until PostgreSQL answers."""
     delay = 0.2
     while True:
         try:
-            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                             server_settings=SERVER_SETTINGS)
         except (*TRANSIENT, asyncpg.exceptions.InvalidCatalogNameError,
                 asyncpg.exceptions.InvalidAuthorizationSpecificationError) as exc:
             log.warning("waiting for PostgreSQL", extra={"dsn": _redact(dsn), "error": str(exc) or type(exc).__name__,

@@ -31,8 +31,12 @@ async def announcements(conn: asyncpg.Connection, apps: Iterable[str]) -> list[t
         return []
     await conn.execute(_Q.announce_lock)
     eps: dict[str, list[messages.Endpoint]] = defaultdict(list)
+    parsed: dict[str, dict[str, int]] = {}   # an app's instances share their ports' text: parse it once
     for r in await in_service(conn, names):
-        ports = {p["name"]: p["container_port"] for p in json.loads(r["ports"] or "[]")}
+        text = r["ports"] or "[]"
+        ports = parsed.get(text)
+        if ports is None:
+            ports = parsed[text] = {p["name"]: p["container_port"] for p in json.loads(text)}
         eps[r["app"]].append(messages.Endpoint(instance=r["id"], host=r["host"], ip=r["ip"], ports=ports))
     seqs = [r[0] for r in await conn.fetch(_Q.next_seqs, len(names))]
     return [(subjects.endpoints(app), f"endpoints:{app}:{seq}",

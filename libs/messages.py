@@ -72,6 +72,17 @@ class Placement(Msg):
     address: str = ""             # IPAM mode "pool": the address the placer reserved (CIDR form)
 
 
+class Placements(Msg):
+    """What travels on a host's placement subject: that host's placements from one commit, in
+    order.  A deploy that puts 30 instances on one host is one message (one outbox row, one
+    publish, one ack), not 30; at most ``PLACEMENTS_PER_MESSAGE`` items each."""
+    host: str
+    items: list[Placement]
+
+
+PLACEMENTS_PER_MESSAGE = 64
+
+
 class IpReport(Msg):
     """The container-IP report: which instance holds which container and address, from the host that made it."""
     instance: str

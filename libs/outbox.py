@@ -12,7 +12,7 @@ import asyncpg
 from nats.js import JetStreamContext
 from prometheus_client import Counter
 
-from libs import messages
+from libs import messages, subjects
 
 log = logging.getLogger("noops.outbox")
 
@@ -22,8 +22,11 @@ PUBLISHED = Counter("noops_outbox_published_total", "Outbox messages published t
 _INSERT = ("WITH added AS (INSERT INTO outbox (subject, msg_id, payload) "
            "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])) "
            "SELECT pg_notify($4, '')")
-_CLAIM = ("SELECT id, subject, msg_id, payload FROM outbox WHERE subject LIKE ANY($2::text[]) "
-          "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
+# A relay claims the rows of each subject kind it owns (the subject's second token, a generated
+# column with an index on (kind, id): migration 0009), or every row.
+_CLAIM_KIND = ("SELECT id, subject, msg_id, payload FROM outbox WHERE kind = $2 "
+               "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
+_CLAIM_ALL = "SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
 _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 
 
@@ -45,13 +48,19 @@ async def enqueue(conn: asyncpg.Connection, items: Iterable[tuple[str, str, mess
     return len(subs)
 
 
-def like_patterns(subject_patterns: Sequence[str]) -> list[str]:
-    """NATS subject patterns (``noops.deploy.*``) as SQL LIKE patterns (``noops.deploy.%``)."""
-    out = []
+def claim_kinds(subject_patterns: Sequence[str]) -> list[str] | None:
+    """The outbox kinds a relay owning these NATS subject patterns claims: ``noops.deploy.*`` ->
+    ``deploy``; ``>`` (everything) -> None.  Any other shape is a programming error."""
+    if ">" in subject_patterns:
+        return None
+    kinds = []
     for pattern in subject_patterns:
-        escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        out.append(escaped.replace("*", "%").replace(">", "%"))
-    return out
+        tokens = pattern.split(".")
+        if len(tokens) != 3 or tokens[0] != subjects.ROOT or tokens[2] not in ("*", ">") or "*" in tokens[1]:
+            raise ValueError(f"an outbox relay owns {subjects.ROOT}.<kind>.* subjects or >, not {pattern!r}")
+        if tokens[1] not in kinds:
+            kinds.append(tokens[1])
+    return kinds
 
 
 class Relay:
@@ -67,7 +76,10 @@ class Relay:
     def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, *, subjects: Sequence[str] = (">",),
                  batch: int = 500, poll_s: float = 1.0) -> None:
         self.pool, self.js, self.batch, self.poll_s = pool, js, batch, poll_s
-        self._like = like_patterns(subjects)
+        kinds = claim_kinds(subjects)
+        self._claims: list[tuple[str, tuple]] = ([(_CLAIM_ALL, ())] if kinds is None
+                                                 else [(_CLAIM_KIND, (k,)) for k in kinds])
+        self._more = False   # the last drain left rows behind (a claim came back full)
         self._wake = asyncio.Event()
 
     def kick(self) -> None:
@@ -96,7 +108,7 @@ class Relay:
         failures = 0
         while True:
             try:
-                n = await self.drain_once()
+                await self.drain_once()
                 failures = 0
             except Exception as exc:
                 failures += 1
@@ -105,7 +117,7 @@ class Relay:
                                                                     "retry_in_s": delay})
                 await asyncio.sleep(delay)
                 continue
-            if n < self.batch:
+            if not self._more:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
                 except asyncio.TimeoutError:
@@ -113,8 +125,17 @@ class Relay:
                 self._wake.clear()
 
     async def drain_once(self) -> int:
+        """Publish what is waiting, up to one batch per owned kind; returns how many rows."""
+        total, self._more = 0, False
+        for claim, args in self._claims:
+            n = await self._drain(claim, args)
+            total += n
+            self._more |= n >= self.batch
+        return total
+
+    async def _drain(self, claim: str, args: tuple) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM, self.batch, self._like)
+            rows = await conn.fetch(claim, self.batch, *args)
             if not rows:
                 return 0
             # Published in id order on one connection, so order within a subject (a start then a

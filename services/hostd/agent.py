@@ -32,6 +32,12 @@ from services.hostd.volumes import VolumeDriver, VolumeError
 log = logging.getLogger("noops.hostd.agent")
 
 
+def _combined(verdicts: list[bus.Verdict]) -> bus.Verdict:
+    """A message's verdict from its placements': again after the shortest delay if any must retry."""
+    retries = [v for v in verdicts if v.outcome is bus.Outcome.NAK]
+    return min(retries, key=lambda v: v.delay_s) if retries else bus.ACK
+
+
 class KeyedLocks:
     """One asyncio.Lock per key, dropped when nobody holds or waits for it."""
 
@@ -151,37 +157,46 @@ class Agent:
     # ------------------------------------------------------------ placements
 
     async def handle_batch(self, msgs: list[Msg]) -> list[bus.Verdict]:
-        """bus.pull_loop handler: one verdict per message, each after its report was published."""
-        verdicts: list[bus.Verdict] = [bus.TERM] * len(msgs)
-        groups: dict[str, list[tuple[int, Msg, messages.Placement]]] = defaultdict(list)
+        """bus.pull_loop handler: one verdict per message, each after its reports were published.
+        A message carries several placements (messages.Placements); it is acked when all of them
+        are done, else delivered again after the shortest retry delay among them -- applying a
+        placement twice is harmless (a start adopts the running container, a stop finds none)."""
+        results: list[list[bus.Verdict] | None] = [None] * len(msgs)   # None: not for us, TERM
+        groups: dict[str, list[tuple[int, int, Msg, messages.Placement]]] = defaultdict(list)
         for i, msg in enumerate(msgs):
-            placement = self._parse(msg)
-            if placement is not None:
-                groups[placement.instance].append((i, msg, placement))
+            items = self._parse(msg)
+            if items is None:
+                continue
+            results[i] = [bus.ACK] * len(items)
+            for j, placement in enumerate(items):
+                groups[placement.instance].append((i, j, msg, placement))
 
-        async def run_group(instance: str, items: list[tuple[int, Msg, messages.Placement]]) -> None:
+        async def run_group(instance: str, items: list[tuple[int, int, Msg, messages.Placement]]) -> None:
             # Lock before slot: waiting on a busy instance must not hold one of the slots.
             async with self._locks.hold(instance), self._slots:
-                for i, msg, placement in items:  # in delivery order
-                    verdicts[i] = await self._handle_one(msg, placement)
+                for i, j, msg, placement in items:  # in delivery order
+                    results[i][j] = await self._handle_one(msg, placement)   # type: ignore[index]
 
         await asyncio.gather(*(run_group(k, v) for k, v in groups.items()))
-        return verdicts
+        return [bus.TERM if r is None else _combined(r) for r in results]
 
-    def _parse(self, msg: Msg) -> messages.Placement | None:
+    def _parse(self, msg: Msg) -> list[messages.Placement] | None:
+        """The placements of one message for this host, or None (malformed or misrouted: TERM)."""
         try:
-            placement = messages.decode(msg.data, messages.Placement)
+            batch = messages.decode(msg.data, messages.Placements)
         except messages.DecodeError as exc:
             log.error("malformed placement dropped", extra={"subject": msg.subject, "error": str(exc),
                                                             "data": msg.data[:200].decode(errors="replace")})
             metrics.PLACEMENTS.labels("?", "malformed").inc()
             return None
-        if placement.host != self.host:
-            log.error("placement for another host dropped", extra={"instance": placement.instance,
-                                                                   "for_host": placement.host})
-            metrics.PLACEMENTS.labels(placement.action, "misrouted").inc()
+        wrong = [p for p in batch.items if p.host != self.host]
+        if batch.host != self.host or wrong:
+            log.error("placement for another host dropped", extra={
+                "for_host": batch.host, "instances": [p.instance for p in batch.items][:20]})
+            for p in batch.items:
+                metrics.PLACEMENTS.labels(p.action, "misrouted").inc()
             return None
-        return placement
+        return batch.items
 
     async def _handle_one(self, msg: Msg, p: messages.Placement) -> bus.Verdict:
         seen = self._epochs.get(p.instance, 0)

@@ -18,10 +18,10 @@ import pydantic
 from prometheus_client import Counter, Histogram
 
 from libs import constraints as cons
-from libs import ipam, messages, outbox, subjects
+from libs import ipam, messages, outbox
 from libs.appspec import AppSpec, HealthCheck
 from libs.db import Queries
-from services.placer import core, deploys
+from services.placer import core, deploys, outgoing
 from services.placer.snapshot import ClusterSnapshot, HostRow
 
 log = logging.getLogger("noops.placer")
@@ -109,13 +109,20 @@ class Committer:
         self._json_cache: dict[str, dict] = {}
         self._taken_at = 0.0
         self.max_age_s = 1.0                # snapshot refresh period (our own reservations are in the scratch)
+        self._refresh_cost_s = 0.0
 
     def invalidate(self) -> None:
         self._snapshot = None
 
     async def _refresh(self, conn: asyncpg.Connection) -> None:
-        if self._snapshot is not None and time.monotonic() - self._taken_at < self.max_age_s:
+        # A big cluster's snapshot costs (10,000 hosts, 100,000 instances: ~0.3 s of PostgreSQL and
+        # placer): then it is kept longer, so refreshing never takes more than ~1/8 of the time.
+        # Safe: our own reservations are in the scratch, a stale view only sees freed room late,
+        # and hosts going down, coming back or appearing invalidate it at once.
+        age = time.monotonic() - self._taken_at
+        if self._snapshot is not None and age < max(self.max_age_s, 8 * self._refresh_cost_s):
             return
+        started = time.monotonic()
         rows = await conn.fetch(self.q.hosts_snapshot, self.grace)
         if len(self._json_cache) > 4 * len(rows) + 1000:
             self._json_cache.clear()  # hosts gone or relabelled: start over rather than grow
@@ -125,6 +132,7 @@ class Committer:
         self._pool_hosts = frozenset(r["id"] for r in rows if r["ipam"] == "pool")
         self._epochs = {r["id"]: r["epoch"] for r in rows}
         self._taken_at = time.monotonic()
+        self._refresh_cost_s = self._taken_at - started
 
     async def reconcile(self, app_ids: list[str]) -> BatchResult:
         with BATCH.time():
@@ -261,16 +269,17 @@ class Committer:
                                [s.mem_mb for s in st], [s.disk_mb for s in st], [s.egress_mbit for s in st],
                                [self.token] * len(st))
             await conn.execute(q.insert_events, ids, ["PENDING"] * len(ids), ["placed"] * len(ids))
-            w.out += [(subjects.place(s.host), f"place:{s.id}:{s.epoch}:start",
-                       messages.Placement(instance=s.id, app=s.app, version=s.version, host=s.host, epoch=s.epoch,
-                                          action="start", spec=w.specs[s.app], address=addresses.get(s.id, "")))
-                      for s in st]
+            placements = [messages.Placement(instance=s.id, app=s.app, version=s.version, host=s.host,
+                                             epoch=s.epoch, action="start", spec=w.specs[s.app],
+                                             address=addresses.get(s.id, "")) for s in st]
+        else:
+            placements = []
         if w.stop_ids:
             for r in await conn.fetch(q.mark_stopping, w.stop_ids):
                 spec = w.specs[r["app"]]
-                w.out.append((subjects.place(r["host"]), f"place:{r['id']}:{r['epoch']}:stop",
-                              messages.Placement(instance=r["id"], app=r["app"], version=r["version"], host=r["host"],
-                                                 epoch=r["epoch"], action="stop", spec=spec)))
+                placements.append(messages.Placement(instance=r["id"], app=r["app"], version=r["version"],
+                                                     host=r["host"], epoch=r["epoch"], action="stop", spec=spec))
+        w.out += outgoing.per_host(placements)
         if w.apps:
             await conn.execute(q.update_apps, *map(list, zip(*w.apps)))
         if w.dep_updates:

@@ -1,5 +1,7 @@
 """Heartbeats from hostd (core NATS, lossy by design) are folded in memory and written to the
-hosts table once per interval in one statement, whatever the number of hosts."""
+hosts table once per interval, whatever the number of hosts: hosts whose heartbeat changed
+(capacity, labels, instances, ports...) in one upsert, the others -- most of them, most of the
+time -- in one narrow update of last_seen and load."""
 from __future__ import annotations
 
 import asyncio
@@ -35,6 +37,7 @@ class HeartbeatSink:
         self.pool, self.q, self.on_new_host, self.on_host_back = pool, queries, on_new_host, on_host_back
         self.latest: dict[str, messages.Heartbeat] = {}
         self._previous: set[str] = set()
+        self._written: dict[str, bytes] = {}   # host -> what its row holds (heartbeat less time and load)
         self._received = 0
 
     async def handle(self, msg: Msg) -> None:
@@ -58,12 +61,28 @@ class HeartbeatSink:
         self._received = 0
         if not batch:
             return 0
-        hbs = list(batch.values())
-        back = [r["id"] for r in await self.pool.fetch(
-            self.q.upsert_hosts, [h.host for h in hbs], [h.cpus for h in hbs], [h.mem_mb for h in hbs],
-            [_json(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs],
-            [_json(h.disk_free_mb) for h in hbs], [h.addresses_free for h in hbs], [h.egress_mbit for h in hbs],
-            [h.ipam for h in hbs], [",".join(map(str, h.ports_listening)) for h in hbs])]
+        changed, same = [], []
+        for h in batch.values():
+            key = _encode.encode(msgspec.structs.replace(h, at=0.0, load1=0.0))
+            if self._written.get(h.host) == key:
+                same.append(h)
+            else:
+                changed.append((h, key))
+        back: list[str] = []
+        if changed:
+            hbs = [h for h, _ in changed]
+            back += [r["id"] for r in await self.pool.fetch(
+                self.q.upsert_hosts, [h.host for h in hbs], [h.cpus for h in hbs], [h.mem_mb for h in hbs],
+                [_json(h.labels) for h in hbs], [h.load1 for h in hbs], [h.instances for h in hbs],
+                [_json(h.disk_free_mb) for h in hbs], [h.addresses_free for h in hbs], [h.egress_mbit for h in hbs],
+                [h.ipam for h in hbs], [",".join(map(str, h.ports_listening)) for h in hbs])]
+            self._written.update((h.host, key) for h, key in changed)
+        if same:
+            for r in await self.pool.fetch(self.q.touch_hosts, [h.host for h in same], [h.load1 for h in same]):
+                if r["back"]:
+                    back.append(r["id"])
+                else:
+                    self._written.pop(r["id"], None)   # its row is gone: written in full next time
         if back:
             await self.on_host_back(back)
         # A host not heard from in the previous interval is new or back: capacity appeared, so
@@ -73,7 +92,7 @@ class HeartbeatSink:
         if new:
             log.info("hosts reporting", extra={"hosts": new})
             self.on_new_host(new)
-        return len(hbs)
+        return len(batch)
 
     async def run(self, interval_s: float) -> None:
         while True:

@@ -9,8 +9,9 @@ import logging
 import asyncpg
 from prometheus_client import Counter
 
-from libs import endpoints, ipam, messages, outbox, subjects
+from libs import endpoints, ipam, messages, outbox
 from libs.db import Queries
+from services.placer import outgoing
 
 log = logging.getLogger("noops.placer.liveness")
 
@@ -44,13 +45,10 @@ async def stop_stale_copies(pool: asyncpg.Pool, q: Queries, hosts: list[str]) ->
     """Hosts back from DOWN: whatever still runs there for a LOST instance must stop."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(q.stale_copies, hosts)
-        out = []
-        for r in rows:
-            # The stop names the instance and epoch; hostd needs no more of the spec to stop it.
-            spec = messages.ContainerSpec(image="", cmd=[], env={}, labels={}, cpus=0, mem_mb=0, ports=[])
-            out.append((subjects.place(r["host"]), f"place:{r['id']}:{r['epoch']}:stop-stale",
-                        messages.Placement(instance=r["id"], app=r["app"], version=r["version"], host=r["host"],
-                                           epoch=r["epoch"], action="stop", spec=spec)))
+        # The stop names the instance and epoch; hostd needs no more of the spec to stop it.
+        spec = messages.ContainerSpec(image="", cmd=[], env={}, labels={}, cpus=0, mem_mb=0, ports=[])
+        out = outgoing.per_host(messages.Placement(instance=r["id"], app=r["app"], version=r["version"], host=r["host"],
+                                                   epoch=r["epoch"], action="stop", spec=spec) for r in rows)
         await outbox.enqueue(conn, out)
     if rows:
         STALE_STOPS.inc(len(rows))

@@ -139,7 +139,8 @@ class HostdUnderTest:
                     container: messages.ContainerSpec | None = None, address: str = "") -> None:
         p = messages.Placement(instance=instance, app=app, version=1, host=self.host, epoch=epoch,
                                action=action, spec=container or spec(), address=address)  # type: ignore[arg-type]
-        await self.nc.jetstream().publish(subjects.place(self.host), messages.encode(p))
+        await self.nc.jetstream().publish(subjects.place(self.host),
+                                          messages.encode(messages.Placements(host=self.host, items=[p])))
 
     def states(self, instance: str) -> list[str]:
         return [r.state for r in self.reports if r.instance == instance]

@@ -136,6 +136,24 @@ async def test_stale_placement_is_ignored(hostd: HostdUnderTest) -> None:
     assert [r.epoch for r in hostd.reports if r.state == "KILLED"] == [6]
 
 
+async def test_one_message_carries_several_placements(hostd: HostdUnderTest) -> None:
+    """The placer sends a host its placements of one commit in one message: all are carried out,
+    and the message is acked once (nothing left pending or redelivered)."""
+    await hostd.start()
+    items = [messages.Placement(instance=f"web-{k}", app="web", version=1, host=hostd.host, epoch=1,
+                                action="start", spec=spec()) for k in (1, 2, 3)]
+    js = hostd.nc.jetstream()
+    await js.publish(subjects.place(hostd.host), messages.encode(messages.Placements(host=hostd.host, items=items)))
+    for k in (1, 2, 3):
+        await hostd.report(f"web-{k}", "RUNNING")
+    consumer = subjects.hostd_consumer(hostd.host)
+
+    async def settled() -> bool:
+        info = await js.consumer_info(consumer.stream.name, consumer.durable)
+        return info.num_ack_pending == 0 and info.num_pending == 0 and info.num_redelivered == 0
+    await eventually(settled, what="the message acked once")
+
+
 async def test_malformed_placement_is_terminated_and_does_not_block(hostd: HostdUnderTest, caplog) -> None:
     await hostd.start()
     js = hostd.nc.jetstream()

@@ -65,3 +65,24 @@ async def test_rolled_back_transaction_publishes_nothing(pool, nc, uid):
         pass
     await outbox.Relay(pool, js).drain_once()
     assert await _stream_msgs(js, subjects.endpoints(app), 1) == []
+
+
+async def test_relay_claims_only_the_kinds_it_owns(pool, nc, uid):
+    """A placements relay leaves endpoint announcements to the registry's relay, and the other
+    way round (the claim is by the subject's kind, a generated column)."""
+    js = nc.jetstream()
+    app, host = f"kd-{uid}", f"kh-{uid}"
+    placement = messages.Placement(instance=f"{app}-1", app=app, version=1, host=host, epoch=1, action="stop",
+                                   spec=messages.ContainerSpec(image="", cmd=[], env={}, labels={}, cpus=0,
+                                                               mem_mb=0, ports=[]))
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, [
+            (subjects.place(host), f"kd:{uid}:place", placement),
+            (subjects.endpoints(app), f"kd:{uid}:ep", messages.EndpointsChanged(app=app, endpoints=[], seq=1))])
+    kinds = dict(await pool.fetch("SELECT msg_id, kind FROM outbox WHERE msg_id LIKE $1", f"kd:{uid}:%"))
+    assert kinds == {f"kd:{uid}:place": "place", f"kd:{uid}:ep": "endpoints"}
+    endpoints_relay = outbox.Relay(pool, js, subjects=[subjects.ENDPOINTS_ALL])
+    await endpoints_relay.drain_once()
+    left = [r["msg_id"] for r in await pool.fetch("SELECT msg_id FROM outbox WHERE msg_id LIKE $1", f"kd:{uid}:%")]
+    assert left == [f"kd:{uid}:place"]
+    await pool.execute("DELETE FROM outbox WHERE msg_id = $1", f"kd:{uid}:place")   # no hostd for that host here

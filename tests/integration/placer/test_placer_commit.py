@@ -6,7 +6,7 @@ import json
 
 import pytest_asyncio
 
-from libs import db, ipam, messages
+from libs import db, ipam, messages, subjects
 from libs.appspec import AppSpec
 from services.placer.commit import Committer
 
@@ -21,7 +21,7 @@ async def cleanup(pool):
     ids = [r["id"] for r in await pool.fetch("SELECT id FROM instances WHERE app = ANY($1)", apps)]
     async with pool.acquire() as conn, conn.transaction():
         await ipam.release(conn, ids)
-        await conn.execute("DELETE FROM outbox WHERE msg_id LIKE ANY($1)", [f"place:{a}-%" for a in apps])
+        await conn.execute("DELETE FROM outbox WHERE subject = ANY($1)", [subjects.place(h) for h in hosts])
         await conn.execute("DELETE FROM instance_events WHERE instance = ANY($1)", ids)
         await conn.execute("DELETE FROM instances WHERE app = ANY($1)", apps)
         await conn.execute("DELETE FROM deployments WHERE app = ANY($1)", apps)
@@ -61,8 +61,9 @@ async def test_pool_addresses_ride_with_placements(pool, uid, cleanup):
     await _app(pool, app_id, 3, host)
     res = await (await _committer(pool)).reconcile([app_id])
     assert res.placed == 3
-    rows = await pool.fetch("SELECT payload FROM outbox WHERE msg_id LIKE $1", "place:" + app_id + "-%")
-    placements = [messages.decode(bytes(r["payload"]), messages.Placement) for r in rows]
+    rows = await pool.fetch("SELECT payload FROM outbox WHERE subject = $1", subjects.place(host))
+    assert len(rows) == 1   # one message for the host, three placements in it
+    placements = messages.decode(bytes(rows[0]["payload"]), messages.Placements).items
     assert len(placements) == 3 and all(p.host == host for p in placements)
     addresses = [p.address for p in placements]
     assert all(a.endswith("/24") for a in addresses) and len(set(addresses)) == 3

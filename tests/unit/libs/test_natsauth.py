@@ -90,7 +90,12 @@ def test_relays_take_only_rows_their_identity_may_publish() -> None:
     owners = [s for name in natsauth.SERVICES for s in natsauth.relay_subjects(name)]
     for ordered in (subjects.PLACE_ALL, subjects.ENDPOINTS_ALL):  # one owner each: no race on order
         assert owners.count(ordered) == 1
-    assert outbox.like_patterns(["noops.deploy.*", "a_b.>"]) == ["noops.deploy.%", "a\\_b.%"]
+    assert outbox.claim_kinds(["noops.deploy.*", "noops.place.>", "noops.deploy.*"]) == ["deploy", "place"]
+    assert outbox.claim_kinds([">"]) is None
+    for name in natsauth.SERVICES:
+        outbox.claim_kinds(natsauth.relay_subjects(name))   # every relay's subjects have a kind
+    with pytest.raises(ValueError):
+        outbox.claim_kinds(["noops.*.x"])
 
 
 def test_server_config_lists_every_identity_with_its_password() -> None:
