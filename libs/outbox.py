@@ -36,13 +36,20 @@ _DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
 CHANNEL = "noops_outbox"
 
 
-async def enqueue(conn: asyncpg.Connection, items: Iterable[tuple[str, str, messages.Msg]]) -> int:
-    """Add (subject, msg_id, message) rows, in the caller's transaction."""
+def columns(items: Iterable[tuple[str, str, messages.Msg]]) -> tuple[list[str], list[str], list[bytes]]:
+    """(subjects, msg ids, payloads) of (subject, msg_id, message) items, for a statement that
+    inserts outbox rows with other writes (it must NOTIFY ``CHANNEL`` too, as enqueue does)."""
     subs, ids, payloads = [], [], []
     for subject, msg_id, msg in items:
         subs.append(subject)
         ids.append(msg_id)
         payloads.append(messages.encode(msg))
+    return subs, ids, payloads
+
+
+async def enqueue(conn: asyncpg.Connection, items: Iterable[tuple[str, str, messages.Msg]]) -> int:
+    """Add (subject, msg_id, message) rows, in the caller's transaction."""
+    subs, ids, payloads = columns(items)
     if subs:
         await conn.execute(_INSERT, subs, ids, payloads, CHANNEL)
     return len(subs)

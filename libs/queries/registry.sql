@@ -7,29 +7,47 @@ SELECT i.id, i.app, i.host, i.epoch, i.state, i.desired, i.ip, i.container_id, i
 FROM instances i LEFT JOIN app_versions v ON v.app = i.app AND v.version = i.version
 WHERE i.id = ANY($1::text[]) ORDER BY i.id FOR UPDATE OF i;
 
--- name: apply_reports
--- mac/parent/lease_expires: the interface hostd gave the instance (lease_expires 0 = none, NULL).
--- healthy/health: written only by a report with health news (health <> ''); others keep them.
-UPDATE instances AS i
-SET state = t.state, ip = t.ip, container_id = t.container_id, reason = t.reason, updated_at = now(),
-    mac = t.mac, parent = t.parent,
-    lease_expires = CASE WHEN t.lease_expires > 0 THEN to_timestamp(t.lease_expires) END,
-    healthy = CASE WHEN t.health <> '' THEN t.healthy ELSE i.healthy END,
-    health = CASE WHEN t.health <> '' THEN t.health ELSE i.health END
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::float8[], $9::boolean[], $10::text[])
-     AS t(id, state, ip, container_id, reason, mac, parent, lease_expires, healthy, health)
-WHERE i.id = t.id;
+-- name: record_batch
+-- A report batch's writes in one statement (one round trip; every data-modifying CTE runs
+-- whatever the final SELECT reads):
+-- * the instances' new facts.  mac/parent/lease_expires: the interface hostd gave the instance
+--   (lease_expires 0 = none, NULL); healthy/health: written only by a report with health news
+--   (health <> ''), others keep them;
+-- * their transitions (instance_events);
+-- * the apps whose in-service set changed, for the announcer (endpoints_changed, see endpoints.sql);
+-- * deploy requests for the placer (outbox rows; the NOTIFY wakes the relays, libs/outbox.py).
+WITH applied AS (
+    UPDATE instances AS i
+    SET state = t.state, ip = t.ip, container_id = t.container_id, reason = t.reason, updated_at = now(),
+        mac = t.mac, parent = t.parent,
+        lease_expires = CASE WHEN t.lease_expires > 0 THEN to_timestamp(t.lease_expires) END,
+        healthy = CASE WHEN t.health <> '' THEN t.healthy ELSE i.healthy END,
+        health = CASE WHEN t.health <> '' THEN t.health ELSE i.health END
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                $8::float8[], $9::boolean[], $10::text[])
+         AS t(id, state, ip, container_id, reason, mac, parent, lease_expires, healthy, health)
+    WHERE i.id = t.id
+    RETURNING 1
+), events AS (
+    INSERT INTO instance_events (instance, state, reason, source)
+    SELECT e, s, r, 'registry' FROM unnest($11::text[], $12::text[], $13::text[]) AS t(e, s, r)
+    RETURNING 1
+), marked AS (
+    INSERT INTO endpoints_changed (app) SELECT unnest($14::text[])
+    RETURNING 1
+), queued AS (
+    INSERT INTO outbox (subject, msg_id, payload)
+    SELECT * FROM unnest($15::text[], $16::text[], $17::bytea[])
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM applied) AS applied,
+       CASE WHEN cardinality($15::text[]) > 0 THEN pg_notify($18, '') END AS notified;
 
 -- name: renew_leases
 -- Only ever forward: a late report of an older lease does not shorten it.
 UPDATE instances AS i SET lease_expires = to_timestamp(t.lease_expires)
 FROM unnest($1::text[], $2::float8[]) AS t(id, lease_expires)
 WHERE i.id = t.id AND (i.lease_expires IS NULL OR i.lease_expires < to_timestamp(t.lease_expires));
-
--- name: insert_events
-INSERT INTO instance_events (instance, state, reason, source)
-SELECT i, s, r, 'registry' FROM unnest($1::text[], $2::text[], $3::text[]) AS t(i, s, r);
 
 -- name: sinks_apps
 -- Fan-out: the apps in $1 (NULL: all) with the port names of their current spec; deleted apps

@@ -13,7 +13,7 @@ import msgspec
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
-from libs import bus, endpoints, ipam, messages, outbox, subjects
+from libs import bus, ipam, messages, outbox, subjects
 from libs.db import Queries
 from services.registry.announcer import Announcer
 from services.registry.judge import Row, in_service, judge
@@ -97,26 +97,27 @@ class Records:
                 # Later reports in the same batch are judged against what this one wrote.
                 rows[r.instance] = dataclasses.replace(row, state=r.state, ip=r.ip, container_id=r.container_id,
                                                        healthy=healthy, health=health)
-            if updates:
-                us = list(updates.values())
-                await conn.execute(self.q.apply_reports, [u.instance for u in us], [u.state for u in us],
-                                   [u.ip for u in us], [u.container_id for u in us], [u.reason for u in us],
-                                   [u.mac for u in us], [u.parent for u in us], [u.lease_expires for u in us],
-                                   [u.healthy for u in us], [u.health for u in us])
-                # An instance that ended gives its pool address back (IPAM mode "pool").
-                ended = [u.instance for u in us if u.state in messages.TERMINAL]
-                if ended:
-                    await ipam.release(conn, ended)
-            if leases:
-                await conn.execute(self.q.renew_leases, list(leases), list(leases.values()))
-            if events:
-                await conn.execute(self.q.insert_events, *map(list, zip(*events)))
+            us = list(updates.values())
             # Not the sets themselves: reading a big app's whole set in every batch was the
             # registry's main cost under load; the announcer reads it once per round.
-            await endpoints.mark_changed(conn, touched_apps)
-            await outbox.enqueue(conn, [(subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
-                                         messages.DeployRequest(app=app, reason="instance state changed"))
-                                        for app in sorted(respawn_apps)])
+            marks = sorted(touched_apps)
+            deploys = outbox.columns((subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
+                                      messages.DeployRequest(app=app, reason="instance state changed"))
+                                     for app in sorted(respawn_apps))
+            if us or events or marks or deploys[0]:
+                ev = list(zip(*events)) or [(), (), ()]
+                await conn.execute(self.q.record_batch, [u.instance for u in us], [u.state for u in us],
+                                   [u.ip for u in us], [u.container_id for u in us], [u.reason for u in us],
+                                   [u.mac for u in us], [u.parent for u in us], [u.lease_expires for u in us],
+                                   [u.healthy for u in us], [u.health for u in us],
+                                   list(ev[0]), list(ev[1]), list(ev[2]), marks, *deploys, outbox.CHANNEL)
+            # An instance that ended gives its pool address back (IPAM mode "pool").
+            ended = [u.instance for u in us if u.state in messages.TERMINAL]
+            if ended:
+                await ipam.release(conn, ended)
+            # After the facts: a renewal later in the batch than a changed report moves the lease on.
+            if leases:
+                await conn.execute(self.q.renew_leases, list(leases), list(leases.values()))
         if touched_apps:
             self.announcer.kick()
         if respawn_apps:

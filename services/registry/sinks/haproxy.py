@@ -137,8 +137,9 @@ class HAProxySink:
             assert self._backends is not None
             if set(fronts) - self._backends:
                 await self._reload(fronts)
-            wanted = self._wanted(fronts)
-            await self._apply_backends({p: wanted.get(p, {}) for p in ports if p in fronts})
+            # Only the ports that changed: every app's targets per batch grew with the cluster.
+            wanted = self._wanted({p: fronts[p] for p in ports if p in fronts})
+            await self._apply_backends(wanted)
             await self._finish_draining()
         except Exception:
             self._servers = self._backends = None   # unknown now: re-read before the next attempt

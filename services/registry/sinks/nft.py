@@ -6,7 +6,8 @@ A protected service admits only an app's containers with a rule it owns, e.g.
     nft add rule inet noops mysql_in tcp dport 3306 ip saddr != @app_web drop
 
 Sets of apps that left are flushed, never deleted: a rule may reference them, and an empty set
-admits nobody (the safe answer).  Each batch is one ``nft -f -`` transaction (atomic).
+admits nobody (the safe answer).  Each batch is one nftables transaction (atomic), through
+libnftables in this process (libnft.py) or an ``nft -f -``.
 The registry's sink writes the table on its own host; an agent on a protected host runs the
 same ``NftSink`` fed from ``noops.endpoints.*`` (see services/registry/README.md).
 """
@@ -17,6 +18,7 @@ import ipaddress
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
+from services.registry.sinks import libnft
 from services.registry.sinks.model import Desired
 
 SET_PREFIX = "app_"
@@ -74,14 +76,24 @@ def render_changes(family: str, table: str, changes: Mapping[str, tuple[Iterable
 class NftSink:
     name = "nft"
 
-    def __init__(self, table: str, *, family: str = "inet", argv: Sequence[str] = ("nft",)) -> None:
-        # ``argv`` runs nft (tests prefix ``ip netns exec <ns>`` to keep everything in a namespace).
-        self.table, self.family, self.argv = table, family, tuple(argv)
+    def __init__(self, table: str, *, family: str = "inet", argv: Sequence[str] | None = None) -> None:
+        # Default: libnftables in this process (libnft.py), or the ``nft`` command where the
+        # library is missing.  ``argv`` runs that command instead (tests prefix ``ip netns exec
+        # <ns>`` to keep everything in a namespace).
+        self.table, self.family = table, family
+        lib = libnft.load() if argv is None else None
+        self._lib = libnft.LibNft(lib) if lib is not None else None
+        self.argv = tuple(argv or ("nft",))
         # What each set holds after our last successful write; cleared on any failure, and then
         # sets are rewritten whole.  Small diffs keep a busy app's update cheap.
         self._held: dict[str, frozenset[str]] = {}
 
     async def _nft(self, *args: str, script: str | None = None) -> str:
+        if self._lib is not None:
+            try:
+                return await self._lib.run(args, script)
+            except libnft.LibNftError as exc:
+                raise NftError(f"nft {' '.join(args)} failed: {exc}") from None
         proc = await asyncio.create_subprocess_exec(*self.argv, *args, stdin=asyncio.subprocess.PIPE,
                                                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await proc.communicate(script.encode() if script is not None else None)
@@ -131,7 +143,9 @@ class NftSink:
         self._held.update(want)
 
     async def close(self) -> None:
-        pass
+        if self._lib is not None:
+            self._lib.close()
+            self._lib = None
 
     async def delete_table(self) -> None:
         """For tests and `make down`: remove the whole table (and any rule in it)."""

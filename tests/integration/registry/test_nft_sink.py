@@ -105,3 +105,25 @@ async def test_only_the_apps_containers_are_admitted(lab):
     assert await sink.members("web") == set()
     await sink.apply_full({})
     assert "refused" in (await connect(lab["c2"], "198.18.254.5")).lower()
+
+
+async def test_in_process_libnftables_writes_the_same_sets():
+    """The registry's default runner: libnftables in the process (no nft command).  In the root
+    namespace, in a table of this test's own, removed at the end."""
+    table = f"noops_t{uuid.uuid4().hex[:6]}"
+    sink = NftSink(table)
+    assert sink._lib is not None, "libnftables is installed with nftables"
+    try:
+        await sink.apply_full(web("198.18.254.2", "198.18.254.3"))
+        await sink.update(web("198.18.254.3", "198.18.254.9"))   # a diff: one out, one in
+        listed = sh("nft", "list", "set", "inet", table, set_name("web")).stdout
+        assert "198.18.254.9" in listed and "198.18.254.3" in listed and "198.18.254.2" not in listed
+        assert await sink.members("web") == {"198.18.254.3", "198.18.254.9"}
+        assert await sink.existing_apps() == {"web"}
+        sh("nft", "flush", "set", "inet", table, set_name("web"))     # behind the sink's back
+        with pytest.raises(NftError, match="failed"):
+            await sink.update(web("198.18.254.2"))
+    finally:
+        await sink.delete_table()
+        await sink.close()
+    assert sh("nft", "list", "table", "inet", table, check=False).returncode != 0
