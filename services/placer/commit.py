@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -322,8 +322,11 @@ class _Writes:
     def add_plan(self, c: Committer, spec: AppSpec, version: int, plan: core.Plan) -> None:
         self.specs[spec.id] = container_spec(spec)
         r = spec.resources
-        for host in plan.place:
-            self.starts.append(_Start(f"{spec.id}-{uuid.uuid4().hex[:12]}", spec.id, version, host,
+        # 48 random bits per instance id, from one read of the system's random source per plan
+        # (a uuid4 each was a visible share of placing 100,000 instances).
+        suffixes = os.urandom(6 * len(plan.place)).hex()
+        for k, host in enumerate(plan.place):
+            self.starts.append(_Start(f"{spec.id}-{suffixes[12 * k:12 * k + 12]}", spec.id, version, host,
                                       c._epochs.get(host, 1), r.cpus, r.mem_mb, r.disk_mb, r.egress_mbit))
         self.stop_ids += plan.stop
 

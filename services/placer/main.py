@@ -26,6 +26,11 @@ log = logging.getLogger("noops.placer")
 HEARTBEAT_FLUSH_S = 1.0   # how often heartbeats are written to the hosts table
 LIVENESS_SWEEP_S = 1.0    # how often silent hosts are looked for
 MAX_BATCH = 1000          # apps decided in one transaction
+# Batches start at most this often.  While instances come up, the registry asks for another look
+# at their apps after every report batch; deciding an app re-reads all its live instances, so a
+# big app looked at once per report batch cost the placer most of its time.  Waiting this long
+# after a busy batch lets those requests pile up into one look; an idle placer starts at once.
+MIN_BATCH_GAP_S = 0.05
 
 
 class WorkQueue:
@@ -50,6 +55,9 @@ class WorkQueue:
         for f in self.add(apps):
             f.add_done_callback(lambda fut: fut.exception() if not fut.cancelled() else None)
 
+    async def ready(self) -> None:
+        await self._ready.wait()
+
     async def take(self) -> dict[str, list[asyncio.Future[None]]]:
         await self._ready.wait()
         keys = list(self._waiting)[:MAX_BATCH]
@@ -68,7 +76,13 @@ class Placer:
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
+        last = float("-inf")
         while True:
+            await self.queue.ready()
+            gap = last + MIN_BATCH_GAP_S - loop.time()
+            if gap > 0:
+                await asyncio.sleep(gap)
+            last = loop.time()
             batch = await self.queue.take()
             try:
                 res = await self.committer.reconcile(list(batch))
