@@ -14,7 +14,10 @@ namespace of its own) and two veth ports with a namespace behind each (the switc
   then walks it for every bridged frame, as in the root namespace once dockerd has started;
 - ``root+txoff``: bridge and NICs in the root namespace with tx off: devtools/simnet.py's layout.
 
-Plus one veth pair between two namespaces.  Placements as in bench.net_latency: ``one cpu``
+Plus one veth pair between two namespaces, and the same cable with macvlan (``cable``,
+``cable+txoff``): two host namespaces joined by that one veth pair, each container a macvlan
+(bridge mode) on its host's end, no switch.  That is the issue's comparison in its strictest
+form, the physical baseline's own wire with and without macvlan.  Placements as in bench.net_latency: ``one cpu``
 (client and server on CPU 0) and ``two cpus`` (client on 0, server on 1), interleaved.
 """
 from __future__ import annotations
@@ -128,6 +131,24 @@ class Bisect:
         return {"macvlan": (out["macvlan"][0], out["macvlan"][1], f"198.19.{octet}.2"),
                 "switch": (out["switch"][0], out["switch"][1], f"198.19.{octet}.12")}
 
+    def cable(self, k: int, octet: int, txoff: bool) -> tuple[str, str, str]:
+        """Two hosts on one veth "cable", a macvlan container on each end: (client, server, ip)."""
+        hosts = [self.ns(f"nlb-{k}h{i}") for i in (1, 2)]
+        nics = [f"nlb{k}n{i}" for i in (1, 2)]
+        ip("link", "add", nics[0], "netns", hosts[0], "type", "veth", "peer", "name", nics[1], "netns", hosts[1])
+        cs = []
+        for i, (host, nic) in enumerate(zip(hosts, nics), start=1):
+            if txoff:
+                in_ns(host, "ethtool", "-K", nic, "tx", "off")
+            ip("-n", host, "link", "set", nic, "up")
+            c = self.ns(f"nlb-{k}c{i}")
+            mv = f"nlb{k}m{i}"
+            ip("-n", host, "link", "add", "link", nic, "name", mv, "type", "macvlan", "mode", "bridge")
+            ip("-n", host, "link", "set", mv, "netns", c)
+            self.addr(c, mv, f"198.19.{octet}.{i}/24")
+            cs.append(c)
+        return cs[0], cs[1], f"198.19.{octet}.2"
+
     def server(self, ns: str) -> int:
         p = subprocess.Popen(["ip", "netns", "exec", ns, PY, "-c", ECHO_SERVER, str(PORT)],
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -156,7 +177,8 @@ def main(trips: int, reps: int) -> None:
     lab = Bisect()
     try:
         a, b = lab.pair()
-        paths = {"veth pair": (a, b, "198.19.240.2")}
+        paths = {"veth pair": (a, b, "198.19.240.2"),
+                 "cable macvlan": lab.cable(8, 245, False), "cable+txoff macvlan": lab.cable(9, 246, True)}
         for k, (name, spec) in enumerate(VARIANTS.items()):
             for kind, path in lab.variant(k, *spec).items():
                 paths[f"{name} {kind}"] = path
