@@ -7,17 +7,31 @@ from collections.abc import Iterable
 
 from libs import messages, subjects
 
+# A message stays well under NATS's default max_payload (1 MiB) whatever the specs weigh: an
+# app's env, labels and health checks ride in every one of its placements.
+MAX_MESSAGE_BYTES = 256 * 1024
+_OVERHEAD = 256   # a placement's fields besides its spec, generously
+
 
 def per_host(placements: Iterable[messages.Placement]) -> list[tuple[str, str, messages.Placements]]:
-    """(subject, msg_id, message) outbox items; each host's placements keep their order.  The msg
-    id is unique per row: the relay publishing a row again is dropped by JetStream."""
-    by_host: dict[str, list[messages.Placement]] = {}
+    """(subject, msg_id, message) outbox items; each host's placements keep their order, at most
+    ``messages.PLACEMENTS_PER_MESSAGE`` and about ``MAX_MESSAGE_BYTES`` a message.  The msg id is
+    unique per row: the relay publishing a row again is dropped by JetStream."""
+    spec_bytes: dict[int, int] = {}   # placements of one app share their spec object
+    chunks: dict[str, list[list[messages.Placement]]] = {}
+    sizes: dict[str, int] = {}
     for p in placements:
-        by_host.setdefault(p.host, []).append(p)
-    out = []
-    n = messages.PLACEMENTS_PER_MESSAGE
-    for host, items in by_host.items():
-        for k in range(0, len(items), n):
-            out.append((subjects.place(host), f"place:{host}:{uuid.uuid4().hex}",
-                        messages.Placements(host=host, items=items[k:k + n])))
-    return out
+        size = spec_bytes.get(id(p.spec))
+        if size is None:
+            size = spec_bytes[id(p.spec)] = len(messages.encode(p.spec)) + _OVERHEAD
+        host_chunks = chunks.setdefault(p.host, [[]])
+        current = host_chunks[-1]
+        if current and (len(current) >= messages.PLACEMENTS_PER_MESSAGE
+                        or sizes[p.host] + size > MAX_MESSAGE_BYTES):
+            current = []
+            host_chunks.append(current)
+            sizes[p.host] = 0
+        current.append(p)
+        sizes[p.host] = sizes.get(p.host, 0) + size
+    return [(subjects.place(host), f"place:{host}:{uuid.uuid4().hex}", messages.Placements(host=host, items=items))
+            for host, host_chunks in chunks.items() for items in host_chunks]
