@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -161,6 +162,7 @@ async def main_async(rates: list[int], seconds: float, n_apps: int) -> list[dict
         infra.stop_pidfile(run_dir / "nats.pid")
         sink_procs.delete_nft_table(table)
         infra.drop_database(db_name)
+        shutil.rmtree(run_dir, ignore_errors=True)   # NATS store, logs, sockets
     return results
 
 

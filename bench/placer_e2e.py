@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -182,6 +183,7 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
             infra.stop_pidfile(run_dir / f"{name}.pid")
         infra.stop_pidfile(run_dir / "nats.pid")
         infra.drop_database(cfg.db_name)
+        shutil.rmtree(run_dir, ignore_errors=True)   # NATS store, logs, sockets
 
 
 def main() -> None:
