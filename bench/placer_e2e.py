@@ -89,15 +89,19 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
             assert time.monotonic() < deadline, "hosts did not register"
             await asyncio.sleep(0.2)
 
+        procs = {name: [infra.read_pid(run_dir / f"{name}.pid")] for name in [*names, "nats"]}
+        procs["bench (hollow hosts)"] = [os.getpid()]
+
+        def cpu_now() -> dict[str, float]:
+            # CPU seconds per component so far; PostgreSQL's backends come and go (an approximation).
+            return {name: cpu_seconds(p) for name, p in procs.items()} | {"postgres": cpu_seconds(postgres_pids())}
+
         idle = {}
         if idle_s > 0:
             # The cluster's standing cost: heartbeats only, no deployment going on.
-            procs = {name: [infra.read_pid(run_dir / f"{name}.pid")] for name in [*names, "nats"]}
-            procs["bench (hollow hosts)"] = [os.getpid()]
-            before = {name: cpu_seconds(p) for name, p in procs.items()} | {"postgres": cpu_seconds(postgres_pids())}
+            before = cpu_now()
             await asyncio.sleep(idle_s)
-            after = {name: cpu_seconds(p) for name, p in procs.items()} | {"postgres": cpu_seconds(postgres_pids())}
-            idle = {name: round((after[name] - before[name]) / idle_s, 3) for name in before}
+            idle = {name: round((t - before[name]) / idle_s, 3) for name, t in cpu_now().items()}
 
         apps = make_apps(n_apps, n_instances, seed=7)
         specs = [{"id": a.id.replace("app", "app-"), "image": "noops/base:latest", "cmd": ["true"],
@@ -105,10 +109,7 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
                   "constraints": [[c.attribute, c.operator] + ([c.value] if c.value else []) for c in a.constraints]}
                  for a in apps]
         # CPU time per component over the run: on 2 cores the wall time is roughly their sum / 2.
-        procs = {name: [infra.read_pid(run_dir / f"{name}.pid")] for name in [*names, "nats"]}
-        procs["bench (hollow hosts)"] = [os.getpid()]
-        cpu0 = {name: cpu_seconds(p) for name, p in procs.items()}
-        cpu0["postgres"] = cpu_seconds(postgres_pids())   # backends come and go: an approximation
+        cpu0 = cpu_now()
         t0 = time.monotonic()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cfg.gateway_port}", timeout=60) as client:
             if bulk:
@@ -153,8 +154,7 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
                 break
             await asyncio.sleep(0.25)
         sampler.cancel()
-        cpu = {name: round(cpu_seconds(p) - cpu0[name], 1) for name, p in procs.items()}
-        cpu["postgres"] = round(cpu_seconds(postgres_pids()) - cpu0["postgres"], 1)
+        cpu = {name: round(t - cpu0[name], 1) for name, t in cpu_now().items()}
         final = await pool.fetchrow("SELECT count(*) AS placed, count(*) FILTER (WHERE state = 'RUNNING') AS running "
                                     "FROM instances")
         waiting = await pool.fetch("SELECT id, status_reason FROM apps WHERE status = 'waiting' LIMIT 3")

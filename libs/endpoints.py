@@ -23,6 +23,16 @@ async def in_service(conn: asyncpg.Connection, apps: list[str] | None) -> list[a
     return await conn.fetch(_Q.in_service, apps)
 
 
+def ports_of(text: str | None, cache: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Port name -> container port from an in_service row's ``ports`` text.  An app's instances
+    share that text: each distinct one is parsed once per ``cache`` (one read of the sets)."""
+    text = text or "[]"
+    ports = cache.get(text)
+    if ports is None:
+        ports = cache[text] = {p["name"]: int(p["container_port"]) for p in json.loads(text)}
+    return ports
+
+
 async def announcements(conn: asyncpg.Connection, apps: Iterable[str]) -> list[tuple[str, str, messages.Msg]]:
     """One EndpointsChanged per app (complete set; ``seq`` orders them), ready for outbox.enqueue.
     Call inside a transaction: announcements take turns (``announce_lock``) until it commits."""
@@ -31,13 +41,10 @@ async def announcements(conn: asyncpg.Connection, apps: Iterable[str]) -> list[t
         return []
     await conn.execute(_Q.announce_lock)
     eps: dict[str, list[messages.Endpoint]] = defaultdict(list)
-    parsed: dict[str, dict[str, int]] = {}   # an app's instances share their ports' text: parse it once
+    parsed: dict[str, dict[str, int]] = {}
     for r in await in_service(conn, names):
-        text = r["ports"] or "[]"
-        ports = parsed.get(text)
-        if ports is None:
-            ports = parsed[text] = {p["name"]: p["container_port"] for p in json.loads(text)}
-        eps[r["app"]].append(messages.Endpoint(instance=r["id"], host=r["host"], ip=r["ip"], ports=ports))
+        eps[r["app"]].append(messages.Endpoint(instance=r["id"], host=r["host"], ip=r["ip"],
+                                               ports=ports_of(r["ports"], parsed)))
     seqs = [r[0] for r in await conn.fetch(_Q.next_seqs, len(names))]
     return [(subjects.endpoints(app), f"endpoints:{app}:{seq}",
              messages.EndpointsChanged(app=app, endpoints=eps.get(app, []), seq=seq))

@@ -26,6 +26,22 @@ from libs.settings import CommonSettings, HttpSettings, SettingsError
 logger = logging.getLogger("noops.service")
 
 
+class Pacer:
+    """Lets a loop's rounds start at most every ``min_gap_s``: an idle loop starts at once, a busy
+    one waits out the rest of the gap, so the work queued meanwhile is done in one round."""
+
+    def __init__(self, min_gap_s: float) -> None:
+        self.min_gap_s = min_gap_s
+        self._last = float("-inf")
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        gap = self._last + self.min_gap_s - loop.time()
+        if gap > 0:
+            await asyncio.sleep(gap)
+        self._last = loop.time()
+
+
 class Health:
     """Readiness shared between a service's loops and its /healthz endpoint."""
 

@@ -189,8 +189,7 @@ class Agent:
                                                             "data": msg.data[:200].decode(errors="replace")})
             metrics.PLACEMENTS.labels("?", "malformed").inc()
             return None
-        wrong = [p for p in batch.items if p.host != self.host]
-        if batch.host != self.host or wrong:
+        if batch.host != self.host or any(p.host != self.host for p in batch.items):
             log.error("placement for another host dropped", extra={
                 "for_host": batch.host, "instances": [p.instance for p in batch.items][:20]})
             for p in batch.items:

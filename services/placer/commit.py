@@ -261,6 +261,7 @@ class Committer:
     async def _write(self, conn: asyncpg.Connection, w: "_Writes") -> None:
         q = self.q
         addresses = await self._addresses(conn, w)
+        placements: list[messages.Placement] = []
         if w.starts:
             st = w.starts
             ids = [s.id for s in st]
@@ -269,11 +270,9 @@ class Committer:
                                [s.mem_mb for s in st], [s.disk_mb for s in st], [s.egress_mbit for s in st],
                                [self.token] * len(st))
             await conn.execute(q.insert_events, ids, ["PENDING"] * len(ids), ["placed"] * len(ids))
-            placements = [messages.Placement(instance=s.id, app=s.app, version=s.version, host=s.host,
-                                             epoch=s.epoch, action="start", spec=w.specs[s.app],
-                                             address=addresses.get(s.id, "")) for s in st]
-        else:
-            placements = []
+            placements += [messages.Placement(instance=s.id, app=s.app, version=s.version, host=s.host,
+                                              epoch=s.epoch, action="start", spec=w.specs[s.app],
+                                              address=addresses.get(s.id, "")) for s in st]
         if w.stop_ids:
             for r in await conn.fetch(q.mark_stopping, w.stop_ids):
                 spec = w.specs[r["app"]]

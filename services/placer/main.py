@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from nats.aio.msg import Msg
 
 from libs import bus, db, messages, natsauth, outbox, subjects
-from libs.service import Health, connect_backends, run_ops_server, run_service
+from libs.service import Health, Pacer, connect_backends, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
 from services.placer import liveness
 from services.placer.commit import Committer, Deposed
@@ -76,13 +76,10 @@ class Placer:
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
-        last = float("-inf")
+        pacer = Pacer(MIN_BATCH_GAP_S)
         while True:
             await self.queue.ready()
-            gap = last + MIN_BATCH_GAP_S - loop.time()
-            if gap > 0:
-                await asyncio.sleep(gap)
-            last = loop.time()
+            await pacer.wait()
             batch = await self.queue.take()
             try:
                 res = await self.committer.reconcile(list(batch))

@@ -16,6 +16,7 @@ import asyncpg
 from prometheus_client import Counter
 
 from libs import endpoints, outbox
+from libs.service import Pacer
 
 log = logging.getLogger("noops.registry")
 
@@ -37,17 +38,13 @@ class Announcer:
 
     async def run(self) -> None:
         failures = 0
-        loop = asyncio.get_running_loop()
-        last = float("-inf")
+        pacer = Pacer(self.min_gap_s)
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
             except asyncio.TimeoutError:
                 pass
-            gap = last + self.min_gap_s - loop.time()
-            if gap > 0:
-                await asyncio.sleep(gap)
-            last = loop.time()
+            await pacer.wait()
             # Cleared before the round: a kick during the round means marks this round may not see.
             self._wake.clear()
             try:

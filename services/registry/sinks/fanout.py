@@ -130,12 +130,9 @@ class Fanout:
         async with self.pool.acquire() as conn:
             eps: dict[str, list[Endpoint]] = defaultdict(list)
             names: dict[str, set[str]] = defaultdict(set)
-            parsed: dict[str, dict[str, int]] = {}   # an app's instances share their ports' text
+            parsed: dict[str, dict[str, int]] = {}
             for r in await endpoints.in_service(conn, apps):
-                text = r["ports"] or "[]"
-                ports = parsed.get(text)
-                if ports is None:
-                    ports = parsed[text] = {p["name"]: int(p["container_port"]) for p in json.loads(text)}
+                ports = endpoints.ports_of(r["ports"], parsed)
                 eps[r["app"]].append(Endpoint(instance=r["id"], host=r["host"], ip=r["ip"], ports=ports))
                 names[r["app"]].update(ports)
             for r in await conn.fetch(self.q.sinks_apps, apps):
