@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
+import socket
+import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -163,6 +165,33 @@ def configure(tmp_name: str, cidr: str, router: str, egress_mbit: int, ifname: s
         if router:
             ipr.route("replace", dst="0.0.0.0/0", gateway=router, oif=idx)
         set_egress(ipr, idx, egress_mbit)
+        mac = ipr.get_links(idx)[0].get_attr("IFLA_ADDRESS")
+    announce(ifname, mac, ip)
+
+
+ETH_P_ARP = 0x0806
+
+
+def garp_frame(mac: str, ip: str) -> bytes:
+    """A gratuitous ARP request (RFC 5227 announcement): "ip is at mac", to everyone."""
+    hw = bytes.fromhex(mac.replace(":", ""))
+    addr = socket.inet_aton(ip)
+    return (b"\xff" * 6 + hw + ETH_P_ARP.to_bytes(2, "big")
+            + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + addr + b"\0" * 6 + addr)
+
+
+def announce(ifname: str, mac: str, ip: str) -> None:
+    """Tell the segment that ``ip`` now lives at ``mac``.  Addresses come back to new containers
+    (DHCP, the pool) while the switch's neighbours still map them to the previous container's MAC:
+    their unicast replies -- a DHCP server's ACK to a renewal, a gateway's traffic -- went to the
+    old MAC until the stale entry was probed out (seen: a renewal timing out 5 s after reuse).
+    Best effort: a lost announcement leaves only that delay."""
+    try:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+            s.bind((ifname, 0))
+            s.send(garp_frame(mac, ip))
+    except OSError:
+        pass
 
 
 def bring_up(tmp_name: str, ifname: str = "eth0") -> None:

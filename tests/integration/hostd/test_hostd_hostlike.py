@@ -159,6 +159,26 @@ async def test_pool_mode_uses_the_placed_address(hostd: HostdUnderTest) -> None:
     assert await hostd.containers("web-2") == []
 
 
+async def test_a_reused_address_is_announced_to_the_switch(hostd: HostdUnderTest) -> None:
+    """The gateway (the switch's bridge) still maps an address to the MAC of the container that
+    had it before; hostd's gratuitous ARP moves the entry to the new container's MAC before any
+    traffic, so replies (a DHCP ACK to a renewal) are not sent to the old MAC."""
+    net = hostd.cfg.net
+    ip = str(net.pool_range[0] + 9)
+    subprocess.run(["ip", "neigh", "replace", ip, "lladdr", "02:00:00:00:00:aa", "dev", net.bridge, "nud", "stale"],
+                   check=True)
+    try:
+        await hostd.start(NOOPS_HOSTD_IPAM="pool")
+        await hostd.place("web-1", address=f"{ip}/20")
+        r = await hostd.report("web-1", "RUNNING")
+
+        def neighbour() -> str:
+            return subprocess.run(["ip", "neigh", "show", ip, "dev", net.bridge], capture_output=True, text=True).stdout
+        assert await eventually(lambda: r.mac in neighbour(), timeout=5, what="the bridge's entry at the new MAC")
+    finally:
+        subprocess.run(["ip", "neigh", "del", ip, "dev", net.bridge], capture_output=True)
+
+
 async def test_egress_limit_installs_tbf(hostd: HostdUnderTest) -> None:
     await hostd.start()
     await hostd.place("web-1", container=spec(egress_mbit=50))

@@ -123,3 +123,13 @@ def test_every_test_index_avoids_docker_bridge() -> None:
     docker = ipaddress.ip_network("198.19.255.0/24")
     for i in range(simnet.MAX_INDEX + 1):
         assert not simnet.SimNet(index=i, run_dir=Path("/tmp")).subnet.overlaps(docker)
+
+
+def test_gratuitous_arp_frame() -> None:
+    """Broadcast ARP request, sender and target both the new address (RFC 5227 announcement)."""
+    f = netns.garp_frame("02:42:c6:12:00:07", "198.18.0.7")
+    mac, ip = bytes.fromhex("0242c6120007"), bytes([198, 18, 0, 7])
+    assert f[:6] == b"\xff" * 6 and f[6:12] == mac and f[12:14] == b"\x08\x06"
+    assert f[14:22] == bytes([0, 1, 8, 0, 6, 4, 0, 1])        # Ethernet, IPv4, request
+    assert f[22:28] == mac and f[28:32] == ip and f[32:38] == b"\0" * 6 and f[38:42] == ip
+    assert len(f) == 42
