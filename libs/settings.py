@@ -72,7 +72,36 @@ class PlacerSettings:
     http: HttpSettings
     port: int = setting(8701, "NOOPS_PLACER_PORT", "Port of the placer's /healthz and /metrics.")
     heartbeat_grace_s: float = setting(
-        3.0, "NOOPS_HEARTBEAT_GRACE_S", "A host whose last heartbeat is older than this is not offered placements.")
+        3.0, "NOOPS_HEARTBEAT_GRACE_S",
+        "A host whose last heartbeat is older than this is not offered new placements (its instances keep "
+        "running and serving; see NOOPS_HOST_LOST_AFTER_S for when they are replaced).")
+    host_lost_after_s: float = setting(
+        10.0, "NOOPS_HOST_LOST_AFTER_S",
+        "A host the placer has not heard for this long is marked DOWN and its instances LOST and replaced. Longer "
+        "than a hostd restart (SIGKILL and back, adopting its containers, takes 2-5 s), shorter than the time an "
+        "operator accepts for replacing a dead host's instances (they run elsewhere about 2-3 s after this). "
+        "The silence counts only while the placer itself is connected to NATS, and from the moment it (re)connected "
+        "or became leader.")
+    mass_silence_share: float = setting(
+        0.55, "NOOPS_MASS_SILENCE_SHARE",
+        "When more than this share of the up hosts fall silent at once, none is marked DOWN: the placer assumes it "
+        "cannot hear them (bus outage, partition), logs it and counts it in noops_placer_mass_silence_total. "
+        "Kubernetes' unhealthy-zone threshold is the same figure. 1.0 turns the rule off.")
+    eviction_rate_per_s: float = setting(
+        0.5, "NOOPS_EVICTION_RATE",
+        "Hosts per second that may be marked DOWN after the first NOOPS_EVICTION_BURST (a token bucket), so a "
+        "flapping network cannot move the whole cluster at once. Kubernetes' default is 0.1 nodes/s.")
+    eviction_burst: float = setting(
+        3.0, "NOOPS_EVICTION_BURST", "Hosts that may be marked DOWN at once before NOOPS_EVICTION_RATE applies.")
+
+    def __post_init__(self) -> None:
+        if self.host_lost_after_s < self.heartbeat_grace_s:
+            raise SettingsError(f"NOOPS_HOST_LOST_AFTER_S ({self.host_lost_after_s:g}) must not be shorter than "
+                                f"NOOPS_HEARTBEAT_GRACE_S ({self.heartbeat_grace_s:g})")
+        if not 0 < self.mass_silence_share <= 1:
+            raise SettingsError(f"NOOPS_MASS_SILENCE_SHARE must be in (0, 1], not {self.mass_silence_share:g}")
+        if self.eviction_rate_per_s <= 0 or self.eviction_burst < 1:
+            raise SettingsError("NOOPS_EVICTION_RATE must be above 0 and NOOPS_EVICTION_BURST at least 1")
     resync_interval_s: float = setting(
         10.0, "NOOPS_PLACER_RESYNC_S",
         "Every this many seconds the placer looks at every app again (level-triggered safety net for lost requests).")
@@ -105,6 +134,13 @@ class RegistrySettings:
     lb_spare_frontends: int = setting(
         4, "NOOPS_LB_SPARE_FRONTENDS",
         "Frontends HAProxy keeps listening on the next free ports, so a new app needs no reload.")
+    lb_check_interval_s: float = setting(
+        0.5, "NOOPS_LB_CHECK_INTERVAL_S",
+        "HAProxy checks every server (a TCP connect) this often and stops sending it connections after 2 failures "
+        "in a row (each failing check waits up to this long for the lost host's answer), so an instance whose host "
+        "is lost gets no new connection after about 4 intervals (2 s), long before the placer decides that the "
+        "host is gone (NOOPS_HOST_LOST_AFTER_S). One success brings it back. Each check is a connection to the "
+        "instance: raise it for backends of many thousands of servers. 0: no checks.")
     lb_drain_timeout_s: float = setting(
         10.0, "NOOPS_LB_DRAIN_TIMEOUT_S",
         "A server leaving the load balancer gets no new connection at once; after this many seconds its open "

@@ -161,9 +161,14 @@ UNION ALL
 SELECT t.id, false FROM t WHERE NOT EXISTS (SELECT 1 FROM touched WHERE touched.id = t.id);
 
 -- name: mark_down
+-- The placer judges silence by what it heard (services/placer/silence.py), not by last_seen:
+-- a heartbeat write delayed by a database hiccup must not look like a silent host.
 UPDATE hosts SET state = 'DOWN', epoch = epoch + 1, state_changed_at = now()
-WHERE state = 'UP' AND last_seen < now() - make_interval(secs => $1)
+WHERE id = ANY($1::text[]) AND state = 'UP'
 RETURNING id;
+
+-- name: up_hosts
+SELECT id FROM hosts WHERE state = 'UP';
 
 -- name: lose_instances
 UPDATE instances SET state = 'LOST', reason = 'host ' || host || ' stopped answering', updated_at = now()

@@ -4,6 +4,7 @@ core for plans against the cached cluster snapshot, and writes plans, placement 
 against the leader's fencing token, so a deposed leader cannot commit."""
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -221,6 +222,10 @@ class Committer:
             res.wake_at[app_id] = bo.launch_after
 
         last_good = row["last_good_version"]
+        if new_deployment:
+            serving = collections.Counter(v.version for v in views if v.serving and v.desired == "RUNNING")
+            last_good = deploys.rollback_target(last_good, dep, serving,
+                                                {v: sj.get("instances", 0) for v, (sj, _) in vspecs.items()})
         if not row["deleted"]:
             step = deploys.track(version, last_good, dep, plan, target=row["instances"],
                                  deadline_s=us.progress_deadline_s, auto_rollback=us.auto_rollback, now=now)

@@ -58,6 +58,18 @@ def track(version: int, last_good: int | None, dep: DeploymentView | None, plan:
     return DeploymentStep(update=True, state="running", progress=progress, moved=moved)
 
 
+def rollback_target(last_good: int | None, dep: DeploymentView | None, serving: Mapping[int, int],
+                    targets: Mapping[int, int]) -> int | None:
+    """The version a new deployment rolls back to: the last good one, or the version of an open
+    deployment it supersedes when all that version's instances are in service -- its success was
+    only not recorded yet (the placer had not looked at the app since its last instance came
+    into service when the new version arrived)."""
+    if dep is not None and dep.state in OPEN and targets.get(dep.to_version, 0) > 0 \
+            and serving.get(dep.to_version, 0) >= targets[dep.to_version]:
+        return dep.to_version
+    return last_good
+
+
 @dataclass(frozen=True)
 class Backoff:
     delay_s: float

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -15,6 +16,7 @@ from prometheus_client import Counter, Gauge
 
 from libs import messages, subjects
 from libs.db import Queries
+from services.placer import silence
 
 log = logging.getLogger("noops.placer.heartbeats")
 
@@ -33,8 +35,11 @@ def _json(value: dict) -> str:
 
 class HeartbeatSink:
     def __init__(self, pool: asyncpg.Pool, queries: Queries, on_new_host: Callable[[list[str]], None],
-                 on_host_back: Callable[[list[str]], Awaitable[None]]) -> None:
+                 on_host_back: Callable[[list[str]], Awaitable[None]], ears: silence.Ears | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.pool, self.q, self.on_new_host, self.on_host_back = pool, queries, on_new_host, on_host_back
+        self.ears = silence.Ears() if ears is None else ears
+        self._clock = clock
         self.latest: dict[str, messages.Heartbeat] = {}
         self._previous: set[str] = set()
         self._written: dict[str, bytes] = {}   # host -> what its row holds (heartbeat less time and load)
@@ -52,10 +57,19 @@ class HeartbeatSink:
             log.warning("heartbeat for another host", extra={"subject": msg.subject, "host": hb.host})
             return
         self.latest[hb.host] = hb
+        self.ears.hear(hb.host, self._clock())   # heard now, whenever the task log gets to know
         self._received += 1  # added to the metric at flush: one update per interval, not per message
 
     async def flush(self) -> int:
         batch, self.latest = self.latest, {}
+        try:
+            return await self._write(batch)
+        except BaseException:
+            # Not written: kept for the next flush, under anything newer heard meanwhile.
+            self.latest = {**batch, **self.latest}
+            raise
+
+    async def _write(self, batch: dict[str, messages.Heartbeat]) -> int:
         HOSTS.set(len(batch))
         RECEIVED.inc(self._received)
         self._received = 0

@@ -1,10 +1,11 @@
-"""Self-healing: hosts silent past the grace period are marked DOWN (their epoch bumped), their
+"""Self-healing: hosts judged gone (silence.py) are marked DOWN (their epoch bumped), their
 instances LOST — announced to the registry's consumers in the same transaction, so they leave
 the load balancer at once — and their apps are looked at again to place replacements.  A DOWN
 host that speaks again is sent a stop for every copy the task log no longer assigns to it."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import asyncpg
 from prometheus_client import Counter
@@ -20,12 +21,13 @@ LOST = Counter("noops_placer_instances_lost_total", "Instances marked LOST with 
 STALE_STOPS = Counter("noops_placer_stale_copy_stops_total", "Stops sent to returning hosts for lost instances")
 
 
-async def sweep(pool: asyncpg.Pool, q: Queries, *, grace_s: float, fence_token: int) -> set[str]:
-    """Mark silent hosts DOWN; returns the apps that lost instances (to be replaced now)."""
+async def mark_down(pool: asyncpg.Pool, q: Queries, hosts: Sequence[str], *, fence_token: int) -> set[str]:
+    """Mark these silent hosts DOWN (silence.judge chose them); returns the apps that lost
+    instances (to be replaced now)."""
     async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(q.fence_check) != fence_token:
             return set()
-        down = [r["id"] for r in await conn.fetch(q.mark_down, grace_s)]
+        down = [r["id"] for r in await conn.fetch(q.mark_down, list(hosts))]
         if not down:
             return set()
         lost = await conn.fetch(q.lose_instances, down)

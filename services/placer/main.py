@@ -12,16 +12,21 @@ import socket
 from datetime import datetime, timezone
 
 from nats.aio.msg import Msg
+from prometheus_client import Counter, Gauge
 
 from libs import bus, db, messages, natsauth, outbox, subjects
 from libs.service import Health, Pacer, connect_backends, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
-from services.placer import liveness
+from services.placer import liveness, silence
 from services.placer.commit import Committer, Deposed
 from services.placer.heartbeats import HeartbeatSink
 from services.placer.leader import Leadership, LostLeadership
 
 log = logging.getLogger("noops.placer")
+
+SILENT = Gauge("noops_placer_hosts_silent", "Up hosts not heard for longer than NOOPS_HOST_LOST_AFTER_S")
+MASS_SILENCE = Counter("noops_placer_mass_silence_total",
+                       "Times silent hosts were held back from DOWN (placer deaf, or too many silent at once)")
 
 HEARTBEAT_FLUSH_S = 1.0   # how often heartbeats are written to the hosts table
 LIVENESS_SWEEP_S = 1.0    # how often silent hosts are looked for
@@ -141,22 +146,56 @@ class Placer:
                 pass
             self._resync_now.clear()
 
-    async def liveness_loop(self) -> None:
-        # A new leader has written no heartbeats yet: judging hosts before a grace period of its
-        # own would mark them down for the failover gap, not for their silence.
-        await asyncio.sleep(self.settings.heartbeat_grace_s)
+    async def liveness_loop(self, nc, ears: silence.Ears) -> None:
+        """Judge the hosts' silence once a second (silence.py says when none may be judged)."""
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        policy = silence.Policy(lost_after_s=s.host_lost_after_s, mass_silence_share=s.mass_silence_share,
+                                eviction_rate_per_s=s.eviction_rate_per_s, eviction_burst=s.eviction_burst)
+        # Up in the task log but not heard by this placer yet (it just became leader): their
+        # silence counts from now.
         while True:
-            await asyncio.sleep(LIVENESS_SWEEP_S)
             try:
-                apps = await liveness.sweep(self.pool, self.q, grace_s=self.settings.heartbeat_grace_s,
-                                            fence_token=self.committer.token)
+                ears.watch([r["id"] for r in await self.pool.fetch(self.q.up_hosts)], loop.time())
+                break
             except db.TRANSIENT as exc:
-                log.warning("liveness sweep failed", extra={"error": str(exc) or type(exc).__name__})
-                continue
-            if apps:
-                self.committer.invalidate()
-                self.relay.kick()
-                self.queue.nudge(apps)
+                log.warning("could not read the hosts; retrying", extra={"error": str(exc) or type(exc).__name__})
+                await asyncio.sleep(LIVENESS_SWEEP_S)
+        tokens, last, reconnects, held = policy.eviction_burst, loop.time(), -1, ""
+        while True:
+            now = loop.time()
+            # A reconnect, even one shorter than a sweep, restarts everyone's clock: while the
+            # placer was away it heard nobody.
+            if not nc.is_connected or nc.stats["reconnects"] != reconnects:
+                ears.deaf()
+                reconnects = nc.stats["reconnects"]
+            if nc.is_connected:
+                ears.listening(now)
+            verdict = silence.judge(ears, now, policy, tokens, last)
+            tokens, last = verdict.tokens, now
+            SILENT.set(len(verdict.silent))
+            why = verdict.held if verdict.silent else ""
+            if why != held:
+                if why and not verdict.down:
+                    MASS_SILENCE.inc()
+                    log.error("hosts silent but not marked DOWN", extra={"reason": why, "hosts": len(verdict.silent),
+                                                                           "sample": list(verdict.silent[:10])})
+                elif held:
+                    log.warning("silence judged normally again", extra={"silent": len(verdict.silent)})
+                held = why
+            if verdict.down:
+                try:
+                    apps = await liveness.mark_down(self.pool, self.q, verdict.down, fence_token=self.committer.token)
+                except db.TRANSIENT as exc:
+                    log.warning("could not mark hosts down; retrying",
+                                extra={"hosts": list(verdict.down), "error": str(exc) or type(exc).__name__})
+                    tokens += len(verdict.down)   # nothing was spent
+                else:
+                    ears.forget(verdict.down)       # heard again when they speak: then UP
+                    self.committer.invalidate()
+                    self.relay.kick()
+                    self.queue.nudge(apps)
+            await asyncio.sleep(LIVENESS_SWEEP_S)
 
     async def host_back(self, hosts: list[str]) -> None:
         self.committer.invalidate()
@@ -175,10 +214,11 @@ async def lead(settings: PlacerSettings, pool, nc, js, queries: db.Queries, lead
     committer.token = token
     relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("placer"))
     placer = Placer(settings, pool, committer, relay, queries)
-    sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back)
+    ears = silence.Ears()
+    sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back, ears=ears)
     sub = await nc.subscribe(subjects.HEARTBEAT_ALL, cb=sink.handle)
     tasks = [asyncio.create_task(c) for c in (
-        relay.run(), sink.run(HEARTBEAT_FLUSH_S), placer.worker(), placer.resync_loop(), placer.liveness_loop(),
+        relay.run(), sink.run(HEARTBEAT_FLUSH_S), placer.worker(), placer.resync_loop(), placer.liveness_loop(nc, ears),
         bus.pull_loop(js, subjects.PLACER, placer.handle_batch), leadership.watch())]
     health.detail.update(role="leader", fence=token)
     try:

@@ -79,6 +79,7 @@ class HAProxyOptions:
     bind_host: str = "127.0.0.1"
     spare: int = 4                        # spare frontends kept ready (0: every new app reloads)
     drain_timeout_s: float = 10.0         # after this, a leaving server's sessions are shut down
+    check_interval_s: float = 1.0         # HAProxy's own TCP check of each server (0: none)
     reload_timeout_s: float = 10.0
     haproxy_bin: str = "haproxy"
 
@@ -153,13 +154,18 @@ class HAProxySink:
         """All the backends' commands in one CLI session, then the cache follows HAProxy's answers."""
         assert self._servers is not None
         cmds = [(port, c) for port, desired in sorted(wanted.items())
-                for c in hc.plan_backend(port, desired, self._servers.setdefault(port, {}))]
+                for c in hc.plan_backend(port, desired, self._servers.setdefault(port, {}),
+                                         check_interval_s=self.opts.check_interval_s)]
         if not cmds:
             return
         answers = await runtime_batch(self.opts.paths.admin_socket, [c for _, c in cmds])
         refused = []
         for (port, cmd), answer in zip(cmds, answers):
             observed = self._servers[port]
+            if cmd.startswith("enable health "):
+                if not hc.ok_answer(cmd, answer):
+                    refused.append(f"{cmd!r}: {answer.strip()[:200]}")
+                continue
             verb, _, rest = cmd.partition(" server ")
             name = rest.split()[0].split("/", 1)[1]
             ok = hc.ok_answer(cmd, answer)
@@ -213,7 +219,7 @@ class HAProxySink:
         """New frontends: write the configuration (with today's servers) and reload seamlessly."""
         wanted = self._wanted(fronts)
         all_fronts = [*fronts.values(), *self._spares(set(fronts))]
-        text = hc.render(self.opts.paths, all_fronts, wanted)
+        text = hc.render(self.opts.paths, all_fronts, wanted, check_interval_s=self.opts.check_interval_s)
         cfg = self.opts.paths.config
         tmp = cfg.with_suffix(".cfg.new")
         tmp.write_text(text)

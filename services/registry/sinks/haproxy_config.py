@@ -62,8 +62,18 @@ def server_name(instance: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]", "_", instance)
 
 
+def check_args(interval_s: float) -> str:
+    """A server's own health check: a TCP connect every ``interval_s``, down after 2 failures in a
+    row, up again after 1 success.  A lost host answers nothing, so each failing check lasts its
+    connect timeout, which HAProxy takes as min(timeout connect, inter): two of them and the
+    gaps between take about 4 intervals."""
+    if interval_s <= 0:
+        return ""
+    return f" check inter {max(int(interval_s * 1000), 100)}ms fall 2 rise 1"
+
+
 def render(paths: Paths, frontends: Iterable[Frontend], servers: Mapping[int, Mapping[str, tuple[str, int]]], *,
-           connect_timeout_s: float = 2.0) -> str:
+           connect_timeout_s: float = 2.0, check_interval_s: float = 0.0) -> str:
     """The whole configuration.  TCP mode: any service, not only HTTP.  Servers are written in too,
     so a reload starts the new worker with the current set (no window without servers)."""
     lines = [
@@ -88,12 +98,13 @@ def render(paths: Paths, frontends: Iterable[Frontend], servers: Mapping[int, Ma
         lines += [f"# {label}", f"frontend f{fe.port}", f"    bind {fe.bind_host}:{fe.port}",
                   f"    default_backend {be}", f"backend {be}", "    balance roundrobin"]
         for name, (ip, port) in sorted(servers.get(fe.port, {}).items()):
-            lines.append(f"    server {server_name(name)} {ip}:{port}")
+            lines.append(f"    server {server_name(name)} {ip}:{port}{check_args(check_interval_s)}")
         lines.append("")
     return "\n".join(lines) + "\n"
 
 
-def plan_backend(port: int, desired: Mapping[str, tuple[str, int]], observed: Mapping[str, Server]) -> list[str]:
+def plan_backend(port: int, desired: Mapping[str, tuple[str, int]], observed: Mapping[str, Server], *,
+                 check_interval_s: float = 0.0) -> list[str]:
     """Runtime API commands taking backend ``p<port>`` from ``observed`` to ``desired`` (pure).
 
     Order matters: a leaving server goes to maintenance first (no new connection reaches it), and
@@ -116,7 +127,11 @@ def plan_backend(port: int, desired: Mapping[str, tuple[str, int]], observed: Ma
     for name, (ip, p) in sorted(want.items()):
         srv = observed.get(name)
         if srv is None or (srv.addr, srv.port) != (ip, p):
-            cmds += [f"add server {be}/{name} {ip}:{p}", f"enable server {be}/{name}"]
+            # A server added at run time starts with its checks off: "enable health" turns them on.
+            check = check_args(check_interval_s)
+            cmds += [f"add server {be}/{name} {ip}:{p}{check}"]
+            cmds += [f"enable health {be}/{name}"] if check else []
+            cmds += [f"enable server {be}/{name}"]
     return cmds
 
 

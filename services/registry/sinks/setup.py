@@ -22,7 +22,7 @@ def build_sinks(settings: RegistrySettings) -> list[Sink]:
             out.append(HAProxySink(HAProxyOptions(
                 paths=Paths(Path(settings.haproxy_dir)), port_range=settings.lb_port_range(),
                 bind_host=settings.lb_bind_host, spare=settings.lb_spare_frontends,
-                drain_timeout_s=settings.lb_drain_timeout_s)))
+                drain_timeout_s=settings.lb_drain_timeout_s, check_interval_s=settings.lb_check_interval_s)))
         elif name == "nft":
             out.append(NftSink(settings.nft_table))
         elif name == "ipvs":

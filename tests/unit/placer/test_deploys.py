@@ -58,3 +58,20 @@ def test_backoff(failures, seen, delay, reset, want_delay):
 
 def test_open_states():
     assert deploys.OPEN == ("running", "paused")
+
+
+def _dep(state: str, to_version: int = 1) -> DeploymentView:
+    return DeploymentView(id=1, from_version=None, to_version=to_version, state=state, progress={}, progress_at=NOW)
+
+
+@pytest.mark.parametrize("last_good,dep,serving,want", [
+    (None, None, {}, None),
+    (3, None, {}, 3),
+    # v1's deployment still open, both of its instances in service: v1 is good (not recorded yet).
+    (None, _dep("running"), {1: 2}, 1),
+    (None, _dep("running"), {1: 1}, None),        # only one of two in service: not good
+    (None, _dep("failed"), {1: 2}, None),         # a failed deployment's version never is
+    (4, _dep("paused", to_version=5), {5: 2}, 5),
+], ids=["nothing", "recorded", "open-and-serving", "open-half-serving", "failed", "paused-serving"])
+def test_rollback_target(last_good, dep, serving, want):
+    assert deploys.rollback_target(last_good, dep, serving, {1: 2, 5: 2}) == want

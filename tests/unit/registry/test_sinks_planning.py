@@ -28,6 +28,14 @@ def test_plan_backend(desired, observed, expected):
     assert hc.plan_backend(9, desired, observed) == expected
 
 
+def test_servers_are_added_with_their_own_health_check():
+    assert hc.plan_backend(9, {"a": ("1.1.1.1", 80)}, {}, check_interval_s=0.5) == [
+        "add server p9/a 1.1.1.1:80 check inter 500ms fall 2 rise 1", "enable health p9/a", "enable server p9/a"]
+    text = hc.render(hc.Paths(Path("/x")), [hc.Frontend(18001, "127.0.0.1", "web", "http")],
+                     {18001: {"web-1": ("198.18.0.5", 8080)}}, check_interval_s=1.0)
+    assert "    server web-1 198.18.0.5:8080 check inter 1000ms fall 2 rise 1" in text
+
+
 def test_render_has_frontends_servers_and_sockets():
     paths = hc.Paths(Path("/x"))
     text = hc.render(paths, [hc.Frontend(18001, "127.0.0.1", "web", "http"), hc.Frontend(18002, "127.0.0.1")],
