@@ -1,7 +1,9 @@
 """The whole platform as real processes (the same launcher `make up` uses), for e2e tests."""
 from __future__ import annotations
 
+import shutil
 import signal
+import subprocess
 from dataclasses import dataclass
 
 import httpx
@@ -32,6 +34,25 @@ class Platform:
         assert pid is not None, f"{name} is not running"
         infra.stop_pid(pid, timeout=10, sig=signal.SIGKILL)
         pidfile.unlink(missing_ok=True)
+
+    # ---- faults, caused for real (tests/e2e/test_faults.py, bench/chaos.py)
+
+    def stop_nats(self, *, wipe: bool = False) -> None:
+        """Stop the bus (SIGTERM, by its PID); ``wipe``: and lose its store, as a new node would."""
+        assert infra.stop_pidfile(self.cfg.run_dir / "nats.pid", timeout=10), "NATS was not running"
+        if wipe:
+            shutil.rmtree(self.cfg.run_dir / "nats-store", ignore_errors=True)
+
+    def start_nats(self) -> None:
+        infra.start_nats(self.cfg.run_dir, port=self.cfg.nats_port, monitor_port=self.cfg.nats_monitor_port,
+                         auth_hosts=self.cfg.hosts)
+
+    def cut_host(self, host: str) -> None:
+        """The simulated host's NIC loses its link: its containers become unreachable."""
+        subprocess.run(["ip", "link", "set", self.cfg.net.port(host), "down"], check=True)
+
+    def mend_host(self, host: str) -> None:
+        subprocess.run(["ip", "link", "set", self.cfg.net.port(host), "up"], check=True)
 
     def log_text(self, name: str) -> str:
         return (self.cfg.run_dir / "logs" / f"{name}.log").read_text(errors="replace")
