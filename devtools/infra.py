@@ -173,6 +173,12 @@ def ensure_postgres(port: int = 5432) -> None:
         _psql(f"CREATE ROLE {PG_ROLE} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
 
 
+def stop_postgres() -> None:
+    """Stop Debian's cluster (fast: open sessions are ended, as in a crash or a failover).  For
+    fault tests; every database on the cluster goes away with it."""
+    subprocess.run(["pg_ctlcluster", _pg_version(), "main", "stop", "-m", "fast"], check=True, capture_output=True)
+
+
 def ensure_database(name: str, *, fresh: bool = False) -> str:
     if fresh:
         _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

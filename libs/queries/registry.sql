@@ -2,7 +2,7 @@
 -- Locked so that a concurrent writer cannot slip a transition between our read and write.
 -- Ordered, so two batches in flight at once lock rows in the same order (no deadlock).
 -- has_checks: the instance's version has health checks (in service then needs healthy).
-SELECT i.id, i.app, i.host, i.epoch, i.state, i.desired, i.ip, i.container_id, i.healthy, i.health,
+SELECT i.id, i.app, i.host, i.epoch, i.state, i.desired, i.ip, i.container_id, i.healthy, i.health, i.health_at,
        jsonb_array_length(coalesce(v.spec -> 'health_checks', '[]'::jsonb)) > 0 AS has_checks
 FROM instances i LEFT JOIN app_versions v ON v.app = i.app AND v.version = i.version
 WHERE i.id = ANY($1::text[]) ORDER BY i.id FOR UPDATE OF i;
@@ -12,7 +12,7 @@ WHERE i.id = ANY($1::text[]) ORDER BY i.id FOR UPDATE OF i;
 -- whatever the final SELECT reads):
 -- * the instances' new facts.  mac/parent/lease_expires: the interface hostd gave the instance
 --   (lease_expires 0 = none, NULL); healthy/health: written only by a report with health news
---   (health <> ''), others keep them;
+--   (health <> ''), others keep them; health_at: the time of the verdict they carry;
 -- * their transitions (instance_events);
 -- * the apps whose in-service set changed, for the announcer (endpoints_changed, see endpoints.sql);
 -- * deploy requests for the placer (outbox rows; the NOTIFY wakes the relays, libs/outbox.py).
@@ -22,10 +22,11 @@ WITH applied AS (
         mac = t.mac, parent = t.parent,
         lease_expires = CASE WHEN t.lease_expires > 0 THEN to_timestamp(t.lease_expires) END,
         healthy = CASE WHEN t.health <> '' THEN t.healthy ELSE i.healthy END,
-        health = CASE WHEN t.health <> '' THEN t.health ELSE i.health END
+        health = CASE WHEN t.health <> '' THEN t.health ELSE i.health END,
+        health_at = CASE WHEN t.health <> '' THEN t.health_at ELSE i.health_at END
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                $8::float8[], $9::boolean[], $10::text[])
-         AS t(id, state, ip, container_id, reason, mac, parent, lease_expires, healthy, health)
+                $8::float8[], $9::boolean[], $10::text[], $19::float8[])
+         AS t(id, state, ip, container_id, reason, mac, parent, lease_expires, healthy, health, health_at)
     WHERE i.id = t.id
     RETURNING 1
 ), events AS (

@@ -3,7 +3,8 @@
 A report is accepted only when the task log places that instance, at that epoch, on the host
 that reported it.  State never goes backwards: a late STARTING after RUNNING, or anything after
 a terminal state, changes nothing (so redelivered or reordered reports are harmless).  A RUNNING
-report whose only news is health (healthy/health) is a change too.
+report whose only news is health (healthy/health) is a change too, if that verdict is newer than
+the one recorded.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Row:
     container_id: str
     healthy: bool | None = None
     health: str = ""
+    health_at: float = 0.0     # when hostd reached the verdict in healthy/health (its clock)
     has_checks: bool = False   # the instance's version has health checks
 
 
@@ -58,12 +60,19 @@ def judge(report: IpReport, subject_host: str, row: Row | None) -> Verdict:
         return Verdict(False, STALE_EPOCH)
     if row.state in TERMINAL or _RANK[report.state] < _RANK[row.state]:
         return Verdict(True)  # old news
-    health_changed = bool(report.health) and report.state == "RUNNING" and (
+    health_changed = fresh_health(report, row) and report.state == "RUNNING" and (
         report.healthy != row.healthy or report.health != row.health)
     if (report.state == row.state and report.ip == row.ip and report.container_id == row.container_id
             and not health_changed):
         return Verdict(True)  # a duplicate
     return Verdict(True, changed=True, state_changed=report.state != row.state, health_changed=health_changed)
+
+
+def fresh_health(report: IpReport, row: Row) -> bool:
+    """Whether the report carries health news newer than the verdict the task log holds: an
+    older verdict redelivered or overtaken (a 'healthy' arriving after the 'unhealthy' that
+    followed it) must not win."""
+    return bool(report.health) and report.at >= row.health_at
 
 
 def in_service(state: str, healthy: bool | None, has_checks: bool) -> bool:

@@ -16,7 +16,7 @@ from prometheus_client import Counter
 from libs import bus, ipam, messages, outbox, subjects
 from libs.db import Queries
 from services.registry.announcer import Announcer
-from services.registry.judge import Row, in_service, judge
+from services.registry.judge import Row, fresh_health, in_service, judge
 
 log = logging.getLogger("noops.registry")
 
@@ -55,6 +55,7 @@ class Records:
             ids = sorted({p.report.instance for p in parsed if p.report})
             rows = {r["id"]: Row(**dict(r)) for r in await conn.fetch(self.q.lock_instances, ids)}
             updates: dict[str, messages.IpReport] = {}
+            health_times: dict[str, float] = {}
             events: list[tuple[str, str, str]] = []
             touched_apps: set[str] = set()
             respawn_apps: set[str] = set()
@@ -78,7 +79,9 @@ class Records:
                         leases[r.instance] = r.lease_expires
                     continue
                 assert row is not None
-                healthy, health = (r.healthy, r.health) if r.health else (row.healthy, row.health)
+                fresh = fresh_health(r, row)
+                healthy, health = (r.healthy, r.health) if fresh else (row.healthy, row.health)
+                health_at = r.at if fresh else row.health_at
                 was = in_service(row.state, row.healthy, row.has_checks)
                 now = in_service(r.state, healthy, row.has_checks)
                 if was != now or (now and r.ip != row.ip):
@@ -94,9 +97,10 @@ class Records:
                 # A batch may hold a health report and then a lease renewal without health news:
                 # the later one carries the health written by the earlier.
                 updates[r.instance] = msgspec.structs.replace(r, healthy=healthy, health=health)
+                health_times[r.instance] = health_at
                 # Later reports in the same batch are judged against what this one wrote.
                 rows[r.instance] = dataclasses.replace(row, state=r.state, ip=r.ip, container_id=r.container_id,
-                                                       healthy=healthy, health=health)
+                                                       healthy=healthy, health=health, health_at=health_at)
             us = list(updates.values())
             # Not the sets themselves: reading a big app's whole set in every batch was the
             # registry's main cost under load; the announcer reads it once per round.
@@ -110,7 +114,8 @@ class Records:
                                    [u.ip for u in us], [u.container_id for u in us], [u.reason for u in us],
                                    [u.mac for u in us], [u.parent for u in us], [u.lease_expires for u in us],
                                    [u.healthy for u in us], [u.health for u in us],
-                                   list(ev[0]), list(ev[1]), list(ev[2]), marks, *deploys, outbox.CHANNEL)
+                                   list(ev[0]), list(ev[1]), list(ev[2]), marks, *deploys, outbox.CHANNEL,
+                                   [health_times[u.instance] for u in us])
             # An instance that ended gives its pool address back (IPAM mode "pool").
             ended = [u.instance for u in us if u.state in messages.TERMINAL]
             if ended:

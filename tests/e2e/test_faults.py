@@ -7,10 +7,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
-from services.registry.sinks.haproxy import runtime
+from devtools import infra
 from devtools import sinks as sink_procs
+from devtools.cluster import process_names
+from services.registry.sinks.haproxy import runtime
 from tests.e2e.helpers import containers, instances, web_spec
 from tests.e2e.test_fanout import haproxy_servers, lb_port, nft_members, sd_instances
 from tests.support.wait import eventually, holds
@@ -19,6 +22,7 @@ pytestmark = pytest.mark.e2e
 
 N = 4
 STOP_TIMEOUT_S = 5   # hostd's default NOOPS_STOP_TIMEOUT_S
+DB_OUTAGE_S = 8      # 30 s in `make chaos`
 
 
 @dataclass(frozen=True)
@@ -200,3 +204,49 @@ def _ids_on(cluster: str, host: str) -> set[str]:
     out = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label=noops.cluster={cluster}",
                           "--filter", f"label=noops.host={host}"], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
+
+
+async def test_database_outage_kills_no_loop_marks_no_host_down_and_loses_nothing(platform, client, pool, uid):
+    c, app_id, late = client, f"db-{uid}", f"dbl-{uid}"
+    names = process_names(platform.cfg)
+    try:
+        port, live, before = await start_app(platform, c, app_id)
+        pids = {n: infra.read_pid(platform.cfg.run_dir / f"{n}.pid") for n in names}
+        platform.stop_postgres()
+        try:
+            async def refused_clearly() -> bool:
+                r = await c.post("/v1/apps", json=web_spec(late, 2))
+                return r.status_code == 503 and "task log unavailable" in r.json()["error"]
+            await eventually(refused_clearly, timeout=10, what="503 for a write while the task log is down")
+
+            async def untouched() -> bool:
+                alive = all(infra.pid_alive(pid) for pid in pids.values() if pid)
+                return alive and await look(platform, app_id, port) == before
+            await holds(untouched, seconds=DB_OUTAGE_S, what="every service process alive, containers and sinks kept")
+        finally:
+            platform.start_postgres()
+        # Back: writes are taken again and carried out; nothing was lost or marked DOWN.
+        await eventually(lambda: _created(c, late), timeout=30, what="the gateway takes writes again")
+        await eventually(lambda: _answers(pool), timeout=30, what="the test's own pool reconnected")
+        await eventually(lambda: running(c, late, 2), timeout=60, what="a deployment after the outage")
+        await holds(lambda: no_host_down(pool), seconds=3, what="no host DOWN after the outage")
+        await assert_nothing_restarted(platform, c, pool, app_id, live, before)
+        for n, pid in pids.items():
+            assert infra.read_pid(platform.cfg.run_dir / f"{n}.pid") == pid, f"{n} was restarted"
+        for n in names:
+            health = httpx.get(f"http://127.0.0.1:{platform.cfg.ports()[n]}/healthz", timeout=5)
+            assert health.status_code == 200, (n, health.text)
+    finally:
+        await remove(platform, c, app_id, late)
+
+
+async def _created(c, app_id: str) -> bool:
+    r = await c.post("/v1/apps", json=web_spec(app_id, 2))
+    return r.status_code in (201, 409)
+
+
+async def _answers(pool) -> bool:
+    try:
+        return await pool.fetchval("SELECT 1") == 1
+    except Exception:   # a connection the restart ended: the pool replaces it
+        return False

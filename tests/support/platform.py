@@ -47,6 +47,12 @@ class Platform:
         infra.start_nats(self.cfg.run_dir, port=self.cfg.nats_port, monitor_port=self.cfg.nats_monitor_port,
                          auth_hosts=self.cfg.hosts)
 
+    def stop_postgres(self) -> None:
+        infra.stop_postgres()
+
+    def start_postgres(self) -> None:
+        infra.ensure_postgres()
+
     def cut_host(self, host: str) -> None:
         """The simulated host's NIC loses its link: its containers become unreachable."""
         subprocess.run(["ip", "link", "set", self.cfg.net.port(host), "down"], check=True)

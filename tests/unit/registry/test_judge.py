@@ -36,6 +36,12 @@ def rep(**kw):
                  id="no-health-news-keeps-health"),
     pytest.param(rep(state="STARTING", healthy=True, health="x"), "h1", row(state="RUNNING", ip="198.19.255.2"),
                  True, "", False, id="late-starting-with-health-ignored"),
+    pytest.param(rep(healthy=True, health="http /: status 200", at=10.0), "h1",
+                 row(state="RUNNING", ip="198.19.255.2", healthy=False, health="http /: status 500", health_at=12.0),
+                 True, "", False, id="older-verdict-arriving-late-loses"),
+    pytest.param(rep(healthy=True, health="http /: status 200", at=13.0), "h1",
+                 row(state="RUNNING", ip="198.19.255.2", healthy=False, health="http /: status 500", health_at=12.0),
+                 True, "", True, id="newer-verdict-wins"),
 ])
 def test_judge(report, subject_host, task_row, accepted, reason, changed):
     v = judge(report, subject_host, task_row)
