@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: up down logs follow status test install docs
+.PHONY: up down logs follow status test install docs chaos
 
 up: install
 	@$(PY) -m devtools.cluster up
@@ -21,6 +21,9 @@ status:
 
 test: install
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+chaos: install
+	@$(PY) -m bench.chaos $(CHAOS_ARGS)
 
 install:
 	@bash scripts/install.sh
