@@ -4,16 +4,12 @@ streaming responses pass untouched.
 
 A declared Content-Length over the limit is refused at once; a chunked body is counted as it
 arrives and refused when it passes the limit (the handler has not run: FastAPI reads the whole
-body before calling it)."""
+body before calling it, and is then told the client disconnected)."""
 from __future__ import annotations
 
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class BodyLimit:
@@ -33,29 +29,28 @@ class BodyLimit:
             await self._refuse(send)
             return
         seen = 0
-        started = False
+        refused = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            # Past the limit the 413 is sent from here and the app is told the client went away:
+            # raising instead would reach FastAPI's body parsing, which answers 400 for any error.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded_send(message: Message) -> None:
+            if not refused:   # after the 413, whatever the app still says is dropped
+                await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if started:   # cannot happen with FastAPI (the body is read first); the connection just ends
-                raise
-            await self._refuse(send)
+        await self.app(scope, counting_receive, guarded_send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"error": "request body too large",
