@@ -54,8 +54,10 @@ async def test_a_poison_message_is_terminated_and_recorded_while_the_next_is_han
         # Terminated: nothing left pending or unacknowledged, and the next message is handled promptly.
         await _publish(js, app, [3])
         await eventually(lambda: 3 in handled, timeout=5, what="the next message")
-        info = await js.consumer_info(subjects.ENDPOINTS.name, consumer.durable)
-        assert info.num_ack_pending == 0 and info.num_pending == 0
+        async def settled():   # the ack follows the handler's return: wait for it to reach the server
+            info = await js.consumer_info(subjects.ENDPOINTS.name, consumer.durable)
+            return info if info.num_ack_pending == 0 and info.num_pending == 0 else None
+        info = await eventually(settled, timeout=5, what="nothing pending or unacknowledged")
         assert info.config.max_deliver == 3
         assert handled.count(1) == 1   # the neighbours were not delivered again
     finally:
