@@ -2,6 +2,7 @@
 the placer reads stored specs back through it.  Other issues extend it, never rename fields."""
 from __future__ import annotations
 
+import json
 import posixpath
 from typing import Annotated, Any, Literal
 
@@ -12,8 +13,41 @@ from libs.subjects import TOKEN_RE
 
 AppId = Annotated[str, StringConstraints(pattern=TOKEN_RE.pattern)]
 
+# Size bounds.  A spec travels inside placement messages (one placement per instance, at most
+# 256 KiB of them per message: libs/messages.py), and NATS refuses a message over its max_payload
+# (1 MiB by default): with these bounds one placement stays far below it, so no spec can produce a
+# placement NATS would refuse (which would be set aside by the outbox relay, never started).
+# Sizes are counted as encoded JSON, so escaping (control characters: 6 bytes each) counts too.
+MAX_ENV = 256                  # variables
+MAX_ENV_NAME = 256             # characters
+MAX_ENV_BYTES = 128 * 1024     # all names and values, encoded
+MAX_LABELS = 64
+MAX_LABEL_KEY = 128
+MAX_LABEL_VALUE = 1024
+MAX_ARG = 4096                 # one cmd / health-check command argument, characters
+MAX_CMD_BYTES = 64 * 1024      # a whole cmd or health-check command, encoded
+MAX_CONSTRAINT = 1024
+
+
+def _encoded_len(value: object) -> int:
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def _bounded_args(v: list[str]) -> list[str]:
+    for i, arg in enumerate(v):
+        if len(arg) > MAX_ARG:
+            raise ValueError(f"argument {i} has {len(arg)} characters; at most {MAX_ARG}")
+    if _encoded_len(v) > MAX_CMD_BYTES:
+        raise ValueError(f"takes {_encoded_len(v)} bytes encoded; at most {MAX_CMD_BYTES}")
+    return v
+
+
+Args = Annotated[list[str], AfterValidator(_bounded_args)]
+
 
 def _check_constraint(raw: list[str]) -> list[str]:
+    if any(len(part) > MAX_CONSTRAINT for part in raw):
+        raise ValueError(f"a constraint part is longer than {MAX_CONSTRAINT} characters")
     try:
         constraints.parse(raw)
     except constraints.ConstraintError as exc:
@@ -67,7 +101,7 @@ class HealthCheck(Strict):
     port_name: str | None = Field(None, description="One of the app's port names (HTTP and TCP).")
     path: str = Field("/", max_length=2048, pattern=r"^/\S*$", description="HTTP: the path asked for.")
     status: tuple[int, int] = Field((200, 399), description="HTTP: the lowest and highest status that pass.")
-    command: list[str] = Field(default_factory=list, max_length=256,
+    command: Args = Field(default_factory=list, max_length=256,
                                description="COMMAND: argv run in the container; exit code 0 passes.")
     grace_period_s: float = Field(300.0, ge=0, le=86400, description="Failures after the start do not count "
                                   "for this long (a success ends the grace period early).")
@@ -109,7 +143,7 @@ class HealthCheck(Strict):
 class AppSpec(Strict):
     id: AppId
     image: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
-    cmd: list[str] = Field(default_factory=list, max_length=256)
+    cmd: Args = Field(default_factory=list, max_length=256)
     instances: int = Field(1, ge=0)
     resources: Resources = Field(default_factory=Resources)
     ports: list[Port] = Field(default_factory=list, max_length=64)
@@ -137,9 +171,28 @@ class AppSpec(Strict):
     @field_validator("env")
     @classmethod
     def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > MAX_ENV:
+            raise ValueError(f"{len(v)} variables; at most {MAX_ENV}")
         for k in v:
             if not k or "=" in k or "\x00" in k:
                 raise ValueError(f"environment variable name {k!r} is not valid")
+            if len(k) > MAX_ENV_NAME:
+                raise ValueError(f"environment variable name {k[:32]!r}... is longer than {MAX_ENV_NAME} characters")
+        size = _encoded_len(v)
+        if size > MAX_ENV_BYTES:
+            raise ValueError(f"names and values take {size} bytes encoded; at most {MAX_ENV_BYTES}")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _bounded_labels(cls, v: dict[str, str]) -> dict[str, str]:
+        if len(v) > MAX_LABELS:
+            raise ValueError(f"{len(v)} labels; at most {MAX_LABELS}")
+        for k, value in v.items():
+            if not k or len(k) > MAX_LABEL_KEY:
+                raise ValueError(f"label key {k[:32]!r} must have 1 to {MAX_LABEL_KEY} characters")
+            if len(value) > MAX_LABEL_VALUE:
+                raise ValueError(f"label {k[:32]!r}: value longer than {MAX_LABEL_VALUE} characters")
         return v
 
     @field_validator("ports")

@@ -16,12 +16,16 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig
 from nats.js.errors import BadRequestError, NotFoundError
 
-from libs import natsauth, subjects
+from libs import deadletters, natsauth, retry, subjects
 from libs.settings import CommonSettings, SettingsError
 
 log = logging.getLogger("noops.bus")
+
+# A message is delivered at most this many times unless the service says otherwise (NOOPS_MAX_DELIVER).
+DEFAULT_MAX_DELIVER = 10
 
 
 def credentials(common: CommonSettings) -> tuple[str, str]:
@@ -40,14 +44,19 @@ def credentials(common: CommonSettings) -> tuple[str, str]:
 async def connect_as(common: CommonSettings, name: str) -> NATS:
     """Connect with this process's identity (NOOPS_NATS_USER) and settings."""
     user, password = credentials(common)
-    return await connect(common.nats_url, name, retry_max_s=common.connect_retry_max_s, user=user, password=password)
+    return await connect(common.nats_url, name, policy=retry.Policy.for_connect(common), user=user, password=password)
 
 
-async def connect(url: str, name: str, *, retry_max_s: float = 5.0, user: str = "", password: str = "") -> NATS:
+class _Unreachable(OSError):
+    """No configured NATS server accepts TCP connections (checked before nats-py tries)."""
+
+
+async def connect(url: str, name: str, *, retry_max_s: float = 5.0, user: str = "", password: str = "",
+                  policy: retry.Policy | None = None) -> NATS:
     """Connect, waiting with a clear log line (no traceback) until NATS answers and accepts us.
 
     With a user, replies come to that identity's private inbox prefix (libs/natsauth.py)."""
-    delay = 0.2
+    policy = policy or retry.Policy(cap_s=retry_max_s)
     servers = [u.strip() for u in url.split(",") if u.strip()]
     auth: dict[str, object] = {}
     if user:
@@ -56,31 +65,27 @@ async def connect(url: str, name: str, *, retry_max_s: float = 5.0, user: str = 
     async def _on_error(exc: Exception) -> None:
         log.warning("nats connection trouble", extra={"error": str(exc) or type(exc).__name__})
 
-    while True:
+    async def attempt() -> NATS:
         # nats-py retries a failed first connection by itself (silently, with allow_reconnect),
         # so reachability is checked here first: the operator sees why the service is waiting.
         reachable, why = await _any_reachable(servers)
         if not reachable:
-            log.warning("waiting for NATS", extra={"url": url, "error": why, "retry_in_s": round(delay, 2)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max_s)
-            continue
+            raise _Unreachable(why)
         try:
             return await nats.connect(servers=servers, name=name, connect_timeout=2, allow_reconnect=True,
                                       max_reconnect_attempts=-1, reconnect_time_wait=1,
                                       error_cb=_on_error, **auth)  # type: ignore[arg-type]
-        except (OSError, nats.errors.NoServersError, NatsTimeout, asyncio.TimeoutError) as exc:
-            log.warning("waiting for NATS", extra={"url": url, "error": str(exc) or type(exc).__name__,
-                                                   "retry_in_s": round(delay, 2)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max_s)
+        except (OSError, nats.errors.NoServersError, NatsTimeout, asyncio.TimeoutError):
+            raise
         except nats.errors.Error as exc:  # the server answered no: most often our credentials
             log.error("NATS refused the connection", extra={
                 "url": url, "user": user or "(none)", "error": str(exc) or type(exc).__name__,
-                "hint": "check NOOPS_NATS_USER / NOOPS_NATS_PASSWORD_FILE against the server's users",
-                "retry_in_s": round(delay, 2)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max_s)
+                "hint": "check NOOPS_NATS_USER / NOOPS_NATS_PASSWORD_FILE against the server's users"})
+            raise
+
+    # A refusal is waited out too: credentials are often being provisioned while services start.
+    return await policy.until_ok(attempt, what="NATS", log=log, extra={"url": url},
+                                 transient=lambda exc: isinstance(exc, (nats.errors.Error, *retry.TRANSIENT)))
 
 
 async def _any_reachable(servers: list[str]) -> tuple[bool, str]:
@@ -98,7 +103,9 @@ async def _any_reachable(servers: list[str]) -> tuple[bool, str]:
 
 
 async def ensure_streams(js: JetStreamContext, streams: Sequence[subjects.Stream] = subjects.STREAMS) -> None:
-    """Create (or bring up to date) the streams; safe to call from every service at start."""
+    """Create (or bring up to date) the streams; safe to call from every service at start, and
+    again whenever a publish or a fetch finds a stream missing (a NATS server that came back
+    without its store)."""
     for stream in streams:
         cfg = stream.config()
         try:
@@ -108,28 +115,57 @@ async def ensure_streams(js: JetStreamContext, streams: Sequence[subjects.Stream
 
 
 _STREAM_NOT_FOUND = 10059
+DeclareStreams = Callable[[], Awaitable[None]]
 
 
-async def ensure_consumer(js: JetStreamContext, consumer: subjects.Consumer, *, retry_max_s: float = 5.0) -> None:
-    """Create the durable consumer if it is missing.  Its stream may not exist yet (hostd may not
+class StreamMissing(RuntimeError):
+    """The consumer's stream does not exist (yet): hostd waits for the services that declare it."""
+
+
+# Fields ensure_consumer keeps in step on an existing durable.  nats-server 2.9 updates these in
+# place (checked against 2.9.10: max_deliver, ack_wait, max_ack_pending); the others (filter,
+# deliver and ack policy) never change for a noops consumer, and changing them would need a
+# delete and re-create, which loses the consumer's position: not done automatically.
+_UPDATABLE = ("max_deliver", "ack_wait", "max_ack_pending")
+
+
+def _differs(have: ConsumerConfig, want: ConsumerConfig) -> list[str]:
+    return [f for f in _UPDATABLE if getattr(have, f) != getattr(want, f)]
+
+
+async def declare_consumer(js: JetStreamContext, consumer: subjects.Consumer, *, max_deliver: int,
+                           declare_streams: DeclareStreams | None = None) -> None:
+    """One attempt: create the durable if missing, update it if its settings differ; a missing
+    stream is declared first when this service may (``declare_streams``), else StreamMissing."""
+    want = consumer.config(max_deliver=max_deliver)
+    try:
+        info = await js.consumer_info(consumer.stream.name, consumer.durable)
+    except NotFoundError as exc:
+        if exc.err_code == _STREAM_NOT_FOUND:
+            if declare_streams is None:
+                raise StreamMissing(consumer.stream.name) from None
+            log.warning("stream missing; declaring the streams", extra={"stream": consumer.stream.name})
+            await declare_streams()
+        await js.add_consumer(consumer.stream.name, want)
+        log.info("consumer declared", extra={"stream": consumer.stream.name, "consumer": consumer.durable})
+        return
+    changed = _differs(info.config, want)
+    if changed:
+        await js.add_consumer(consumer.stream.name, want)   # nats-server 2.9: create = update in place
+        log.info("consumer updated", extra={"stream": consumer.stream.name, "consumer": consumer.durable,
+                                            "fields": changed})
+
+
+async def ensure_consumer(js: JetStreamContext, consumer: subjects.Consumer, *, retry_max_s: float = 5.0,
+                          max_deliver: int = DEFAULT_MAX_DELIVER, policy: retry.Policy | None = None,
+                          declare_streams: DeclareStreams | None = None) -> None:
+    """Create or update the durable consumer.  Its stream may not exist yet (hostd may not
     declare streams, and may start before the services that do): wait for it with a clear log line."""
-    delay = 0.2
-    while True:
-        try:
-            try:
-                await js.consumer_info(consumer.stream.name, consumer.durable)
-            except NotFoundError as exc:
-                if exc.err_code == _STREAM_NOT_FOUND:
-                    raise
-                await js.add_consumer(consumer.stream.name, consumer.config())
-            return
-        except NotFoundError as exc:
-            if exc.err_code != _STREAM_NOT_FOUND:
-                raise
-            log.warning("waiting for stream", extra={"stream": consumer.stream.name, "consumer": consumer.durable,
-                                                     "retry_in_s": round(delay, 2)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max_s)
+    policy = policy or retry.Policy(cap_s=retry_max_s)
+    await policy.until_ok(
+        lambda: declare_consumer(js, consumer, max_deliver=max_deliver, declare_streams=declare_streams),
+        what="stream", log=log, extra={"stream": consumer.stream.name, "consumer": consumer.durable},
+        transient=lambda exc: isinstance(exc, (StreamMissing, *retry.TRANSIENT)))
 
 
 class Outcome(Enum):
@@ -146,6 +182,8 @@ class Verdict:
 
 ACK = Verdict(Outcome.ACK)
 TERM = Verdict(Outcome.TERM)
+# pull_loop's own termination of a message whose handler kept raising: already recorded.
+_TERM_RECORDED = Verdict(Outcome.TERM, -1.0)
 
 
 def nak(delay_s: float) -> Verdict:
@@ -250,40 +288,106 @@ class Puller:
         return out
 
 
+def num_delivered(msg: Msg) -> int:
+    """How many times the server has delivered this message (1 on the first delivery)."""
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:   # not a JetStream message (tests' plain messages): first delivery
+        return 1
+
+
+def stream_seq(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:
+        return 0
+
+
+# An idle consumer is checked (and re-declared if gone) after this long without a message: a
+# server that lost its store may answer a pull for a missing consumer with silence, not an error.
+IDLE_CHECK_S = 30.0
+# Fetch failures in a row after which the consumer (and, where allowed, the streams) are declared again.
+REDECLARE_AFTER = 3
+
+
 async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: BatchHandler, *,
-                    batch: int = 256, stop: asyncio.Event | None = None, concurrency: int = 1) -> None:
+                    batch: int = 256, stop: asyncio.Event | None = None, concurrency: int = 1,
+                    policy: retry.Policy = retry.DEFAULT, max_deliver: int = DEFAULT_MAX_DELIVER,
+                    dead_letters: deadletters.Recorder | None = None,
+                    declare_streams: DeclareStreams | None = None) -> None:
     """Fetch batches from a durable pull consumer and hand them to ``handler``.
 
     The handler returns one verdict per message, after its writes committed; acks follow.
-    A handler exception counts as transient for the whole batch (nak with backoff).
+    When the handler raises on a batch, its messages are handled again one by one, so one poison
+    message does not nak its neighbours; a message whose handler still raises is nak'ed with the
+    policy's backoff for its delivery count, and terminated (and recorded as a dead letter) on its
+    ``max_deliver``-th delivery.  A TERM verdict is recorded as a dead letter too.
     ``concurrency`` > 1 lets the next batches be fetched and handled while one is still in
     hand (hostd: a slow container stop must not hold up other instances); the handler then
     keeps its own per-key order.
+
+    The consumer is declared at start and again when fetches fail with an error (consumer or
+    stream gone: a NATS server that came back without its store), keep failing, or stay silent
+    for IDLE_CHECK_S; with ``declare_streams`` the streams too (services allowed to declare them;
+    hostd waits for them instead).
     """
-    await ensure_consumer(js, consumer)
+    dead_letters = dead_letters or deadletters.Recorder()
+    await ensure_consumer(js, consumer, max_deliver=max_deliver, policy=policy, declare_streams=declare_streams)
     sub = Puller(js, consumer)
     await sub.start()
     slots = asyncio.Semaphore(concurrency)
     inflight: set[asyncio.Task[None]] = set()
-    failures = 0
+    fetch_failures = retry.Failures(policy)
+    loop = asyncio.get_running_loop()
+    last_seen = loop.time()
+
+    async def failed(msg: Msg, exc: Exception) -> Verdict:
+        n = num_delivered(msg)
+        transient = retry.is_transient(exc)
+        if n >= max_deliver:
+            await dead_letters.record(deadletters.of_msg(msg, consumer, reason="handler_error",
+                                                         error=retry.describe(exc), deliveries=n))
+            return _TERM_RECORDED
+        delay = policy.backoff(n)
+        log.warning("message failed; will be redelivered", exc_info=None if transient else exc, extra={
+            "consumer": consumer.durable, "subject": msg.subject, "deliveries": n, "max_deliver": max_deliver,
+            "error": retry.describe(exc), "retry_in_s": round(delay, 2)})
+        return nak(delay)
+
+    async def judge(msgs: list[Msg]) -> list[Verdict]:
+        try:
+            return list(await handler(msgs))
+        except Exception as exc:
+            if len(msgs) == 1:
+                return [await failed(msgs[0], exc)]
+            if retry.is_transient(exc):
+                # The task log or NATS is away: every message would fail alike, so one by one
+                # would only multiply the attempts.  Each is nak'ed for its own delivery count.
+                log.warning("batch failed; will be redelivered", extra={
+                    "consumer": consumer.durable, "messages": len(msgs), "error": retry.describe(exc)})
+                return [await failed(m, exc) for m in msgs]
+            log.warning("batch failed; handling its messages one by one", exc_info=exc, extra={
+                "consumer": consumer.durable, "messages": len(msgs), "error": retry.describe(exc)})
+        out: list[Verdict] = []
+        for m in msgs:
+            try:
+                out += await handler([m])
+            except Exception as exc:
+                out.append(await failed(m, exc))
+        return out
 
     async def process(msgs: list[Msg]) -> None:
-        nonlocal failures
         try:
-            try:
-                verdicts = await handler(msgs)
-                failures = 0
-            except Exception:
-                failures += 1
-                delay = min(0.2 * 2 ** failures, 10.0)
-                log.exception("batch failed; will be redelivered", extra={
-                    "consumer": consumer.durable, "messages": len(msgs), "retry_in_s": delay})
-                verdicts = [nak(delay)] * len(msgs)
+            verdicts = await judge(msgs)
             # One after the other: an ack is a buffered publish that seldom waits, and a task per
             # message (gather) cost more than the acks themselves at thousands a second.
             unsettled, error = 0, ""
             for m, v in zip(msgs, verdicts):
                 try:
+                    if v.outcome is Outcome.TERM and v is not _TERM_RECORDED:
+                        await dead_letters.record(deadletters.of_msg(
+                            m, consumer, reason="rejected", error="terminated by its handler (see its log line)",
+                            deliveries=num_delivered(m)))
                     await settle(m, v)
                 except Exception as exc:  # connection trouble: the server redelivers after ack_wait
                     unsettled, error = unsettled + 1, str(exc) or type(exc).__name__
@@ -293,6 +397,15 @@ async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: 
         finally:
             slots.release()
 
+    async def redeclare(why: str) -> None:
+        try:
+            await declare_consumer(js, consumer, max_deliver=max_deliver, declare_streams=declare_streams)
+        except StreamMissing:
+            log.warning("waiting for stream", extra={"stream": consumer.stream.name, "consumer": consumer.durable})
+        except Exception as exc:
+            log.warning("declaring the consumer again failed", extra={
+                "consumer": consumer.durable, "why": why, "error": retry.describe(exc)})
+
     try:
         while stop is None or not stop.is_set():
             await slots.acquire()
@@ -300,14 +413,22 @@ async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: 
                 msgs = await sub.fetch(batch, timeout=1.0)
             except NatsTimeout:
                 slots.release()
+                fetch_failures.ok()
+                if loop.time() - last_seen > IDLE_CHECK_S:
+                    last_seen = loop.time()
+                    await redeclare("idle")
                 continue
             except Exception as exc:  # connection trouble: the client reconnects by itself
                 slots.release()
-                log.warning("fetch failed", extra={"consumer": consumer.durable,
-                                                   "error": str(exc) or type(exc).__name__})
-                await asyncio.sleep(min(0.2 * 2 ** failures, 5.0))
-                failures += 1
+                delay = fetch_failures.failed()
+                log.warning("fetch failed", extra={"consumer": consumer.durable, "error": retry.describe(exc),
+                                                   "retry_in_s": round(delay, 2)})
+                if isinstance(exc, PullError) or fetch_failures.count >= REDECLARE_AFTER:
+                    await redeclare(retry.describe(exc))
+                await asyncio.sleep(delay)
                 continue
+            fetch_failures.ok()
+            last_seen = loop.time()
             if concurrency == 1:
                 await process(msgs)
             else:

@@ -1,12 +1,14 @@
 """PostgreSQL access: pool with start-up retry, numbered migrations, named queries from .sql files."""
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from importlib import resources
 
 import asyncpg
+
+from libs import retry
+from libs.settings import CommonSettings
 
 log = logging.getLogger("noops.db")
 
@@ -20,9 +22,8 @@ class TaskLogUnavailable(RuntimeError):
     """PostgreSQL could not be reached or refused the statement for a transient reason."""
 
 
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-             asyncpg.exceptions.SerializationError, asyncpg.exceptions.DeadlockDetectedError,
-             asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError)
+# Errors after which the same statement may succeed later; the classification lives in libs/retry.py.
+TRANSIENT = retry.DB_TRANSIENT
 
 
 # Plan every execution with the tables as they are now.  noops' statements are few and carry
@@ -32,19 +33,33 @@ TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
 SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
-async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """Open a pool, waiting (with a clear log line, no traceback) until PostgreSQL answers."""
-    delay = 0.2
-    while True:
-        try:
-            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                             server_settings=SERVER_SETTINGS)
-        except (*TRANSIENT, asyncpg.exceptions.InvalidCatalogNameError,
-                asyncpg.exceptions.InvalidAuthorizationSpecificationError) as exc:
-            log.warning("waiting for PostgreSQL", extra={"dsn": _redact(dsn), "error": str(exc) or type(exc).__name__,
-                                                         "retry_in_s": round(delay, 2)})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max_s)
+async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_size: int = 10,
+                  command_timeout_s: float | None = 30.0, policy: retry.Policy | None = None) -> asyncpg.Pool:
+    """Open a pool, waiting (with a clear log line, no traceback) until PostgreSQL answers.
+
+    ``command_timeout_s`` bounds every statement run through the pool (asyncpg cancels it and
+    raises asyncio.TimeoutError, a transient error): a stuck lock or a network partition costs a
+    bounded wait, never a loop hung forever.  A missing database or refused credentials are waited
+    for too: at start they are most often a setup still in progress."""
+    policy = policy or retry.Policy(cap_s=retry_max_s)
+
+    def waitable(exc: BaseException) -> bool:
+        return retry.is_transient(exc) or isinstance(exc, (
+            asyncpg.exceptions.InvalidCatalogNameError, asyncpg.exceptions.InvalidAuthorizationSpecificationError))
+
+    async def attempt() -> asyncpg.Pool:
+        # A coroutine: tenacity wants one (a Pool is awaitable but not a coroutine).
+        return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                         command_timeout=command_timeout_s, server_settings=SERVER_SETTINGS)
+
+    return await policy.until_ok(attempt, what="PostgreSQL", log=log, transient=waitable,
+                                 extra={"dsn": _redact(dsn)})
+
+
+async def connect_with(common: CommonSettings, **kwargs: object) -> asyncpg.Pool:
+    """``connect`` with this process's settings (DSN, statement timeout, retry policy)."""
+    return await connect(common.db_dsn, command_timeout_s=common.db_command_timeout_s,
+                         policy=retry.Policy.for_connect(common), **kwargs)  # type: ignore[arg-type]
 
 
 def _redact(dsn: str) -> str:

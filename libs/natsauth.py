@@ -8,6 +8,7 @@ hostd ``h1`` can publish on ``noops.report.h1``: NATS enforces it, with these pe
     gateway         noops.deploy.*                              noops.endpoints.* (event stream)
     placer          noops.place.*                               noops.heartbeat.*
     registry        noops.endpoints.*  noops.deploy.*           noops.endpoints.*
+                    (stream msg get: dead letters)              $JS.EVENT.ADVISORY.CONSUMER.{MAX_DELIVERIES,MSG_TERMINATED}.>
     reconciler      noops.inventory.* (requests)                -
                     noops.deploy.*
     hostd-<host>    noops.report.<host>  noops.heartbeat.<host>  noops.inventory.<host> (replies only)
@@ -64,6 +65,11 @@ def _streams_admin() -> list[str]:
     return [f"{_JS_API}.STREAM.{op}.{s.name}" for s in subjects.STREAMS for op in ("CREATE", "UPDATE", "INFO")]
 
 
+def _stream_msg_get() -> list[str]:
+    """Read one stored message by sequence (a dead letter's payload)."""
+    return [subjects.stream_msg_get(s.name, _JS_API) for s in subjects.STREAMS]
+
+
 def consumer_permissions(consumer: subjects.Consumer) -> list[str]:
     """Create, inspect, pull from and acknowledge one durable consumer."""
     stream, name = consumer.stream.name, consumer.durable
@@ -88,9 +94,11 @@ def service(name: str) -> Identity:
                                *consumer_permissions(subjects.PLACER)),
                         (subjects.HEARTBEAT_ALL, inbox))
     if name == "registry":
+        # The registry also records dead letters of every consumer (libs/deadletters.py): it hears
+        # the server's advisories and reads the message they name back from its stream.
         return Identity(name, (subjects.ENDPOINTS_ALL, subjects.DEPLOY_ALL, *_streams_admin(),
-                               *consumer_permissions(subjects.REGISTRY)),
-                        (subjects.ENDPOINTS_ALL, inbox))
+                               *consumer_permissions(subjects.REGISTRY), *_stream_msg_get()),
+                        (subjects.ENDPOINTS_ALL, *subjects.DEAD_LETTER_ADVISORIES, inbox))
     if name == "reconciler":
         return Identity(name, (subjects.INVENTORY_ALL, subjects.DEPLOY_ALL, *_streams_admin()), (inbox,))
     raise ValueError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")

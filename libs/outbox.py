@@ -6,28 +6,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import lru_cache
 
 import asyncpg
+import nats.errors
 from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError, NotFoundError
 from prometheus_client import Counter
 
-from libs import messages, subjects
+from libs import db, deadletters, messages, retry, subjects
 
 log = logging.getLogger("noops.outbox")
 
 PUBLISHED = Counter("noops_outbox_published_total", "Outbox messages published to JetStream")
+REFUSED = Counter("noops_outbox_refused_total", "Outbox publishes refused for a non-transient reason")
+SET_ASIDE = Counter("noops_outbox_set_aside_total", "Outbox rows set aside after NOOPS_OUTBOX_MAX_ATTEMPTS refusals")
+# Room the headers (Nats-Msg-Id) and the protocol line take next to the payload, under max_payload.
+_HEADROOM = 512
 
-# The NOTIFY (below) rides in the same statement: one round trip per enqueue.
-_INSERT = ("WITH added AS (INSERT INTO outbox (subject, msg_id, payload) "
-           "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[])) "
-           "SELECT pg_notify($4, '')")
-# A relay claims the rows of each subject kind it owns (the subject's second token, a generated
-# column with an index on (kind, id): migration 0009), or every row.
-_CLAIM_KIND = ("SELECT id, subject, msg_id, payload FROM outbox WHERE kind = $2 "
-               "ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED")
-_CLAIM_ALL = "SELECT id, subject, msg_id, payload FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-_DELETE = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
+# Statements: libs/queries/outbox.sql.  Loaded once, on first use (not at import).
+@lru_cache(maxsize=1)
+def _q() -> db.Queries:
+    return db.Queries("outbox")
 
 
 # Writers NOTIFY this channel in their transaction (delivered at commit, once per transaction);
@@ -51,7 +52,7 @@ async def enqueue(conn: asyncpg.Connection, items: Iterable[tuple[str, str, mess
     """Add (subject, msg_id, message) rows, in the caller's transaction."""
     subs, ids, payloads = columns(items)
     if subs:
-        await conn.execute(_INSERT, subs, ids, payloads, CHANNEL)
+        await conn.execute(_q().insert, subs, ids, payloads, CHANNEL)
     return len(subs)
 
 
@@ -81,11 +82,18 @@ class Relay:
     publishes its rows in id order: two relays never race each other on one subject."""
 
     def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, *, subjects: Sequence[str] = (">",),
-                 batch: int = 500, poll_s: float = 1.0) -> None:
+                 batch: int = 500, poll_s: float = 1.0, policy: retry.Policy = retry.DEFAULT,
+                 max_attempts: int = 10, declare_streams: Callable[[], Awaitable[None]] | None = None,
+                 dead_letters: deadletters.Recorder | None = None) -> None:
+        """``max_attempts``: refusals (non-transient) before a row is set aside (NOOPS_OUTBOX_MAX_ATTEMPTS).
+        ``declare_streams``: called when a publish finds no stream (a NATS server that came back
+        without its store); every relay runs in a service allowed to declare them."""
         self.pool, self.js, self.batch, self.poll_s = pool, js, batch, poll_s
+        self.policy, self.max_attempts, self.declare_streams = policy, max_attempts, declare_streams
+        self.dead_letters = dead_letters or deadletters.Recorder(pool, source="outbox")
         kinds = claim_kinds(subjects)
-        self._claims: list[tuple[str, tuple]] = ([(_CLAIM_ALL, ())] if kinds is None
-                                                 else [(_CLAIM_KIND, (k,)) for k in kinds])
+        self._claims: list[tuple[str, tuple]] = ([("claim_all", ())] if kinds is None
+                                                 else [("claim_kind", (k,)) for k in kinds])
         self._more = False   # the last drain left rows behind (a claim came back full)
         self._wake = asyncio.Event()
 
@@ -98,7 +106,7 @@ class Relay:
             try:
                 listener = await self.pool.acquire()
                 await listener.add_listener(CHANNEL, self._on_notify)
-            except (asyncpg.PostgresError, OSError) as exc:  # the poll still covers every row
+            except (asyncpg.PostgresError, *retry.DB_TRANSIENT) as exc:  # the poll still covers every row
                 log.warning("outbox relay listens to no notifications; polling only",
                             extra={"error": str(exc) or type(exc).__name__, "poll_s": self.poll_s})
             await self._loop()
@@ -112,16 +120,19 @@ class Relay:
         self._wake.set()
 
     async def _loop(self) -> None:
-        failures = 0
+        failures = retry.Failures(self.policy)
         while True:
             try:
                 await self.drain_once()
-                failures = 0
+                failures.ok()
             except Exception as exc:
-                failures += 1
-                delay = min(0.1 * 2 ** failures, 5.0)
-                log.warning("outbox relay failed; retrying", extra={"error": str(exc) or type(exc).__name__,
-                                                                    "retry_in_s": delay})
+                if not retry.is_transient(exc):
+                    raise   # a bug: the supervisor logs it with its traceback and restarts the relay
+                delay = failures.failed()
+                log.warning("outbox relay failed; retrying", extra={"error": retry.describe(exc),
+                                                                    "retry_in_s": round(delay, 2)})
+                if self.declare_streams is not None and _stream_missing(exc):
+                    await self._redeclare()
                 await asyncio.sleep(delay)
                 continue
             if not self._more:
@@ -131,26 +142,93 @@ class Relay:
                     pass
                 self._wake.clear()
 
+    async def _redeclare(self) -> None:
+        assert self.declare_streams is not None
+        try:
+            await self.declare_streams()
+            log.warning("a publish found no stream; streams declared again")
+        except Exception as exc:
+            log.warning("declaring the streams failed", extra={"error": retry.describe(exc)})
+
     async def drain_once(self) -> int:
-        """Publish what is waiting, up to one batch per owned kind; returns how many rows."""
+        """Publish what is waiting, up to one batch per owned kind; returns how many rows were
+        published (rows set aside are not counted)."""
         total, self._more = 0, False
         for claim, args in self._claims:
-            n = await self._drain(claim, args)
+            n, claimed = await self._drain(getattr(_q(), claim), args)
             total += n
-            self._more |= n >= self.batch
+            self._more |= claimed >= self.batch
         return total
 
-    async def _drain(self, claim: str, args: tuple) -> int:
+    async def _drain(self, claim: str, args: tuple) -> tuple[int, int]:
+        max_payload = getattr(self.js._nc, "max_payload", 0) or 0
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(claim, self.batch, *args)
             if not rows:
-                return 0
+                return 0, 0
             # Published in id order on one connection, so order within a subject (a start then a
             # stop for one host) is kept; acks are awaited together (pipelined, not one round trip
-            # each).  Any failure leaves every row for the next try; the server drops the copies.
-            futures = [await self.js.publish_async(r["subject"], bytes(r["payload"]),
-                                                   headers={"Nats-Msg-Id": r["msg_id"]}) for r in rows]
-            await asyncio.wait_for(asyncio.gather(*futures), timeout=10.0)
-            await conn.execute(_DELETE, [r["id"] for r in rows])
-        PUBLISHED.inc(len(rows))
-        return len(rows)
+            # each).  A transient failure (NATS away, no stream) leaves every row for the next try
+            # (the server drops the copies); a refusal is counted against that row only.
+            futures: list[asyncio.Future | None] = []
+            refused: dict[int, str] = {}
+            for r in rows:
+                payload = bytes(r["payload"])
+                if max_payload and len(payload) + len(r["subject"]) + _HEADROOM > max_payload:
+                    # Checked here: nats-py raises MaxPayloadError only after taking a slot of
+                    # its publish window, which it then never gives back.
+                    refused[r["id"]] = f"payload of {len(payload)} bytes exceeds the server's max_payload ({max_payload})"
+                    futures.append(None)
+                    continue
+                try:
+                    futures.append(await self.js.publish_async(r["subject"], payload,
+                                                               headers={"Nats-Msg-Id": r["msg_id"]}))
+                except (nats.errors.MaxPayloadError, nats.errors.BadSubjectError, nats.errors.BadHeaderError) as exc:
+                    refused[r["id"]] = retry.describe(exc)
+                    futures.append(None)
+            pending = [f for f in futures if f is not None]
+            results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=10.0)
+            outcome = iter(results)
+            done: list[int] = []
+            transient: BaseException | None = None
+            for r, f in zip(rows, futures):
+                if f is None:
+                    continue
+                res = next(outcome)
+                if isinstance(res, BaseException):
+                    if retry.is_transient(res) or _stream_missing(res):
+                        # Keep this row and every later one for the retry; what was acked before goes.
+                        transient = res
+                        break
+                    refused[r["id"]] = retry.describe(res)
+                else:
+                    done.append(r["id"])
+            await conn.execute(_q().delete, done)
+            for r in rows:
+                if r["id"] in refused:
+                    await self._refused(conn, r, refused[r["id"]])
+        PUBLISHED.inc(len(done))
+        if transient is not None:
+            raise transient   # after the commit: the loop backs off (and declares streams if missing)
+        return len(done), len(rows)
+
+    async def _refused(self, conn: asyncpg.Connection, row: asyncpg.Record, reason: str) -> None:
+        REFUSED.inc()
+        attempts = row["attempts"] + 1
+        if attempts < self.max_attempts:
+            log.warning("outbox row refused; will retry", extra={
+                "id": row["id"], "subject": row["subject"], "attempts": attempts,
+                "max_attempts": self.max_attempts, "error": reason})
+            await conn.execute(_q().count_failure, row["id"], reason)
+            return
+        await conn.execute(_q().set_aside, row["id"], reason)
+        SET_ASIDE.inc()
+        await self.dead_letters.record(deadletters.DeadLetter(
+            "", "outbox", row["id"], row["subject"], "publish_refused", reason, attempts,
+            deadletters.excerpt(bytes(row["payload"]))))
+
+
+def _stream_missing(exc: BaseException) -> bool:
+    """A publish no stream answered, or the server saying the stream is gone."""
+    return isinstance(exc, (NoStreamResponseError, nats.errors.NoRespondersError)) or (
+        isinstance(exc, NotFoundError) and getattr(exc, "err_code", 0) == 10059)

@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from libs import bus, db
+from libs import bus, db, retry
 from libs import log as logsetup
+from libs.supervise import Loops, Supervisor
 from libs.settings import CommonSettings, HttpSettings, SettingsError
 
 logger = logging.getLogger("noops.service")
@@ -43,14 +44,28 @@ class Pacer:
 
 
 class Health:
-    """Readiness shared between a service's loops and its /healthz endpoint."""
+    """Readiness shared between a service's loops and its /healthz endpoint: ready, details, and
+    each supervised loop's liveness (libs/supervise.py).  A dead loop makes it answer 503."""
 
     def __init__(self) -> None:
         self.ready = False
         self.detail: dict[str, object] = {}
+        self.loops = Loops()
+
+    def body(self) -> tuple[bool, dict[str, object]]:
+        ok = self.ready and self.loops.all_alive
+        out: dict[str, object] = {"ready": ok, **self.detail}
+        if self.loops.states:
+            out["loops"] = self.loops.as_dict()
+        return ok, out
 
     def as_response(self) -> JSONResponse:
-        return JSONResponse({"ready": self.ready, **self.detail}, status_code=200 if self.ready else 503)
+        ok, body = self.body()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    def supervisor(self, policy: retry.Policy = retry.DEFAULT, **kwargs: object) -> Supervisor:
+        """A supervisor whose loops this endpoint reports."""
+        return Supervisor(self.loops, policy, **kwargs)  # type: ignore[arg-type]
 
 
 def metrics_response() -> Response:
@@ -126,11 +141,15 @@ class Backends:
     nc: NATS
     js: JetStreamContext
 
+    async def declare_streams(self) -> None:
+        """Declare the streams again (``pull_loop`` / ``Relay`` call it when they find one missing)."""
+        await bus.ensure_streams(self.js)
+
 
 async def connect_backends(common: CommonSettings, name: str) -> Backends:
     """The task log (migrated) and the bus (streams declared), each waited for with a clear log
     line, in this order: a service never consumes before the schema it writes exists."""
-    pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
+    pool = await db.connect_with(common)
     await db.migrate(pool)
     nc = await bus.connect_as(common, name)
     js = nc.jetstream()

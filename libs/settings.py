@@ -47,7 +47,28 @@ class CommonSettings:
     log_format: str = setting("json", "NOOPS_LOG_FORMAT", "`json` (one object per line) or `text`.")
     connect_retry_max_s: float = setting(
         5.0, "NOOPS_CONNECT_RETRY_MAX_S",
-        "Longest pause between attempts while waiting for NATS or PostgreSQL to come up at start.")
+        "Longest pause between attempts while waiting for NATS, PostgreSQL or Docker (connect-style waits, "
+        "libs/retry.py `Policy.for_connect`).")
+    retry_base_s: float = setting(
+        0.2, "NOOPS_RETRY_BASE_S",
+        "Retry policy of every loop (libs/retry.py): the n-th retry waits a random time between 0 and "
+        "min(NOOPS_RETRY_CAP_S, this x 2^(n-1)) seconds (exponential backoff, full jitter).")
+    retry_cap_s: float = setting(
+        10.0, "NOOPS_RETRY_CAP_S",
+        "Retry policy: the longest pause between two attempts of a loop, and the longest nak delay of a message.")
+    db_command_timeout_s: float = setting(
+        30.0, "NOOPS_DB_COMMAND_TIMEOUT_S",
+        "No SQL statement runs longer than this (asyncpg `command_timeout`); a statement that times out is a "
+        "transient error, retried like a lost connection.")
+    max_deliver: int = setting(
+        10, "NOOPS_MAX_DELIVER",
+        "A JetStream message is delivered at most this many times (consumer `max_deliver`); one whose handler "
+        "still fails is terminated and recorded as a dead letter (GET /v1/dead-letters).")
+    outbox_max_attempts: int = setting(
+        10, "NOOPS_OUTBOX_MAX_ATTEMPTS",
+        "An outbox row NATS refused this many times for a non-transient reason (payload too large, bad subject) "
+        "is set aside (table `outbox_set_aside`, with the reason) and the relay moves on. Transient errors "
+        "(NATS away) are retried without limit.")
 
 
 @dataclass(frozen=True)
@@ -61,6 +82,9 @@ class GatewaySettings:
     http: HttpSettings
     port: int = setting(8700, "NOOPS_GATEWAY_PORT", "Port of the HTTP API and web UI.")
     max_instances: int = setting(10000, "NOOPS_MAX_INSTANCES_PER_APP", "Largest `instances` an app spec may ask for.")
+    max_body_bytes: int = setting(
+        1024 * 1024, "NOOPS_GATEWAY_MAX_BODY_BYTES",
+        "Largest request body the API reads; a bigger one is refused with 413 and a JSON error body.")
     host_online_s: float = setting(
         3.0, "NOOPS_HOST_ONLINE_S",
         "The API and web UI show a host as online when its last heartbeat is at most this many seconds old.")

@@ -61,6 +61,18 @@ INVENTORY_ALL = f"{ROOT}.inventory.*"
 ENDPOINTS_ALL = f"{ROOT}.endpoints.*"
 
 
+# JetStream's own advisories (published by the server): a message delivered max_deliver times
+# without an ack, and a message a consumer terminated.  Tokens after the prefix: <stream>.<consumer>.
+ADVISORY_MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+ADVISORY_MSG_TERMINATED = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.>"
+DEAD_LETTER_ADVISORIES = (ADVISORY_MAX_DELIVERIES, ADVISORY_MSG_TERMINATED)
+
+
+def stream_msg_get(stream: str, api_prefix: str = "$JS.API") -> str:
+    """The API subject that reads one stored message of a stream by sequence (non-direct get)."""
+    return f"{api_prefix}.STREAM.MSG.GET.{stream}"
+
+
 def host_of(subject: str) -> str:
     """The host token of a per-host subject (report, heartbeat...)."""
     return subject.rsplit(".", 1)[-1]
@@ -106,7 +118,10 @@ class Consumer:
         that names it, so NATS permissions can pin the consumer to it (libs/natsauth.py)."""
         return "*" not in self.filter_subject and ">" not in self.filter_subject
 
-    def config(self) -> ConsumerConfig:
+    def config(self, *, max_deliver: int = 10) -> ConsumerConfig:
+        """``max_deliver`` (NOOPS_MAX_DELIVER): after that many deliveries the server gives up on a
+        message (a MAX_DELIVERIES advisory, recorded as a dead letter); pull_loop terminates one
+        whose handler kept raising before that."""
         return ConsumerConfig(
             name=self.durable if self.pinned else None,
             durable_name=self.durable,
@@ -115,6 +130,7 @@ class Consumer:
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self.ack_wait_s,
             max_ack_pending=10000,
+            max_deliver=max_deliver,
         )
 
 

@@ -6,22 +6,29 @@ from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
 from libs import db, outbox
+from libs.service import Health
 from libs.settings import GatewaySettings
 from services.gateway import errors
 from services.gateway.metrics import MetricsMiddleware
-from services.gateway.routes import apps, control, discovery, events, hosts, instances, ops
+from services.gateway.limits import BodyLimit
+from services.gateway.routes import apps, control, deadletters, discovery, events, hosts, instances, ops
 
 
-def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: outbox.Relay) -> FastAPI:
+def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: outbox.Relay, *,
+               health: Health | None = None) -> FastAPI:
     app = FastAPI(title="noops gateway", version="1", docs_url="/docs", redoc_url=None)
     app.state.settings = settings
+    app.state.health = health or Health()   # the gateway's supervised loops (the outbox relay)
     app.state.pool = pool
     app.state.nc = nc
     app.state.relay = relay
-    app.state.queries = db.Queries("gateway", "control")
+    app.state.queries = db.Queries("gateway", "control", "deadletters")
     app.state.ui_html = ops.load_ui()
     errors.install(app)
-    for module in (apps, instances, hosts, control, discovery, events, ops):
+    for module in (apps, instances, hosts, control, discovery, events, deadletters, ops):
         app.include_router(module.router)
+    # The last added is the outermost: metrics see every answer, 413s included; the body limit
+    # stands before FastAPI, so an oversized body is refused before anything parses it.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     return app

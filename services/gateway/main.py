@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import logging
 
-from libs import bus, db, natsauth, outbox, settings
-from libs.service import run_service, serve_http
+from libs import bus, db, natsauth, outbox, retry, settings
+from libs.service import Health, run_service, serve_http
 from libs.settings import GatewaySettings
 from services.gateway.app import create_app
 
@@ -20,19 +20,25 @@ CLOSE_TIMEOUT_S = 5.0
 
 async def main(cfg: GatewaySettings) -> None:
     common = cfg.common
+    policy = retry.Policy.from_settings(common)
+    health = Health()
     async with contextlib.AsyncExitStack() as stack:
-        pool = await db.connect(common.db_dsn, retry_max_s=common.connect_retry_max_s)
+        pool = await db.connect_with(common)
         stack.push_async_callback(_close_pool, pool)
         await db.migrate(pool)
         nc = await bus.connect_as(common, "gateway")
         stack.push_async_callback(nc.close)
         js = nc.jetstream()
         await bus.ensure_streams(js)
-        relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("gateway"))
-        relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
+        relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("gateway"), policy=policy,
+                             max_attempts=common.outbox_max_attempts, declare_streams=lambda: bus.ensure_streams(js))
+        # The relay restarts with the policy's backoff if it crashes; /healthz shows it (503 if dead).
+        sup = health.supervisor(policy)
+        relay_task = sup.start("outbox-relay", relay.run)
         stack.push_async_callback(_cancel, relay_task)
+        health.ready = True
         log.info("gateway listening", extra={"host": cfg.http.http_host, "port": cfg.port})
-        await serve_http(create_app(cfg, pool, nc, relay), cfg.http.http_host, cfg.port)
+        await serve_http(create_app(cfg, pool, nc, relay, health=health), cfg.http.http_host, cfg.port)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

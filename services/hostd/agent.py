@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 from nats.aio.msg import Msg
 
-from libs import bus, messages
+from libs import bus, messages, retry
 from services.hostd import containers as ct
 from services.hostd import metrics
 from services.hostd.health import Verdict
@@ -59,8 +59,8 @@ class KeyedLocks:
 
 
 def retry_delay(num_delivered: int) -> float:
-    """Per-message exponential backoff for a transient failure: 0.5s, 1s, 2s ... capped at 30s."""
-    return min(0.5 * 2 ** max(num_delivered - 1, 0), 30.0)
+    """Per-message backoff for a transient failure: the one retry policy (libs/retry.py)."""
+    return retry.DEFAULT.backoff(num_delivered)
 
 
 class Agent:

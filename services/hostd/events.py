@@ -10,6 +10,7 @@ import asyncio
 import logging
 from typing import Any
 
+from libs import retry
 from services.hostd import metrics
 from services.hostd.agent import Agent
 from services.hostd.containers import LABEL_INSTANCE
@@ -33,16 +34,17 @@ def event_time(event: dict[str, Any], default: float) -> float:
 
 
 async def watch_deaths(runtime: ContainerRuntime, agent: Agent, *, since: float,
-                       retry_max_s: float = 5.0) -> None:
+                       retry_max_s: float = 5.0, policy: retry.Policy | None = None) -> None:
     """Run until cancelled.  ``since``: unix time to replay from; main takes it before adoption,
     so a container dying between the adoption listing and the first event is not missed."""
-    delay = 0.2
+    failures = retry.Failures(policy or retry.Policy(cap_s=retry_max_s))
+    delay = failures.failed()
     pending: set[asyncio.Task[None]] = set()
     try:
         while True:
             try:
                 async for event in runtime.die_events(agent.owner, since):
-                    delay = 0.2
+                    failures.ok()
                     since = event_time(event, since)
                     key = die_key(event)
                     if key is None:
@@ -58,7 +60,7 @@ async def watch_deaths(runtime: ContainerRuntime, agent: Agent, *, since: float,
                                                                            "retry_in_s": round(delay, 2)})
             metrics.EVENT_RECONNECTS.inc()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max_s)
+            delay = failures.failed()
     finally:
         for task in pending:
             task.cancel()

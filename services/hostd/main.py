@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
-from libs import bus, settings, subjects
+from libs import bus, retry, settings, subjects
 from libs.service import Health, run_ops_server, run_service
 from libs.settings import HostdSettings, SettingsError
 from services.hostd.agent import Agent
@@ -87,7 +87,9 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         # may not); the placements consumer waits for its stream (bus.ensure_consumer).
         js = nc.jetstream()
 
-        runtime = await connect_docker(cfg.docker_url, retry_max_s=cfg.common.connect_retry_max_s)
+        policy = retry.Policy.from_settings(cfg.common)
+        connect_policy = retry.Policy.for_connect(cfg.common)
+        runtime = await connect_docker(cfg.docker_url, policy=connect_policy)
         stack.push_async_callback(runtime.close)
 
         network = Network(host=host, parent=cfg.parent, vlan=cfg.vlan, mode=cfg.ipam, pool_gateway=cfg.pool_gateway,
@@ -111,18 +113,18 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         stack.push_async_callback(inventory.unsubscribe)
 
         stop = asyncio.Event()
-        placements = asyncio.create_task(
-            bus.pull_loop(js, subjects.hostd_consumer(host), agent.handle_batch, batch=FETCH_BATCH, stop=stop,
-                          concurrency=FETCH_CONCURRENCY),
-            name="hostd-placements")
+        # Supervised (libs/supervise.py): a crashed loop restarts with the retry policy's backoff
+        # and shows on /healthz; the tasks below end only when their loop stopped for good.
+        sup = health.supervisor(policy)
+        placements = sup.start("placements", lambda: bus.pull_loop(
+            js, subjects.hostd_consumer(host), agent.handle_batch, batch=FETCH_BATCH, stop=stop,
+            concurrency=FETCH_CONCURRENCY, policy=policy, max_deliver=cfg.common.max_deliver))
         others = [
-            asyncio.create_task(heartbeat_loop(nc, runtime, host=host, owner=agent.owner, offer=machine_offer(cfg),
-                                               interval_s=cfg.heartbeat_interval_s, clock=clock,
-                                               capacity=make_capacity(cfg, volumes), ipam=cfg.ipam),
-                                name="hostd-heartbeat"),
-            asyncio.create_task(network.renew_loop(), name="hostd-leases"),
-            asyncio.create_task(watch_deaths(runtime, agent, since=since, retry_max_s=cfg.common.connect_retry_max_s),
-                                name="hostd-events"),
+            sup.start("heartbeat", lambda: heartbeat_loop(
+                nc, runtime, host=host, owner=agent.owner, offer=machine_offer(cfg), interval_s=cfg.heartbeat_interval_s,
+                clock=clock, capacity=make_capacity(cfg, volumes), ipam=cfg.ipam)),
+            sup.start("leases", network.renew_loop),
+            sup.start("docker-events", lambda: watch_deaths(runtime, agent, since=since, policy=connect_policy)),
         ]
         stack.push_async_callback(_stop_loops, stop, placements, others, grace_s=cfg.stop_timeout_s + 5.0)
 

@@ -18,6 +18,8 @@ from aiodocker.events import DockerEvents
 
 from services.hostd.containers import ContainerInfo, info_from_inspect, info_from_list
 
+from libs import retry
+
 log = logging.getLogger("noops.hostd.runtime")
 
 # aiodocker reports "could not connect to the engine" as a DockerError with this made-up status.
@@ -205,21 +207,20 @@ class DockerRuntime:
         await self._docker.close()
 
 
-async def connect_docker(url: str, *, retry_max_s: float = 5.0) -> DockerRuntime:
+async def connect_docker(url: str, *, retry_max_s: float = 5.0, policy: retry.Policy | None = None) -> DockerRuntime:
     """Open the engine, waiting with a clear log line (no traceback) until it answers."""
-    delay = 0.2
-    while True:
-        docker: aiodocker.Docker | None = None
+    policy = policy or retry.Policy(cap_s=retry_max_s)
+
+    async def attempt() -> DockerRuntime:
+        docker = aiodocker.Docker(url=url or None)
         try:
-            docker = aiodocker.Docker(url=url or None)
             runtime = DockerRuntime(docker)
             version = await runtime.version()
-            log.info("docker engine answers", extra={"docker_version": version})
-            return runtime
-        except (RuntimeUnavailable, RuntimeRefused, ValueError) as exc:
-            log.warning("waiting for Docker", extra={"url": url or "default socket", "error": str(exc),
-                                                     "retry_in_s": round(delay, 2)})
-            if docker is not None:
-                await docker.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, retry_max_s)
+        except BaseException:
+            await docker.close()
+            raise
+        log.info("docker engine answers", extra={"docker_version": version})
+        return runtime
+
+    return await policy.until_ok(attempt, what="Docker", log=log, extra={"url": url or "default socket"},
+                                 transient=lambda exc: isinstance(exc, (RuntimeUnavailable, RuntimeRefused, ValueError)))

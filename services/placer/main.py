@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge
 
-from libs import bus, db, messages, natsauth, outbox, subjects
-from libs.service import Health, Pacer, connect_backends, run_ops_server, run_service
+from libs import bus, db, deadletters, messages, natsauth, outbox, retry, subjects
+from libs.service import Backends, Health, Pacer, connect_backends, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
 from services.placer import liveness, silence
 from services.placer.commit import Committer, Deposed
@@ -208,37 +208,48 @@ class Placer:
         self._resync_now.set()
 
 
-async def lead(settings: PlacerSettings, pool, nc, js, queries: db.Queries, leadership: Leadership,
-               health: Health, token: int) -> None:
+async def lead(settings: PlacerSettings, b: Backends, queries: db.Queries, leadership: Leadership,
+               health: Health, token: int, policy: retry.Policy) -> None:
+    pool, nc, js, common = b.pool, b.nc, b.js, settings.common
     committer = Committer(pool, queries, heartbeat_grace_s=settings.heartbeat_grace_s)
     committer.token = token
-    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("placer"))
+    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("placer"), policy=policy,
+                         max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
     placer = Placer(settings, pool, committer, relay, queries)
     ears = silence.Ears()
     sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back, ears=ears)
     sub = await nc.subscribe(subjects.HEARTBEAT_ALL, cb=sink.handle)
-    tasks = [asyncio.create_task(c) for c in (
-        relay.run(), sink.run(HEARTBEAT_FLUSH_S), placer.worker(), placer.resync_loop(), placer.liveness_loop(nc, ears),
-        bus.pull_loop(js, subjects.PLACER, placer.handle_batch), leadership.watch())]
+    # A crashed loop restarts with the policy's backoff; losing leadership (Deposed from the
+    # committer, LostLeadership from the watch) is escalated instead: the caller steps down.
+    sup = health.supervisor(policy, escalate=(Deposed, LostLeadership))
+    sup.start("outbox-relay", relay.run)
+    sup.start("heartbeats", lambda: sink.run(HEARTBEAT_FLUSH_S))
+    sup.start("worker", placer.worker)
+    sup.start("resync", placer.resync_loop)
+    sup.start("liveness", lambda: placer.liveness_loop(nc, ears))
+    sup.start("deploy-requests", lambda: bus.pull_loop(
+        js, subjects.PLACER, placer.handle_batch, policy=policy, max_deliver=common.max_deliver,
+        dead_letters=deadletters.Recorder(pool, source="placer"), declare_streams=b.declare_streams))
+    sup.start("leadership", leadership.watch, restart=False)
     health.detail.update(role="leader", fence=token)
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            t.result()
+        await sup.wait()
     finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await sup.cancel()
         await sub.unsubscribe()
+        # A standby runs none of the leader's loops: they are not dead, just not ours now.
+        for name in ("outbox-relay", "heartbeats", "worker", "resync", "liveness", "deploy-requests", "leadership"):
+            health.loops.states.pop(name, None)
         health.detail.update(role="standby")
 
 
 async def main(settings: PlacerSettings) -> None:
     health = Health()
-    tasks = [asyncio.create_task(run_ops_server(health, settings.http, settings.port))]
     common = settings.common
+    policy = retry.Policy.from_settings(common)
+    ops = health.supervisor(policy)
+    ops.start("ops", lambda: run_ops_server(health, settings.http, settings.port), restart=False)
     b = await connect_backends(common, "placer")
-    pool, nc, js = b.pool, b.nc, b.js
     queries = db.Queries("placer")
     holder = f"{socket.gethostname()}:{settings.port}"
     leadership = Leadership(common.db_dsn, queries, holder, retry_max_s=common.connect_retry_max_s)
@@ -248,16 +259,20 @@ async def main(settings: PlacerSettings) -> None:
         while True:
             token = await leadership.acquire()
             try:
-                await lead(settings, pool, nc, js, queries, leadership, health, token)
+                await lead(settings, b, queries, leadership, health, token, policy)
             except (LostLeadership, Deposed) as exc:
                 log.warning("stepping down", extra={"reason": str(exc)})
                 await leadership.release()
+            else:
+                # A leader's loop ended without error (none should): step down rather than lead
+                # with a part missing; the next acquire starts them all again.
+                log.error("a leader loop ended; stepping down")
+                await leadership.release()
     finally:
-        for t in tasks:
-            t.cancel()
+        await ops.cancel()
         await leadership.release()
-        await nc.close()
-        await pool.close()
+        await b.nc.close()
+        await b.pool.close()
 
 
 def run() -> None:

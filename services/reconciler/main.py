@@ -17,7 +17,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from prometheus_client import Gauge
 
-from libs import db, messages, natsauth, outbox, subjects
+from libs import db, messages, natsauth, outbox, retry, subjects
 from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import ReconcilerSettings, load
 from services.reconciler.diff import Placed, Report, diff
@@ -68,30 +68,40 @@ async def release_lb_ports(pool, q: db.Queries, retain_s: float) -> list[str]:
     return freed
 
 
+async def rounds(settings: ReconcilerSettings, pool, q: db.Queries, nc: NATS, repair: MissingRepair,
+                 health: Health) -> None:
+    """Every interval: one inventory round, its repairs, the load-balancer ports to free."""
+    while True:
+        try:
+            report = await one_round(pool, q, nc, settings.inventory_timeout_s)
+            health.detail = {"drift": dict(report.counts)}
+            await repair.apply(report.drift)
+            await release_lb_ports(pool, q, settings.lb_port_retain_s)
+        except db.TRANSIENT as exc:   # the next round is the retry: it comes at the usual interval
+            log.warning("round failed; will retry", extra={"error": str(exc) or type(exc).__name__})
+        await asyncio.sleep(settings.interval_s)
+
+
 async def main(settings: ReconcilerSettings) -> None:
+    common = settings.common
+    policy = retry.Policy.from_settings(common)
     health = Health()
-    ops = asyncio.create_task(run_ops_server(health, settings.http, settings.port))
-    b = await connect_backends(settings.common, "reconciler")
+    sup = health.supervisor(policy)
+    sup.start("ops", lambda: run_ops_server(health, settings.http, settings.port), restart=False)
+    b = await connect_backends(common, "reconciler")
     pool, nc, js = b.pool, b.nc, b.js
     q = db.Queries("reconciler")
-    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("reconciler"))
-    relay_task = asyncio.create_task(relay.run())
+    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("reconciler"), policy=policy,
+                         max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
+    sup.start("outbox-relay", relay.run)
     repair = MissingRepair(pool, q, relay)
+    sup.start("rounds", lambda: rounds(settings, pool, q, nc, repair, health))
     health.ready = True
     log.info("reconciler ready")
     try:
-        while True:
-            try:
-                report = await one_round(pool, q, nc, settings.inventory_timeout_s)
-                health.detail = {"drift": dict(report.counts)}
-                await repair.apply(report.drift)
-                await release_lb_ports(pool, q, settings.lb_port_retain_s)
-            except db.TRANSIENT as exc:
-                log.warning("round failed; will retry", extra={"error": str(exc) or type(exc).__name__})
-            await asyncio.sleep(settings.interval_s)
+        await sup.wait()
     finally:
-        ops.cancel()
-        relay_task.cancel()
+        await sup.cancel()
         await nc.close()
         await pool.close()
 

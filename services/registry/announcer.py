@@ -15,7 +15,7 @@ import logging
 import asyncpg
 from prometheus_client import Counter
 
-from libs import endpoints, outbox
+from libs import endpoints, outbox, retry
 from libs.service import Pacer
 
 log = logging.getLogger("noops.registry")
@@ -25,19 +25,19 @@ PUBLISHED = Counter("noops_registry_endpoint_events_total", "EndpointsChanged ev
 
 class Announcer:
     def __init__(self, pool: asyncpg.Pool, relay: outbox.Relay, *, poll_s: float = 1.0,
-                 min_gap_s: float = 0.05) -> None:
+                 min_gap_s: float = 0.05, policy: retry.Policy = retry.DEFAULT) -> None:
         # min_gap_s: rounds start at most this often.  A round per report batch (hundreds a
         # second under load) competed with the batches themselves for the process and the task
         # log; the sinks do not wait for announcements (the fan-out reads after each commit), so
         # subscribers see a change at most this much later, with more changes per event.
-        self.pool, self.relay, self.poll_s, self.min_gap_s = pool, relay, poll_s, min_gap_s
+        self.pool, self.relay, self.poll_s, self.min_gap_s, self.policy = pool, relay, poll_s, min_gap_s, policy
         self._wake = asyncio.Event()
 
     def kick(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
-        failures = 0
+        failures = retry.Failures(self.policy)
         pacer = Pacer(self.min_gap_s)
         while True:
             try:
@@ -49,12 +49,11 @@ class Announcer:
             self._wake.clear()
             try:
                 await self.announce_once()
-                failures = 0
-            except Exception as exc:   # the task log is away: the marks stay, back off
-                failures += 1
-                delay = min(0.1 * 2 ** failures, 5.0)
-                log.warning("announcing endpoints failed; retrying", extra={"error": str(exc) or type(exc).__name__,
-                                                                           "retry_in_s": delay})
+                failures.ok()
+            except retry.TRANSIENT as exc:   # the task log is away: the marks stay, back off
+                delay = failures.failed()
+                log.warning("announcing endpoints failed; retrying", extra={"error": retry.describe(exc),
+                                                                           "retry_in_s": round(delay, 2)})
                 await asyncio.sleep(delay)
                 self._wake.set()
 

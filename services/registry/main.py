@@ -5,10 +5,9 @@
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from libs import bus, db, natsauth, outbox, subjects
+from libs import bus, db, deadletters, natsauth, outbox, retry, subjects
 from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import RegistrySettings, load
 from services.registry.announcer import Announcer
@@ -26,12 +25,21 @@ REPORT_BATCH = 1000
 
 
 async def main(settings: RegistrySettings) -> None:
+    common = settings.common
+    policy = retry.Policy.from_settings(common)
     health = Health()
-    tasks = [asyncio.create_task(run_ops_server(health, settings.http, settings.port))]
-    b = await connect_backends(settings.common, "registry")
+    sup = health.supervisor(policy)
+    sup.start("ops", lambda: run_ops_server(health, settings.http, settings.port), restart=False)
+    b = await connect_backends(common, "registry")
     pool, nc, js = b.pool, b.nc, b.js
-    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("registry"))
-    announcer = Announcer(pool, relay)
+    # Dead letters of every consumer, hostd's included (hostd has no task log): the server's
+    # advisories, recorded here (libs/deadletters.py; permissions in libs/natsauth.py).
+    recorder = deadletters.Recorder(pool, source="registry")
+    advisories = deadletters.AdvisoryRecorder(nc, js, recorder)
+    await advisories.start()
+    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("registry"), policy=policy,
+                         max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
+    announcer = Announcer(pool, relay, policy=policy)
     records = Records(pool, db.Queries("registry"), relay, announcer)
     handler: bus.BatchHandler = records.handle_batch
     # Fan-out (sinks/fanout.py): fed after each committed report batch, by noops.endpoints.*
@@ -40,20 +48,24 @@ async def main(settings: RegistrySettings) -> None:
     runners = sink_setup.runners(sink_setup.build_sinks(settings), settings)
     if runners:
         fanout = Fanout(pool, db.Queries("registry"), runners, lb_bind_host=settings.lb_bind_host,
-                        lb_port_range=settings.lb_port_range(), resync_s=settings.sinks_resync_s)
+                        lb_port_range=settings.lb_port_range(), resync_s=settings.sinks_resync_s, policy=policy)
         await nc.subscribe(subjects.ENDPOINTS_ALL, cb=fanout.on_endpoints)
         handler = fanout.feeding(handler)
-        tasks += [asyncio.create_task(fanout.run()), *(asyncio.create_task(r.run()) for r in runners)]
-    tasks += [asyncio.create_task(relay.run()), asyncio.create_task(announcer.run()),
-              asyncio.create_task(bus.pull_loop(js, subjects.REGISTRY, handler,
-                                                batch=REPORT_BATCH, concurrency=REPORT_BATCHES_IN_FLIGHT))]
+        sup.start("fanout", fanout.run)
+        for r in runners:
+            sup.start(f"sink-{r.name}", r.run)
+    sup.start("outbox-relay", relay.run)
+    sup.start("announcer", announcer.run)
+    sup.start("reports", lambda: bus.pull_loop(
+        js, subjects.REGISTRY, handler, batch=REPORT_BATCH, concurrency=REPORT_BATCHES_IN_FLIGHT, policy=policy,
+        max_deliver=common.max_deliver, dead_letters=recorder, declare_streams=b.declare_streams))
     health.ready = True
     log.info("registry ready")
     try:
-        await asyncio.gather(*tasks)
+        await sup.wait()
     finally:
-        for t in tasks:
-            t.cancel()
+        await sup.cancel()
+        await advisories.stop()
         await nc.close()
         await pool.close()
 

@@ -21,14 +21,18 @@ def load_ui() -> str:
 
 
 @router.get("/healthz")
-async def healthz(pool: PoolDep, q: QueriesDep, nc: NatsDep) -> JSONResponse:
+async def healthz(request: Request, pool: PoolDep, q: QueriesDep, nc: NatsDep) -> JSONResponse:
     # Checked live on every call: a gateway whose database went away must stop looking ready.
     try:
         db_ok = await asyncio.wait_for(pool.fetchval(q.ping), PING_TIMEOUT_S) == 1
     except (*db.TRANSIENT, asyncio.TimeoutError):
         db_ok = False
-    ready = db_ok and nc.is_connected
-    return JSONResponse({"ready": ready, "db": db_ok, "nats": nc.is_connected}, status_code=200 if ready else 503)
+    loops = request.app.state.health.loops
+    ready = db_ok and nc.is_connected and loops.all_alive
+    body = {"ready": ready, "db": db_ok, "nats": nc.is_connected}
+    if loops.states:
+        body["loops"] = loops.as_dict()
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics")

@@ -22,7 +22,7 @@ import asyncpg
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Histogram
 
-from libs import bus, endpoints, messages
+from libs import bus, endpoints, messages, retry
 from libs.db import Queries
 from libs.messages import Endpoint
 from services.registry.sinks.model import AppState, LbPort
@@ -38,8 +38,8 @@ NO_PORT = Counter("noops_registry_lb_ports_exhausted_total", "Port names left wi
 class Fanout:
     def __init__(self, pool: asyncpg.Pool, queries: Queries, runners: Sequence[SinkRunner], *,
                  lb_bind_host: str, lb_port_range: tuple[int, int], resync_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.pool, self.q, self.runners = pool, queries, list(runners)
+                 clock: Callable[[], float] = time.monotonic, policy: retry.Policy = retry.DEFAULT) -> None:
+        self.pool, self.q, self.runners, self.policy = pool, queries, list(runners), policy
         self.lb_bind_host, self.lb_port_range, self.resync_s, self.clock = lb_bind_host, lb_port_range, resync_s, clock
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -87,7 +87,7 @@ class Fanout:
     # ------------------------------------------------------------------ loop
     async def run(self) -> None:
         next_full = self.clock()
-        failures = 0
+        failures = retry.Failures(self.policy)
         while True:
             timeout = max(next_full - self.clock(), 0.0)
             if not self._dirty and not self._resync_now:
@@ -113,12 +113,11 @@ class Fanout:
                         raise
                     for r in self.runners:
                         r.submit(changes)
-                failures = 0
-            except Exception as exc:   # the task log is away: keep the keys, back off
-                failures += 1
-                delay = min(0.1 * 2 ** failures, 5.0)
-                log.warning("fan-out read failed; retrying", extra={"error": str(exc) or type(exc).__name__,
-                                                                   "retry_in_s": delay})
+                failures.ok()
+            except retry.TRANSIENT as exc:   # the task log is away: keep the keys, back off
+                delay = failures.failed()
+                log.warning("fan-out read failed; retrying", extra={"error": retry.describe(exc),
+                                                                   "retry_in_s": round(delay, 2)})
                 self._resync_now = True
                 await asyncio.sleep(delay)
 

@@ -59,15 +59,17 @@ def test_load_settings_refuses(env: dict[str, str], message: str) -> None:
         load_settings(env)
 
 
-@pytest.mark.parametrize(("delivered", "delay"), [
-    pytest.param(1, 0.5, id="first"),
-    pytest.param(2, 1.0, id="second"),
-    pytest.param(4, 4.0, id="fourth"),
-    pytest.param(50, 30.0, id="capped"),
-    pytest.param(0, 0.5, id="unknown"),
+@pytest.mark.parametrize(("delivered", "ceiling"), [
+    pytest.param(1, 0.2, id="first"),
+    pytest.param(2, 0.4, id="second"),
+    pytest.param(4, 1.6, id="fourth"),
+    pytest.param(50, 10.0, id="capped"),
+    pytest.param(0, 0.2, id="unknown"),
 ])
-def test_retry_delay(delivered: int, delay: float) -> None:
-    assert agent.retry_delay(delivered) == delay
+def test_retry_delay_is_the_policys_jittered_backoff(delivered: int, ceiling: float) -> None:
+    delays = [agent.retry_delay(delivered) for _ in range(200)]
+    assert all(0 <= d <= ceiling for d in delays)
+    assert max(delays) > ceiling / 2   # full jitter spreads over the whole range
 
 
 @pytest.mark.parametrize(("event", "key"), [

@@ -71,6 +71,22 @@ def test_services_have_what_they_need_and_no_more(service: str, publishes: list[
     assert all(allowed(ident.publish, f"$JS.API.STREAM.CREATE.{s.name}") for s in subjects.STREAMS)
 
 
+def test_only_the_registry_records_dead_letters() -> None:
+    """The registry hears the server's advisories about every consumer's dead letters and reads
+    the messages they name back; no other identity (hostd least of all) may."""
+    advisories = ["$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.NOOPS_PLACEMENTS.hostd-h1",
+                  "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.NOOPS_DEPLOY.placer"]
+    gets = [f"$JS.API.STREAM.MSG.GET.{s.name}" for s in subjects.STREAMS]
+    registry = natsauth.service("registry")
+    assert all(allowed(registry.subscribe, a) for a in advisories)
+    assert all(allowed(registry.publish, g) for g in gets)
+    assert not allowed(registry.publish, "$JS.API.STREAM.MSG.DELETE.NOOPS_REPORTS")
+    assert not allowed(registry.subscribe, "$JS.EVENT.ADVISORY.STREAM.CREATED.NOOPS_REPORTS")
+    for other in [*(natsauth.service(s) for s in natsauth.SERVICES if s != "registry"), H1]:
+        assert not any(allowed(other.subscribe, a) for a in advisories)
+        assert not any(allowed(other.publish, g) for g in gets)
+
+
 def test_no_one_but_the_admin_may_publish_reports_of_any_host() -> None:
     others = [natsauth.service(s) for s in natsauth.SERVICES]
     assert not any(allowed(i.publish, subjects.report("h9")) for i in [*others, H1])

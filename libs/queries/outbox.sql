@@ -1,0 +1,29 @@
+-- Named queries of the transactional outbox (libs/outbox.py).
+
+-- name: insert
+-- The NOTIFY rides in the same statement: one round trip per enqueue.
+WITH added AS (INSERT INTO outbox (subject, msg_id, payload)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]))
+SELECT pg_notify($4, '');
+
+-- name: claim_kind
+-- A relay claims the rows of each subject kind it owns (the subject's second token, a generated
+-- column with an index on (kind, id): migration 0009).
+SELECT id, subject, msg_id, payload, attempts FROM outbox WHERE kind = $2
+ ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED;
+
+-- name: claim_all
+SELECT id, subject, msg_id, payload, attempts FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED;
+
+-- name: delete
+DELETE FROM outbox WHERE id = ANY($1::bigint[]);
+
+-- name: count_failure
+UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1;
+
+-- name: set_aside
+-- The row moves, payload and all, so an operator can look at it (or re-insert it) later.
+WITH moved AS (DELETE FROM outbox WHERE id = $1 RETURNING id, subject, msg_id, payload, created_at, attempts)
+INSERT INTO outbox_set_aside (id, subject, msg_id, payload, created_at, attempts, reason)
+SELECT id, subject, msg_id, payload, created_at, attempts + 1, $2 FROM moved
+ON CONFLICT (id) DO NOTHING;
