@@ -318,7 +318,9 @@ async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: 
     """Fetch batches from a durable pull consumer and hand them to ``handler``.
 
     The handler returns one verdict per message, after its writes committed; acks follow.
-    When the handler raises on a batch, its messages are handled again one by one, so one poison
+    While the handler raises a transient error (task log or NATS away) the batch is held and
+    tried again in place with the policy's backoff, so an outage costs no delivery count.
+    When the handler raises otherwise on a batch, its messages are handled again one by one, so one poison
     message does not nak its neighbours; a message whose handler still raises is nak'ed with the
     policy's backoff for its delivery count, and terminated (and recorded as a dead letter) on its
     ``max_deliver``-th delivery.  A TERM verdict is recorded as a dead letter too.
@@ -354,20 +356,39 @@ async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: 
             "error": retry.describe(exc), "retry_in_s": round(delay, 2)})
         return nak(delay)
 
+    async def hold(msgs: list[Msg]) -> list[Verdict] | Exception:
+        """The handler's verdicts, trying again in place while it fails transiently: the task log
+        or NATS is away, every message would fail alike, and a redelivery would count towards
+        max_deliver -- a database outage of a minute must not turn good messages into dead
+        letters.  The server is told they are in progress, so it does not hand them out again."""
+        attempt = 0
+        while True:
+            try:
+                return list(await handler(msgs))
+            except Exception as exc:
+                if not retry.is_transient(exc):
+                    return exc
+                attempt += 1
+                delay = policy.backoff(attempt)
+                log.warning("batch failed for now; holding it and trying again", extra={
+                    "consumer": consumer.durable, "messages": len(msgs), "error": retry.describe(exc),
+                    "attempt": attempt, "retry_in_s": round(delay, 2)})
+                for m in msgs:
+                    with contextlib.suppress(Exception):   # NATS away: it redelivers after ack_wait
+                        await m.in_progress()
+                await asyncio.sleep(delay)
+                if stop is not None and stop.is_set():
+                    return [nak(delay)] * len(msgs)
+
     async def judge(msgs: list[Msg]) -> list[Verdict]:
-        try:
-            return list(await handler(msgs))
-        except Exception as exc:
-            if len(msgs) == 1:
-                return [await failed(msgs[0], exc)]
-            if retry.is_transient(exc):
-                # The task log or NATS is away: every message would fail alike, so one by one
-                # would only multiply the attempts.  Each is nak'ed for its own delivery count.
-                log.warning("batch failed; will be redelivered", extra={
-                    "consumer": consumer.durable, "messages": len(msgs), "error": retry.describe(exc)})
-                return [await failed(m, exc) for m in msgs]
-            log.warning("batch failed; handling its messages one by one", exc_info=exc, extra={
-                "consumer": consumer.durable, "messages": len(msgs), "error": retry.describe(exc)})
+        got = await hold(msgs)
+        if not isinstance(got, Exception):
+            return got
+        exc = got
+        if len(msgs) == 1:
+            return [await failed(msgs[0], exc)]
+        log.warning("batch failed; handling its messages one by one", exc_info=exc, extra={
+            "consumer": consumer.durable, "messages": len(msgs), "error": retry.describe(exc)})
         out: list[Verdict] = []
         for m in msgs:
             try:

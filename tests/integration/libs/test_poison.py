@@ -68,6 +68,39 @@ async def test_a_poison_message_is_terminated_and_recorded_while_the_next_is_han
         await pool.execute("DELETE FROM dead_letters WHERE consumer = $1", consumer.durable)
 
 
+async def test_a_backend_outage_holds_the_batch_and_costs_no_delivery(pool, nc, uid):
+    """The handler fails transiently (as during a database outage) more times than max_deliver
+    allows: the messages are held and handled once it recovers, none becomes a dead letter."""
+    js = nc.jetstream()
+    app = f"outage-{uid}"
+    consumer = subjects.Consumer(subjects.ENDPOINTS, f"outage-{uid}", subjects.endpoints(app))
+    handled: list[int] = []
+    failures = 0
+
+    async def handler(msgs):
+        nonlocal failures
+        if failures < 6:
+            failures += 1
+            raise ConnectionRefusedError("the task log is away")
+        handled.extend(_seq(m) for m in msgs)
+        return [bus.ACK] * len(msgs)
+
+    stop = asyncio.Event()
+    await _publish(js, app, range(2))
+    loop = asyncio.create_task(bus.pull_loop(js, consumer, handler, stop=stop, policy=FAST, max_deliver=3,
+                                             dead_letters=deadletters.Recorder(pool, source="test")))
+    try:
+        await eventually(lambda: sorted(handled) == [0, 1], timeout=10, what="both handled after the outage")
+        info = await js.consumer_info(subjects.ENDPOINTS.name, consumer.durable)
+        assert info.num_redelivered == 0
+        assert await _dead_letter(pool, consumer.durable) is None
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 10)
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(subjects.ENDPOINTS.name, consumer.durable)
+
+
 async def test_an_existing_consumer_gets_the_new_max_deliver(nc, uid):
     js = nc.jetstream()
     consumer = subjects.Consumer(subjects.ENDPOINTS, f"upd-{uid}", subjects.endpoints(f"upd-{uid}"))
