@@ -187,7 +187,15 @@ class HostdSettings:
     state_dir: str = setting(
         "/var/lib/noops/hostd", "NOOPS_HOSTD_STATE_DIR",
         "hostd's own state on the host (one sub-directory per cluster and host): the DHCP lease journal, so a "
-        "lease whose container ended while hostd was down is still released.")
+        "lease whose container ended while hostd was down is still released; and the tombstones of ended "
+        "instances. Empty: nothing is kept on disk.")
+    tombstones_max: int = setting(
+        10_000, "NOOPS_HOSTD_TOMBSTONES_MAX",
+        "Most ended instances (stopped, failed) hostd remembers, so a late or redelivered start for one of them "
+        "is ignored instead of recreating it; the oldest are forgotten first.")
+    tombstone_ttl_s: float = setting(
+        7 * 86400.0, "NOOPS_HOSTD_TOMBSTONE_TTL_S",
+        "Seconds an ended instance is remembered (far longer than any JetStream redelivery of its start).")
     loop_dir: str = setting(
         "/var/lib/noops/volumes", "NOOPS_HOSTD_LOOP_DIR",
         "Driver `loop`: directory for image files (one sub-directory per cluster and host); also LVM mount points.")

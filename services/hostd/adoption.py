@@ -63,10 +63,10 @@ class Adoption(AgentState):
             except Exception as exc:
                 await self._rt.remove(info.id)
                 await self.network.detach(info.instance)
-                await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
+                await self._tell(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
                                         container_id=info.id, reason=net.failure(exc, self.host))
                 return
-            await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
+            await self._tell(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
                                     container_id=info.id, **addr(att))  # type: ignore[arg-type]
             self._watch(full, ct.health_checks(full))
         elif info.state in ("exited", "dead"):

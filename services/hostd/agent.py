@@ -18,6 +18,7 @@ from libs import bus, messages
 from services.hostd import metrics
 from services.hostd.adoption import Adoption
 from services.hostd.deaths import Deaths
+from services.hostd.decide import Act, Decision, Known, decide, found
 from services.hostd.keyed_locks import KeyedLocks  # noqa: F401  (re-exported: tests, older imports)
 from services.hostd.lifecycle import Lifecycle
 from services.hostd.runtime import RuntimeRefused, RuntimeUnavailable
@@ -83,15 +84,8 @@ class Agent(Adoption, Lifecycle, Deaths):
         return batch.items
 
     async def _handle_one(self, msg: Msg, p: messages.Placement) -> bus.Verdict:
-        seen = self._epochs.get(p.instance, 0)
-        if p.epoch < seen:
-            log.info("stale placement ignored", extra={"instance": p.instance, "epoch": p.epoch,
-                                                       "action": p.action, "seen_epoch": seen})
-            metrics.PLACEMENTS.labels(p.action, "stale").inc()
-            return bus.ACK
-        self._epochs[p.instance] = p.epoch
         try:
-            await self.apply(p)
+            decision = await self.apply(p)
         except Exception as exc:
             delay = retry_delay(_num_delivered(msg))
             extra = {"instance": p.instance, "action": p.action, "epoch": p.epoch, "retry_in_s": delay,
@@ -102,15 +96,26 @@ class Agent(Adoption, Lifecycle, Deaths):
                 log.exception("placement failed unexpectedly; will retry", extra=extra)
             metrics.PLACEMENTS.labels(p.action, "retry").inc()
             return bus.nak(delay)
-        metrics.PLACEMENTS.labels(p.action, "done").inc()
+        metrics.PLACEMENTS.labels(p.action, decision.outcome).inc()
         return bus.ACK
 
-    async def apply(self, p: messages.Placement) -> None:
-        """Act on one placement.  Raises on transient trouble (engine away, report not published)."""
-        if p.action == "start":
-            await self._start(p)
-        else:
-            await self._stop(p)
+    async def apply(self, p: messages.Placement) -> Decision:
+        """Decide on one placement from what is known of its instance, then act (the caller holds
+        the instance's lock).  Raises on transient trouble (engine away, report not published)."""
+        existing = await self._instance_containers(p.instance)
+        seen = self._epochs.get(p.instance, 0)
+        d = decide(p.action, p.epoch, Known(found=found(c.state for c in existing), seen_epoch=seen,
+                                            tombstone=self.tombstones.get(p.instance)))
+        if d.act is Act.IGNORE:
+            log.info("placement ignored", extra={"instance": p.instance, "epoch": p.epoch, "action": p.action,
+                                                 "seen_epoch": seen, "outcome": d.outcome, "reason": d.reason})
+            return d
+        self._epochs[p.instance] = max(seen, p.epoch)
+        if d.act is Act.STOP:
+            await self._stop(p, existing)
+        else:  # ADOPT or CREATE: _start re-checks the running one (it may die meanwhile)
+            await self._start(p, existing)
+        return d
 
 
 def _num_delivered(msg: Msg) -> int:

@@ -18,13 +18,18 @@ from services.hostd.network import Attachment, Network
 from services.hostd.reports import Reporter
 from services.hostd.runtime import ContainerRuntime
 from services.hostd.keyed_locks import KeyedLocks
+from services.hostd.tombstones import Tombstones
 from services.hostd.volumes import VolumeDriver
+
+
+# Reports after which the instance is over on this host (the placer replaces it under a new id).
+ENDED = frozenset({"KILLED", "FAILED"})
 
 
 class AgentState:
     def __init__(self, *, cluster: str, host: str, runtime: ContainerRuntime, reporter: Reporter,
                  stop_timeout_s: int, network: Network, volumes: VolumeDriver, concurrency: int = 8,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, tombstones: Tombstones | None = None) -> None:
         self.cluster = cluster
         self.host = host
         self.owner = ct.owner_labels(cluster, host)
@@ -40,6 +45,8 @@ class AgentState:
         self.containers: dict[str, str] = {}
         # instance -> highest placement epoch acted on; an older placement arriving late is stale.
         self._epochs: dict[str, int] = {}
+        # Instances that ended here (KILLED, FAILED): a late start for one of them is ignored.
+        self.tombstones = tombstones if tombstones is not None else Tombstones(clock=clock)
         # container ids hostd is stopping on purpose: their 'die' is not a failure.
         self._stopping: set[str] = set()
         # Health checks of running instances; started after RUNNING is reported, stopped with the instance.
@@ -60,6 +67,14 @@ class AgentState:
 
     # ------------------------------------------------------------ steps several parts use
 
+    async def _tell(self, *, instance: str, epoch: int, state: messages.InstanceState, **fields: object) -> None:
+        """Report; an ending (KILLED, FAILED) also leaves a tombstone.  After the publish, not
+        before: if it fails the placement is retried, and a tombstone would make the retried
+        start skip the report it still owes."""
+        await self._report.send(instance=instance, epoch=epoch, state=state, **fields)  # type: ignore[arg-type]
+        if state in ENDED:
+            self.tombstones.add(instance, epoch, state)
+
     async def _ensure_network(self, info: ct.ContainerInfo) -> Attachment:
         """The running container's attachment: known, adopted from its namespace, or made now."""
         att = self.network.attached.get(info.instance)
@@ -78,7 +93,7 @@ class AgentState:
                                     started_at=info.started_at or self._clock()))
 
     async def _fail_exited(self, info: ct.ContainerInfo) -> None:
-        await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
+        await self._tell(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
                                 container_id=info.id, reason=ct.exit_reason(info))
 
 

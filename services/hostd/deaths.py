@@ -35,7 +35,7 @@ class Deaths(AgentState):
             info = await self._rt.inspect(cid) if cid else None
             if info is None or not info.running or self.network.attached.get(att.instance) != att:
                 return  # stopped or replaced meanwhile
-            await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
+            await self._tell(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
                                     container_id=info.id, **addr(att))  # type: ignore[arg-type]
 
     async def _current(self, w: Watch) -> tuple[ct.ContainerInfo, Attachment] | None:
@@ -56,7 +56,7 @@ class Deaths(AgentState):
                 return  # stopped or replaced meanwhile: its own report says so
             info, att = got
             metrics.HEALTH.labels(str(v.healthy).lower()).inc()
-            await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
+            await self._tell(instance=info.instance, app=info.app, epoch=info.epoch, state="RUNNING",
                                     container_id=info.id, healthy=v.healthy, health=v.health,
                                     **addr(att))  # type: ignore[arg-type]
 
@@ -79,7 +79,7 @@ class Deaths(AgentState):
             self.containers.pop(w.instance, None)
             if w.instance in await self.volumes.list():
                 await self.volumes.remove(w.instance)
-            await self._report.send(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
+            await self._tell(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
                                     container_id=info.id, reason=reason)
             # Last: if a step above raised, the loop (still registered) tries again next round.
             self.health.forget(w.instance)

@@ -20,8 +20,8 @@ class Lifecycle(AgentState):
     async def _instance_containers(self, instance: str) -> list[ct.ContainerInfo]:
         return await self._rt.list({**self.owner, ct.LABEL_INSTANCE: instance})
 
-    async def _start(self, p: messages.Placement) -> None:
-        existing = await self._instance_containers(p.instance)
+    async def _start(self, p: messages.Placement, existing: list[ct.ContainerInfo]) -> None:
+        """``existing``: the instance's containers, as listed for the decision."""
         keep = next((c for c in existing if c.running), None)
         for c in existing:
             if c is not keep:  # exited, created (hostd died mid-start), dead: start afresh
@@ -118,9 +118,8 @@ class Lifecycle(AgentState):
         if p.spec.disk_mb > 0 and not p.spec.keep_volume:
             await self.volumes.remove(p.instance)
 
-    async def _stop(self, p: messages.Placement) -> None:
+    async def _stop(self, p: messages.Placement, existing: list[ct.ContainerInfo]) -> None:
         self.health.forget(p.instance)
-        existing = await self._instance_containers(p.instance)
         # RELEASE first, while the address is surely still this instance's.
         await self.network.detach(p.instance)
         for c in existing:
@@ -136,5 +135,5 @@ class Lifecycle(AgentState):
 
     async def _send(self, p: messages.Placement, state: messages.InstanceState, *,
                     container_id: str = "", reason: str = "", **address: object) -> None:
-        await self._report.send(instance=p.instance, app=p.app, epoch=p.epoch, state=state,
+        await self._tell(instance=p.instance, app=p.app, epoch=p.epoch, state=state,
                                 container_id=container_id, reason=reason, **address)  # type: ignore[arg-type]
