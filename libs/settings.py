@@ -159,6 +159,14 @@ class HostdSettings:
     heartbeat_interval_s: float = setting(1.0, "NOOPS_HEARTBEAT_INTERVAL_S", "Seconds between two heartbeats.")
     docker_url: str = setting("", "NOOPS_DOCKER_URL", "Docker engine address; empty means the local default socket.")
     stop_timeout_s: int = setting(5, "NOOPS_STOP_TIMEOUT_S", "Seconds a container gets after SIGTERM before SIGKILL.")
+    docker_timeout_s: float = setting(
+        30.0, "NOOPS_HOSTD_DOCKER_TIMEOUT_S",
+        "Deadline of each Docker API call (a stop gets NOOPS_STOP_TIMEOUT_S on top); past it the engine counts as "
+        "unavailable and the placement is retried.")
+    command_timeout_s: float = setting(
+        120.0, "NOOPS_HOSTD_COMMAND_TIMEOUT_S",
+        "Deadline of each storage command hostd runs (losetup, mkfs.ext4, mount, umount, lvcreate, lvs...); past it "
+        "the command is killed and the placement retried.")
     parent: str = setting(
         "eth0", "NOOPS_HOSTD_PARENT",
         "The host NIC containers' macvlan interfaces hang off (the simulated cluster gives each host its own veth).")

@@ -22,6 +22,7 @@ from services.hostd.decide import Act, Decision, Known, decide, found
 from services.hostd.keyed_locks import KeyedLocks  # noqa: F401  (re-exported: tests, older imports)
 from services.hostd.lifecycle import Lifecycle
 from services.hostd.runtime import RuntimeRefused, RuntimeUnavailable
+from services.hostd.volumes import VolumeError
 
 log = logging.getLogger("noops.hostd.agent")
 
@@ -90,7 +91,7 @@ class Agent(Adoption, Lifecycle, Deaths):
             delay = retry_delay(_num_delivered(msg))
             extra = {"instance": p.instance, "action": p.action, "epoch": p.epoch, "retry_in_s": delay,
                      "error": str(exc) or type(exc).__name__}
-            if isinstance(exc, RuntimeUnavailable | RuntimeRefused):
+            if isinstance(exc, RuntimeUnavailable | RuntimeRefused | VolumeError):
                 log.warning("placement failed for now; will retry", extra=extra)
             else:
                 log.exception("placement failed unexpectedly; will retry", extra=extra)

@@ -11,7 +11,7 @@ from services.hostd import containers as ct
 from services.hostd import network as net
 from services.hostd.agent_state import AgentState, addr
 from services.hostd.runtime import RuntimeRefused
-from services.hostd.volumes import VolumeError
+from services.hostd.volumes import VolumeError, VolumeTimeout
 
 log = logging.getLogger("noops.hostd.agent")
 
@@ -57,6 +57,8 @@ class Lifecycle(AgentState):
                 except VolumeError as again:
                     log.warning("could not remove a half-made volume", extra={"instance": p.instance,
                                                                                "error": str(again)})
+                if isinstance(exc, VolumeTimeout):
+                    raise  # transient: the placement is retried (create starts by removing leftovers)
                 await self._send(p, "FAILED", reason=str(exc))
                 return
         try:

@@ -51,6 +51,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
         raise SettingsError(f"NOOPS_HOSTD_IPAM={s.ipam!r}: expected dhcp or pool")
     if s.storage not in ("loop", "lvm"):
         raise SettingsError(f"NOOPS_HOSTD_STORAGE={s.storage!r}: expected loop or lvm")
+    if s.docker_timeout_s <= 0 or s.command_timeout_s <= 0:
+        raise SettingsError("NOOPS_HOSTD_DOCKER_TIMEOUT_S and NOOPS_HOSTD_COMMAND_TIMEOUT_S must be > 0")
     if s.tombstones_max < 1 or s.tombstone_ttl_s <= 0:
         raise SettingsError("NOOPS_HOSTD_TOMBSTONES_MAX must be >= 1 and NOOPS_HOSTD_TOMBSTONE_TTL_S > 0 "
                             "(without tombstones a late start recreates a stopped instance)")
@@ -62,8 +64,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
 def make_volumes(cfg: HostdSettings) -> VolumeDriver:
     root = Path(cfg.loop_dir) / f"{cfg.common.cluster}-{cfg.host_id}"
     if cfg.storage == "lvm":
-        return LvmVolumes(vg=cfg.volume_group, mount_root=root, activate=cfg.lvm_activate, host=cfg.host_id)
-    return LoopVolumes(root=root, capacity_mb=cfg.volume_capacity_mb, host=cfg.host_id)
+        return LvmVolumes(vg=cfg.volume_group, mount_root=root, activate=cfg.lvm_activate, host=cfg.host_id,
+                          command_timeout_s=cfg.command_timeout_s)
+    return LoopVolumes(root=root, capacity_mb=cfg.volume_capacity_mb, host=cfg.host_id,
+                       command_timeout_s=cfg.command_timeout_s)
 
 
 def make_capacity(cfg: HostdSettings, volumes: VolumeDriver):  # type: ignore[no-untyped-def]
@@ -91,7 +95,8 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         # may not); the placements consumer waits for its stream (bus.ensure_consumer).
         js = nc.jetstream()
 
-        runtime = await connect_docker(cfg.docker_url, retry_max_s=cfg.common.connect_retry_max_s)
+        runtime = await connect_docker(cfg.docker_url, retry_max_s=cfg.common.connect_retry_max_s,
+                                       timeout_s=cfg.docker_timeout_s)
         stack.push_async_callback(runtime.close)
 
         state = Path(cfg.state_dir) / f"{cfg.common.cluster}-{host}" if cfg.state_dir else None
