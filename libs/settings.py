@@ -167,6 +167,10 @@ class HostdSettings:
         120.0, "NOOPS_HOSTD_COMMAND_TIMEOUT_S",
         "Deadline of each storage command hostd runs (losetup, mkfs.ext4, mount, umount, lvcreate, lvs...); past it "
         "the command is killed and the placement retried.")
+    oom_wait_s: float = setting(
+        2.0, "NOOPS_HOSTD_OOM_WAIT_S",
+        "How long the report of a container that exited by SIGKILL (code 137) waits for the engine's `oom` event, "
+        "which may come after the exit, before it says `exited with code 137` rather than `OOMKilled`.")
     parent: str = setting(
         "eth0", "NOOPS_HOSTD_PARENT",
         "The host NIC containers' macvlan interfaces hang off (the simulated cluster gives each host its own veth).")

@@ -15,6 +15,7 @@ from libs import messages
 from services.hostd import containers as ct
 from services.hostd.monitors import Monitors, Watch
 from services.hostd.network import Attachment, Network
+from services.hostd.ooms import SIGKILL_EXIT, OomKills, cgroup_oom_killed
 from services.hostd.reports import Reporter
 from services.hostd.runtime import ContainerRuntime
 from services.hostd.keyed_locks import KeyedLocks
@@ -29,7 +30,8 @@ ENDED = frozenset({"KILLED", "FAILED"})
 class AgentState:
     def __init__(self, *, cluster: str, host: str, runtime: ContainerRuntime, reporter: Reporter,
                  stop_timeout_s: int, network: Network, volumes: VolumeDriver, concurrency: int = 8,
-                 clock: Callable[[], float] = time.time, tombstones: Tombstones | None = None) -> None:
+                 clock: Callable[[], float] = time.time, tombstones: Tombstones | None = None,
+                 oom_wait_s: float = 2.0) -> None:
         self.cluster = cluster
         self.host = host
         self.owner = ct.owner_labels(cluster, host)
@@ -47,6 +49,9 @@ class AgentState:
         self._epochs: dict[str, int] = {}
         # Instances that ended here (KILLED, FAILED): a late start for one of them is ignored.
         self.tombstones = tombstones if tombstones is not None else Tombstones(clock=clock)
+        # Containers the engine said were OOM-killed; an exit by SIGKILL waits for that news a while.
+        self.ooms = OomKills()
+        self._oom_wait_s = oom_wait_s
         # container ids hostd is stopping on purpose: their 'die' is not a failure.
         self._stopping: set[str] = set()
         # Health checks of running instances; started after RUNNING is reported, stopped with the instance.
@@ -92,9 +97,17 @@ class AgentState:
             self.health.watch(Watch(instance=info.instance, container_id=info.id, checks=tuple(checks),
                                     started_at=info.started_at or self._clock()))
 
+    async def _exit_reason(self, info: ct.ContainerInfo) -> str:
+        """Why an exited container ended; an OOM kill is called so even when the engine's flag
+        missed it (see ooms.py).  Only a SIGKILL exit (137) can be one, so only that one waits."""
+        oom = info.oom_killed or self.ooms.seen(info.id)
+        if not oom and info.exit_code == SIGKILL_EXIT:
+            oom = cgroup_oom_killed(info.id) or await self.ooms.wait(info.id, self._oom_wait_s)
+        return ct.exit_reason(info, oom_killed=oom)
+
     async def _fail_exited(self, info: ct.ContainerInfo) -> None:
         await self._tell(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",
-                                container_id=info.id, reason=ct.exit_reason(info))
+                         container_id=info.id, reason=await self._exit_reason(info))
 
 
 def addr(att: Attachment) -> dict[str, object]:

@@ -28,6 +28,11 @@ class Deaths(AgentState):
             await self.network.detach(instance)  # its namespace is gone; give the address back
             await self._fail_exited(info)
 
+    def on_oom(self, instance: str, container_id: str) -> None:
+        """The engine's 'oom' event: remembered, so the container's exit is called OOMKilled."""
+        metrics.OOM_EVENTS.inc()
+        self.ooms.note(container_id)
+
     async def _report_lease(self, att: Attachment) -> None:
         """A renewed lease goes to the task log as the same RUNNING fact with a later expiry."""
         async with self._locks.hold(att.instance):

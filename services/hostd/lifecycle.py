@@ -93,7 +93,7 @@ class Lifecycle(AgentState):
                 pid_gone = not os.path.exists(f"/proc/{info.pid}")
                 again = await self._rt.settle(cid, timeout_s=5.0 if pid_gone else 0.0)
                 if again is not None and not again.running:
-                    await self._send(p, "FAILED", container_id=cid, reason=ct.exit_reason(again))
+                    await self._send(p, "FAILED", container_id=cid, reason=await self._exit_reason(again))
                     return
                 log.warning("network setup failed", extra={"instance": p.instance, "error": str(exc) or type(exc).__name__})
                 await self._fail_start(p, cid, net.failure(exc, self.host))
@@ -101,7 +101,7 @@ class Lifecycle(AgentState):
             await self._send(p, "RUNNING", container_id=cid, **addr(att))
             self._watch(info, p.spec.health_checks)
         else:  # already exited; the die event handler will find this same fact
-            await self._send(p, "FAILED", container_id=cid, reason=ct.exit_reason(info))
+            await self._send(p, "FAILED", container_id=cid, reason=await self._exit_reason(info))
 
     async def _fail_start(self, p: messages.Placement, cid: str, reason: str) -> None:
         """No half-made instance stays behind: container, lease and volume go, FAILED says why."""

@@ -53,6 +53,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
         raise SettingsError(f"NOOPS_HOSTD_STORAGE={s.storage!r}: expected loop or lvm")
     if s.docker_timeout_s <= 0 or s.command_timeout_s <= 0:
         raise SettingsError("NOOPS_HOSTD_DOCKER_TIMEOUT_S and NOOPS_HOSTD_COMMAND_TIMEOUT_S must be > 0")
+    if s.oom_wait_s < 0:
+        raise SettingsError("NOOPS_HOSTD_OOM_WAIT_S must be >= 0")
     if s.tombstones_max < 1 or s.tombstone_ttl_s <= 0:
         raise SettingsError("NOOPS_HOSTD_TOMBSTONES_MAX must be >= 1 and NOOPS_HOSTD_TOMBSTONE_TTL_S > 0 "
                             "(without tombstones a late start recreates a stopped instance)")
@@ -111,7 +113,8 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
                       reporter=Reporter(js, host, clock), stop_timeout_s=cfg.stop_timeout_s,
                       network=network, volumes=volumes, clock=clock,
                       tombstones=Tombstones(state / "tombstones" if state else None, max_count=cfg.tombstones_max,
-                                            max_age_s=cfg.tombstone_ttl_s, clock=clock))
+                                            max_age_s=cfg.tombstone_ttl_s, clock=clock),
+                      oom_wait_s=cfg.oom_wait_s)
         stack.push_async_callback(agent.health.close)  # health loops end before Docker and NATS close
         since = clock()
         health.detail["stage"] = "adopting"

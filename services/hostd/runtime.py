@@ -67,8 +67,8 @@ class ContainerRuntime(Protocol):
         """Run cmd inside the running container; (exit code, combined output, at most 4 KiB).
         Raises asyncio.TimeoutError after timeout_s (the command may go on running in there)."""
 
-    def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
-        """'die' events of containers carrying these labels, from ``since`` (unix time) on.
+    def container_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
+        """'die' and 'oom' events of containers carrying these labels, from ``since`` (unix time) on.
         Ends (or raises RuntimeUnavailable) when the stream breaks; the caller reconnects."""
 
     async def close(self) -> None: ...
@@ -203,8 +203,8 @@ class DockerRuntime:
         except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
 
-    async def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
-        filters = json.dumps({"type": ["container"], "event": ["die"], "label": _label_filter(labels)})
+    async def container_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
+        filters = json.dumps({"type": ["container"], "event": ["die", "oom"], "label": _label_filter(labels)})
         # A DockerEvents per connection: its channel ends with None when the stream breaks.
         events = DockerEvents(self._docker)
         sub = events.subscribe(create_task=False)

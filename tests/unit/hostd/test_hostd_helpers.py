@@ -145,7 +145,7 @@ class ScriptedEvents:
     def __init__(self) -> None:
         self.calls: list[float] = []
 
-    async def die_events(self, labels: dict[str, str], since: float):
+    async def container_events(self, labels: dict[str, str], since: float):
         self.calls.append(since)
         if len(self.calls) == 1:
             raise RuntimeUnavailable("engine restarting")
