@@ -2,7 +2,9 @@
 
 Every handler treats its input as "look at instance X again": it re-lists the instance's
 containers on the engine and acts from what it finds, so a redelivered or repeated placement
-adopts instead of duplicating.  One instance is handled by one coroutine at a time (a lock per
+adopts instead of duplicating.  What to do is decided purely (decide.py) from those containers,
+the highest epoch acted on and the instance's tombstone, so a start that comes after its own
+stop (redelivered, reordered) is ignored instead of recreating the instance.  One instance is handled by one coroutine at a time (a lock per
 instance, shared with the die-event handler so a FAILED never overtakes the RUNNING before it);
 different instances run concurrently up to a bound.
 """
@@ -19,7 +21,6 @@ from services.hostd import metrics
 from services.hostd.adoption import Adoption
 from services.hostd.deaths import Deaths
 from services.hostd.decide import Act, Decision, Known, decide, found
-from services.hostd.keyed_locks import KeyedLocks  # noqa: F401  (re-exported: tests, older imports)
 from services.hostd.lifecycle import Lifecycle
 from services.hostd.runtime import RuntimeRefused, RuntimeUnavailable
 from services.hostd.volumes import VolumeError
