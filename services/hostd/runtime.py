@@ -5,7 +5,8 @@ The agent only sees ``ContainerRuntime``; driver errors become two domain errors
 ``RuntimeRefused`` (the engine answered no: permanent for this request, tell the user why).
 Every call has a deadline (``timeout_s``; a stop and a settle get their own wait on top): an
 engine that accepts the connection but never answers is "unavailable", so the placement is
-retried instead of holding its instance's lock for ever.
+retried instead of holding its instance's lock for ever.  Not the event stream: it is meant to
+stay open, and is reopened when it breaks; ``exec`` has the health check's own timeout.
 """
 from __future__ import annotations
 
