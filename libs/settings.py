@@ -219,6 +219,24 @@ class HostdSettings:
     heartbeat_interval_s: float = setting(1.0, "NOOPS_HEARTBEAT_INTERVAL_S", "Seconds between two heartbeats.")
     docker_url: str = setting("", "NOOPS_DOCKER_URL", "Docker engine address; empty means the local default socket.")
     stop_timeout_s: int = setting(5, "NOOPS_STOP_TIMEOUT_S", "Seconds a container gets after SIGTERM before SIGKILL.")
+    placement_max_deliver: int = setting(
+        200, "NOOPS_HOSTD_PLACEMENT_MAX_DELIVER",
+        "A placement message is delivered to hostd at most this many times (its consumer's `max_deliver`, in place "
+        "of NOOPS_MAX_DELIVER): hostd retries a placement the engine cannot carry out now (Docker restarting, a "
+        "volume command timing out) with the retry policy's backoff, capped at NOOPS_RETRY_CAP_S, so the default "
+        "rides out an engine outage of about half an hour before the placement becomes a dead letter.")
+    docker_timeout_s: float = setting(
+        30.0, "NOOPS_HOSTD_DOCKER_TIMEOUT_S",
+        "Deadline of each Docker API call (a stop gets NOOPS_STOP_TIMEOUT_S on top); past it the engine counts as "
+        "unavailable and the placement is retried.")
+    command_timeout_s: float = setting(
+        120.0, "NOOPS_HOSTD_COMMAND_TIMEOUT_S",
+        "Deadline of each storage command hostd runs (losetup, mkfs.ext4, mount, umount, lvcreate, lvs...); past it "
+        "the command is killed and the placement retried.")
+    oom_wait_s: float = setting(
+        2.0, "NOOPS_HOSTD_OOM_WAIT_S",
+        "How long the report of a container that exited by SIGKILL (code 137) waits for the engine's `oom` event, "
+        "which may come after the exit, before it says `exited with code 137` rather than `OOMKilled`.")
     parent: str = setting(
         "eth0", "NOOPS_HOSTD_PARENT",
         "The host NIC containers' macvlan interfaces hang off (the simulated cluster gives each host its own veth).")
@@ -247,7 +265,15 @@ class HostdSettings:
     state_dir: str = setting(
         "/var/lib/noops/hostd", "NOOPS_HOSTD_STATE_DIR",
         "hostd's own state on the host (one sub-directory per cluster and host): the DHCP lease journal, so a "
-        "lease whose container ended while hostd was down is still released.")
+        "lease whose container ended while hostd was down is still released; and the tombstones of ended "
+        "instances. Empty: nothing is kept on disk.")
+    tombstones_max: int = setting(
+        10_000, "NOOPS_HOSTD_TOMBSTONES_MAX",
+        "Most ended instances (stopped, failed) hostd remembers, so a late or redelivered start for one of them "
+        "is ignored instead of recreating it; the oldest are forgotten first.")
+    tombstone_ttl_s: float = setting(
+        7 * 86400.0, "NOOPS_HOSTD_TOMBSTONE_TTL_S",
+        "Seconds an ended instance is remembered (far longer than any JetStream redelivery of its start).")
     loop_dir: str = setting(
         "/var/lib/noops/volumes", "NOOPS_HOSTD_LOOP_DIR",
         "Driver `loop`: directory for image files (one sub-directory per cluster and host); also LVM mount points.")

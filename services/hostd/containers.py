@@ -157,8 +157,9 @@ def info_from_list(data: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
-def exit_reason(info: ContainerInfo) -> str:
-    return "OOMKilled" if info.oom_killed else f"exited with code {info.exit_code}"
+def exit_reason(info: ContainerInfo, *, oom_killed: bool = False) -> str:
+    """``oom_killed``: known from elsewhere than the engine's flag (its 'oom' event, the cgroup)."""
+    return "OOMKilled" if info.oom_killed or oom_killed else f"exited with code {info.exit_code}"
 
 
 def create_failure(image: str, host: str, status: int, message: str) -> str:

@@ -1,4 +1,4 @@
-"""Watch the engine's 'die' events for this host's containers and hand them to the agent.
+"""Watch the engine's 'die' (and 'oom') events for this host's containers and hand them to the agent.
 
 The event is only a key ("container C of instance X died"); the agent re-inspects the container
 before reporting anything.  When the stream breaks (dockerd restarted, socket closed) it is opened
@@ -27,6 +27,10 @@ def die_key(event: dict[str, Any]) -> tuple[str, str] | None:
     return (instance, cid) if cid and instance else None
 
 
+def is_oom(event: dict[str, Any]) -> bool:
+    return (event.get("Action") or event.get("status")) == "oom"
+
+
 def event_time(event: dict[str, Any], default: float) -> float:
     if "timeNano" in event:
         return int(event["timeNano"]) / 1e9
@@ -43,11 +47,15 @@ async def watch_deaths(runtime: ContainerRuntime, agent: Agent, *, since: float,
     try:
         while True:
             try:
-                async for event in runtime.die_events(agent.owner, since):
+                async for event in runtime.container_events(agent.owner, since):
                     failures.ok()
                     since = event_time(event, since)
                     key = die_key(event)
                     if key is None:
+                        continue
+                    if is_oom(event):
+                        # At once, in stream order: a die handler waiting for this news is woken.
+                        agent.on_oom(*key)
                         continue
                     # One task per death: a slow instance (its lock held by a start) must not
                     # delay the others' reports.

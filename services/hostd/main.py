@@ -28,6 +28,7 @@ from services.hostd.network import Network
 from services.hostd.volumes import LoopVolumes, LvmVolumes, VolumeDriver, VolumeError
 from services.hostd.reports import Reporter
 from services.hostd.runtime import connect_docker
+from services.hostd.tombstones import Tombstones
 
 log = logging.getLogger("noops.hostd")
 
@@ -50,6 +51,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
         raise SettingsError(f"NOOPS_HOSTD_IPAM={s.ipam!r}: expected dhcp or pool")
     if s.storage not in ("loop", "lvm"):
         raise SettingsError(f"NOOPS_HOSTD_STORAGE={s.storage!r}: expected loop or lvm")
+    if s.docker_timeout_s <= 0 or s.command_timeout_s <= 0:
+        raise SettingsError("NOOPS_HOSTD_DOCKER_TIMEOUT_S and NOOPS_HOSTD_COMMAND_TIMEOUT_S must be > 0")
+    if s.oom_wait_s < 0:
+        raise SettingsError("NOOPS_HOSTD_OOM_WAIT_S must be >= 0")
+    if s.tombstones_max < 1 or s.tombstone_ttl_s <= 0:
+        raise SettingsError("NOOPS_HOSTD_TOMBSTONES_MAX must be >= 1 and NOOPS_HOSTD_TOMBSTONE_TTL_S > 0 "
+                            "(without tombstones a late start recreates a stopped instance)")
     if not 0 <= s.vlan <= 4094:
         raise SettingsError("NOOPS_HOSTD_VLAN must be 0 (none) or a VLAN id up to 4094")
     return s
@@ -58,8 +66,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
 def make_volumes(cfg: HostdSettings) -> VolumeDriver:
     root = Path(cfg.loop_dir) / f"{cfg.common.cluster}-{cfg.host_id}"
     if cfg.storage == "lvm":
-        return LvmVolumes(vg=cfg.volume_group, mount_root=root, activate=cfg.lvm_activate, host=cfg.host_id)
-    return LoopVolumes(root=root, capacity_mb=cfg.volume_capacity_mb, host=cfg.host_id)
+        return LvmVolumes(vg=cfg.volume_group, mount_root=root, activate=cfg.lvm_activate, host=cfg.host_id,
+                          command_timeout_s=cfg.command_timeout_s)
+    return LoopVolumes(root=root, capacity_mb=cfg.volume_capacity_mb, host=cfg.host_id,
+                       command_timeout_s=cfg.command_timeout_s)
 
 
 def make_capacity(cfg: HostdSettings, volumes: VolumeDriver):  # type: ignore[no-untyped-def]
@@ -89,19 +99,23 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
 
         policy = retry.Policy.from_settings(cfg.common)
         connect_policy = retry.Policy.for_connect(cfg.common)
-        runtime = await connect_docker(cfg.docker_url, policy=connect_policy)
+        runtime = await connect_docker(cfg.docker_url, policy=connect_policy, timeout_s=cfg.docker_timeout_s)
         stack.push_async_callback(runtime.close)
 
+        state = Path(cfg.state_dir) / f"{cfg.common.cluster}-{host}" if cfg.state_dir else None
         network = Network(host=host, parent=cfg.parent, vlan=cfg.vlan, mode=cfg.ipam, pool_gateway=cfg.pool_gateway,
                           dhcp_timeout_s=cfg.dhcp_timeout_s, clock=clock,
-                          journal=LeaseJournal(Path(cfg.state_dir) / f"{cfg.common.cluster}-{host}" / "leases"))
+                          journal=LeaseJournal(state / "leases" if state else None))
         problem = await network.check()
         if problem:  # not fatal: starts fail with this reason, stops and adoption still work
             log.error("network not usable", extra={"error": problem})
         volumes = make_volumes(cfg)
         agent = Agent(cluster=cfg.common.cluster, host=host, runtime=runtime,
                       reporter=Reporter(js, host, clock), stop_timeout_s=cfg.stop_timeout_s,
-                      network=network, volumes=volumes, clock=clock)
+                      network=network, volumes=volumes, clock=clock,
+                      tombstones=Tombstones(state / "tombstones" if state else None, max_count=cfg.tombstones_max,
+                                            max_age_s=cfg.tombstone_ttl_s, clock=clock),
+                      oom_wait_s=cfg.oom_wait_s)
         stack.push_async_callback(agent.health.close)  # health loops end before Docker and NATS close
         since = clock()
         health.detail["stage"] = "adopting"
@@ -118,7 +132,7 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         sup = health.supervisor(policy)
         placements = sup.start("placements", lambda: bus.pull_loop(
             js, subjects.hostd_consumer(host), agent.handle_batch, batch=FETCH_BATCH, stop=stop,
-            concurrency=FETCH_CONCURRENCY, policy=policy, max_deliver=cfg.common.max_deliver))
+            concurrency=FETCH_CONCURRENCY, policy=policy, max_deliver=cfg.placement_max_deliver))
         others = [
             sup.start("heartbeat", lambda: heartbeat_loop(
                 nc, runtime, host=host, owner=agent.owner, offer=machine_offer(cfg), interval_s=cfg.heartbeat_interval_s,

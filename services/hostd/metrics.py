@@ -13,6 +13,7 @@ PLACEMENTS = Counter("noops_hostd_placements_total", "Placements handled, by act
 REPORTS = Counter("noops_hostd_reports_total", "IpReports published, by state", ["state"])
 DIE_EVENTS = Counter("noops_hostd_die_events_total", "Container 'die' events seen, by kind",
                      ["kind"])
+OOM_EVENTS = Counter("noops_hostd_oom_events_total", "Container 'oom' events seen (memory limit hit)")
 EVENT_RECONNECTS = Counter("noops_hostd_event_stream_reconnects_total",
                            "Times the Docker event stream broke and was opened again")
 CONTAINERS = Gauge("noops_hostd_containers", "This cluster's containers on this host at the last heartbeat")

@@ -3,14 +3,18 @@
 The agent only sees ``ContainerRuntime``; driver errors become two domain errors:
 ``RuntimeUnavailable`` (the engine did not answer: transient, try again later) and
 ``RuntimeRefused`` (the engine answered no: permanent for this request, tell the user why).
+Every call has a deadline (``timeout_s``; a stop and a settle get their own wait on top): an
+engine that accepts the connection but never answers is "unavailable", so the placement is
+retried instead of holding its instance's lock for ever.  Not the event stream: it is meant to
+stay open, and is reopened when it breaks; ``exec`` has the health check's own timeout.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import aiodocker
 import aiohttp
@@ -25,6 +29,7 @@ log = logging.getLogger("noops.hostd.runtime")
 # aiodocker reports "could not connect to the engine" as a DockerError with this made-up status.
 _NO_CONNECTION = 900
 _EXEC_OUTPUT_MAX = 4096
+T = TypeVar("T")
 
 
 class RuntimeUnavailable(Exception):
@@ -65,8 +70,8 @@ class ContainerRuntime(Protocol):
         """Run cmd inside the running container; (exit code, combined output, at most 4 KiB).
         Raises asyncio.TimeoutError after timeout_s (the command may go on running in there)."""
 
-    def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
-        """'die' events of containers carrying these labels, from ``since`` (unix time) on.
+    def container_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
+        """'die' and 'oom' events of containers carrying these labels, from ``since`` (unix time) on.
         Ends (or raises RuntimeUnavailable) when the stream breaks; the caller reconnects."""
 
     async def close(self) -> None: ...
@@ -88,26 +93,35 @@ def _label_filter(labels: Mapping[str, str]) -> list[str]:
 
 
 class DockerRuntime:
-    def __init__(self, docker: aiodocker.Docker) -> None:
+    def __init__(self, docker: aiodocker.Docker, *, timeout_s: float = 30.0) -> None:
         self._docker = docker
+        self._timeout_s = timeout_s
+
+    async def _call(self, what: str, aw: Awaitable[T], *, extra_s: float = 0.0) -> T:
+        """``aw`` within the deadline; RuntimeUnavailable (transient) when the engine is too slow."""
+        limit = self._timeout_s + extra_s
+        try:
+            return await asyncio.wait_for(aw, limit)
+        except asyncio.TimeoutError:
+            raise RuntimeUnavailable(f"the Docker engine did not answer {what} within {limit:g}s") from None
 
     async def version(self) -> str:
         try:
-            return str((await self._docker.version()).get("Version", "?"))
+            return str((await self._call("version", self._docker.version())).get("Version", "?"))
         except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
 
     async def list(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         filters = json.dumps({"label": _label_filter(labels)})
         try:
-            found = await self._docker.containers.list(all=True, filters=filters)
+            found = await self._call("list", self._docker.containers.list(all=True, filters=filters))
         except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
         return [info_from_list(c._container) for c in found]
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         try:
-            data = await self._docker.containers.container(container_id).show()
+            data = await self._call(f"inspect {container_id[:12]}", self._docker.containers.container(container_id).show())
         except aiodocker.DockerError as exc:
             if exc.status == 404:
                 return None
@@ -118,20 +132,21 @@ class DockerRuntime:
 
     async def create(self, name: str, config: Mapping[str, Any]) -> str:
         try:
-            container = await self._docker.containers.create(dict(config), name=name)
+            container = await self._call(f"create {name}", self._docker.containers.create(dict(config), name=name))
         except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
         return container.id
 
     async def start(self, container_id: str) -> None:
         try:
-            await self._docker.containers.container(container_id).start()
+            await self._call(f"start {container_id[:12]}", self._docker.containers.container(container_id).start())
         except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
 
     async def stop(self, container_id: str, timeout_s: int) -> None:
         try:
-            await self._docker.containers.container(container_id).stop(t=timeout_s)
+            await self._call(f"stop {container_id[:12]}", self._docker.containers.container(container_id).stop(t=timeout_s),
+                             extra_s=timeout_s)
         except aiodocker.DockerError as exc:
             if exc.status in (304, 404):
                 return
@@ -141,7 +156,8 @@ class DockerRuntime:
 
     async def remove(self, container_id: str) -> None:
         try:
-            await self._docker.containers.container(container_id).delete(force=True)
+            await self._call(f"remove {container_id[:12]}",
+                             self._docker.containers.container(container_id).delete(force=True))
         except aiodocker.DockerError as exc:
             if exc.status == 404:
                 return
@@ -157,15 +173,18 @@ class DockerRuntime:
         # /proc can still read as running here for some milliseconds.
         if timeout_s <= 0:
             return await self.inspect(container_id)
+        async def wait() -> None:
+            try:
+                await self._docker.containers.container(container_id).wait(
+                    timeout=timeout_s, condition="not-running")
+            except asyncio.TimeoutError:
+                pass  # still running: inspect says so
         try:
-            await self._docker.containers.container(container_id).wait(
-                timeout=timeout_s, condition="not-running")
+            await self._call(f"wait for {container_id[:12]}", wait(), extra_s=timeout_s)
         except aiodocker.DockerError as exc:
             if exc.status != 404:
                 raise _translate(exc) from exc
             return None
-        except asyncio.TimeoutError:
-            pass  # still running: inspect says so
         except _TRANSPORT_ERRORS as exc:
             raise _translate(exc) from exc
         return await self.inspect(container_id)
@@ -187,8 +206,8 @@ class DockerRuntime:
         except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
 
-    async def die_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
-        filters = json.dumps({"type": ["container"], "event": ["die"], "label": _label_filter(labels)})
+    async def container_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
+        filters = json.dumps({"type": ["container"], "event": ["die", "oom"], "label": _label_filter(labels)})
         # A DockerEvents per connection: its channel ends with None when the stream breaks.
         events = DockerEvents(self._docker)
         sub = events.subscribe(create_task=False)
@@ -207,14 +226,15 @@ class DockerRuntime:
         await self._docker.close()
 
 
-async def connect_docker(url: str, *, retry_max_s: float = 5.0, policy: retry.Policy | None = None) -> DockerRuntime:
+async def connect_docker(url: str, *, retry_max_s: float = 5.0, policy: retry.Policy | None = None,
+                        timeout_s: float = 30.0) -> DockerRuntime:
     """Open the engine, waiting with a clear log line (no traceback) until it answers."""
     policy = policy or retry.Policy(cap_s=retry_max_s)
 
     async def attempt() -> DockerRuntime:
         docker = aiodocker.Docker(url=url or None)
         try:
-            runtime = DockerRuntime(docker)
+            runtime = DockerRuntime(docker, timeout_s=timeout_s)
             version = await runtime.version()
         except BaseException:
             await docker.close()

@@ -29,6 +29,11 @@ class VolumeError(Exception):
     """A volume could not be made or removed; the text is shown to users."""
 
 
+class VolumeTimeout(VolumeError):
+    """A storage command did not finish in time (a hung device, a busy LVM lock): transient, so
+    the placement is retried rather than failed."""
+
+
 class VolumeDriver(Protocol):
     name: str
 
@@ -44,11 +49,18 @@ class VolumeDriver(Protocol):
         """Capacity not yet promised to any volume."""
 
 
-async def run(*argv: str) -> str:
+async def run(*argv: str, timeout_s: float) -> str:
+    """Run a storage command; VolumeError when it fails, VolumeTimeout (after killing it) when it
+    takes longer than ``timeout_s``."""
     # LVM tools complain about every inherited descriptor otherwise.
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                                                 env={**os.environ, "LVM_SUPPRESS_FD_WARNINGS": "1"})
-    out, err = await proc.communicate()
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()  # reaped: a process stuck in the kernel (D state) holds us here, not for ever in ps
+        raise VolumeTimeout(f"{argv[0]} did not finish within {timeout_s:g}s") from None
     if proc.returncode != 0:
         raise VolumeError(f"{argv[0]} failed: {err.decode(errors='replace').strip() or proc.returncode}")
     return out.decode()
@@ -63,16 +75,16 @@ def _mounted(path: Path) -> bool:
         return False
 
 
-async def _format_and_mount(device: str, mnt: Path) -> None:
+async def _format_and_mount(device: str, mnt: Path, timeout_s: float) -> None:
     # -m 0: no blocks reserved for root, so the instance (root inside) gets ENOSPC at the size.
-    await run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "nodiscard,lazy_itable_init=1", device)
+    await run("mkfs.ext4", "-q", "-F", "-m", "0", "-E", "nodiscard,lazy_itable_init=1", device, timeout_s=timeout_s)
     mnt.mkdir(parents=True, exist_ok=True)
-    await run("mount", "-t", "ext4", device, str(mnt))
+    await run("mount", "-t", "ext4", device, str(mnt), timeout_s=timeout_s)
 
 
-async def _unmount(mnt: Path) -> None:
+async def _unmount(mnt: Path, timeout_s: float) -> None:
     if _mounted(mnt):
-        await run("umount", str(mnt))
+        await run("umount", str(mnt), timeout_s=timeout_s)
     try:
         mnt.rmdir()
     except FileNotFoundError:
@@ -87,6 +99,7 @@ class LoopVolumes:
     capacity_mb: int = 0
     host: str = ""
     name: str = "loop"
+    command_timeout_s: float = 120.0  # each losetup / mkfs / mount (NOOPS_HOSTD_COMMAND_TIMEOUT_S)
 
     def _img(self, instance: str) -> Path:
         return self.root / f"{instance}.img"
@@ -106,26 +119,29 @@ class LoopVolumes:
         with open(img, "wb") as f:
             f.truncate(size_mb * MIB)
         try:
-            device = (await run("losetup", "--find", "--show", "--direct-io=on", str(img))).strip()
+            device = (await run("losetup", "--find", "--show", "--direct-io=on", str(img),
+                                timeout_s=self.command_timeout_s)).strip()
+        except VolumeTimeout:
+            raise
         except VolumeError:  # a backing file system without O_DIRECT
-            device = (await run("losetup", "--find", "--show", str(img))).strip()
+            device = (await run("losetup", "--find", "--show", str(img), timeout_s=self.command_timeout_s)).strip()
         try:
-            await _format_and_mount(device, mnt)
+            await _format_and_mount(device, mnt, self.command_timeout_s)
         except VolumeError:
             await self.remove(instance)
             raise
         return str(mnt)
 
     async def _devices(self, img: Path) -> list[str]:
-        out = await run("losetup", "-n", "-O", "NAME", "-j", str(img))
+        out = await run("losetup", "-n", "-O", "NAME", "-j", str(img), timeout_s=self.command_timeout_s)
         return out.split()
 
     async def remove(self, instance: str) -> None:
         img, mnt = self._img(instance), self._mnt(instance)
-        await _unmount(mnt)
+        await _unmount(mnt, self.command_timeout_s)
         if img.exists():
             for dev in await self._devices(img):
-                await run("losetup", "-d", dev)
+                await run("losetup", "-d", dev, timeout_s=self.command_timeout_s)
             img.unlink(missing_ok=True)
 
     async def list(self) -> list[str]:
@@ -163,6 +179,7 @@ class LvmVolumes:
     activate: bool = True
     host: str = ""
     name: str = "lvm"
+    command_timeout_s: float = 120.0  # each lv* / vgs / mkfs / mount (NOOPS_HOSTD_COMMAND_TIMEOUT_S)
 
     def _dm_args(self) -> list[str]:
         return [] if self.activate else ["--driverloaded", "n"]
@@ -179,20 +196,23 @@ class LvmVolumes:
                                   f"{size_mb} MiB asked, {free} MiB free")
             extra = [] if self.activate else ["-an", "-Zn", "-Wn"]
             await run("lvcreate", *self._dm_args(), "-q", "-y", "-n", lv, "-L", f"{size_mb}m",
-                      "--addtag", "noops.instance=" + _TAG_OK.sub("_", instance), *extra, self.vg)
+                      "--addtag", "noops.instance=" + _TAG_OK.sub("_", instance), *extra, self.vg,
+                      timeout_s=self.command_timeout_s)
         if not self.activate:
             raise VolumeError(f"logical volume {self.vg}/{lv} was created but cannot be activated "
                               "on this host (no device-mapper)")
-        await _format_and_mount(f"/dev/{self.vg}/{lv}", mnt)
+        await _format_and_mount(f"/dev/{self.vg}/{lv}", mnt, self.command_timeout_s)
         return str(mnt)
 
     async def remove(self, instance: str) -> None:
-        await _unmount(self.mount_root / instance)
+        await _unmount(self.mount_root / instance, self.command_timeout_s)
         if instance in await self.list():
-            await run("lvremove", *self._dm_args(), "-q", "-y", f"{self.vg}/{lv_name(instance)}")
+            await run("lvremove", *self._dm_args(), "-q", "-y", f"{self.vg}/{lv_name(instance)}",
+                      timeout_s=self.command_timeout_s)
 
     async def list(self) -> list[str]:
-        out = await run("lvs", *self._dm_args(), "--noheadings", "-o", "lv_tags", self.vg)
+        out = await run("lvs", *self._dm_args(), "--noheadings", "-o", "lv_tags", self.vg,
+                        timeout_s=self.command_timeout_s)
         found = []
         for line in out.splitlines():
             for tag in line.strip().split(","):
@@ -202,5 +222,5 @@ class LvmVolumes:
 
     async def free_mb(self) -> int:
         out = await run("vgs", *self._dm_args(), "--noheadings", "--units", "m", "--nosuffix", "-o", "vg_free",
-                        self.vg)
+                        self.vg, timeout_s=self.command_timeout_s)
         return int(float(out.strip() or 0))

@@ -8,9 +8,14 @@ messages, whether the test passed or not.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
-from collections.abc import AsyncIterator
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiodocker
 import httpx
@@ -79,7 +84,7 @@ class HostdUnderTest:
             "NOOPS_HEARTBEAT_INTERVAL_S": "0.2",
             "NOOPS_CONNECT_RETRY_MAX_S": "0.5",
             "NOOPS_HOSTD_LOOP_DIR": str(self.cfg.volume_dir),
-            "NOOPS_HOSTD_STATE_DIR": str(self.cfg.run_dir / "hostd-state"),
+            "NOOPS_HOSTD_STATE_DIR": str(self.state_dir.parent),
             "NOOPS_HOSTD_DHCP_TIMEOUT_S": "3",
             **self.cfg.net.hostd_env(self.host),
             **natsconf.env(self.cfg.run_dir, f"hostd-{self.host}"),
@@ -119,6 +124,7 @@ class HostdUnderTest:
         # Volumes and the simulated NIC this host had (its containers are gone by now).
         simnet.remove_volumes_of(self.cfg.volume_dir / f"{self.cfg.cluster}-{self.host}")
         simnet.remove_host(self.cfg.net, self.host)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
         js = self.nc.jetstream()
         consumer = subjects.hostd_consumer(self.host)
         for coro in (js.delete_consumer(consumer.stream.name, consumer.durable),
@@ -130,6 +136,21 @@ class HostdUnderTest:
                 pass
 
     # ------------------------------------------------------------ driving and observing
+
+    @property
+    def state_dir(self) -> Path:
+        """This hostd's own state directory (lease journal, tombstones)."""
+        return self.cfg.run_dir / "hostd-state" / f"{self.cfg.cluster}-{self.host}"
+
+    async def never(self, cond: Callable[[], Any], *, for_s: float, what: str, interval: float = 0.1) -> None:
+        """Poll ``cond`` (sync or async) for ``for_s`` seconds; fail as soon as it is truthy."""
+        deadline = time.monotonic() + for_s
+        while time.monotonic() < deadline:
+            got = cond()
+            if inspect.isawaitable(got):
+                got = await got
+            assert not got, f"{what} appeared: {got!r}"
+            await asyncio.sleep(interval)
 
     @property
     def nic(self) -> str:

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from devtools import simnet
 from services.hostd import netns
@@ -214,6 +215,7 @@ async def test_volume_caps_writes_with_enospc(hostd: HostdUnderTest) -> None:
 
 
 async def test_limits_visible_and_oom_reported(hostd: HostdUnderTest) -> None:
+    ooms = REGISTRY.get_sample_value("noops_hostd_oom_events_total") or 0.0
     await hostd.start()
     hog = ["sh", "-c", "x=a; while true; do x=$x$x; done"]
     await hostd.place("hog-1", container=spec(cmd=hog, mem_mb=8, cpus=0.25))
@@ -222,7 +224,11 @@ async def test_limits_visible_and_oom_reported(hostd: HostdUnderTest) -> None:
     [c] = await hostd.containers("hog-1")
     info = await c.show()
     assert info["HostConfig"]["Memory"] == 8 * 1024 * 1024 and info["HostConfig"]["NanoCpus"] == 250_000_000
-    assert info["State"]["OOMKilled"] is True
+    # Not State.OOMKilled: on cgroup v1 the engine does not always set it (the reason hostd also
+    # listens for the 'oom' event); the kill itself and the event are what is sure.
+    assert info["State"]["ExitCode"] == 137
+    await eventually(lambda: (REGISTRY.get_sample_value("noops_hostd_oom_events_total") or 0.0) > ooms,
+                     what="the engine's oom event counted")
 
 
 @pytest.mark.parametrize(("env", "container", "needle"), [

@@ -114,16 +114,58 @@ async def test_start_twice_adopts_instead_of_duplicating(hostd: HostdUnderTest) 
     assert len(await hostd.containers("web-1")) == 1
 
 
-async def test_start_after_exit_replaces_the_container(hostd: HostdUnderTest) -> None:
+async def test_start_after_a_failed_start_is_ignored(hostd: HostdUnderTest) -> None:
+    """FAILED ends the instance: the placer replaces it under a new id, so a start for the same id
+    (redelivered, or a copy) is old news and must not bring a second container to life."""
     await hostd.start()
     await hostd.place("flaky-1", container=spec(cmd=["false"]))
-    failed = await hostd.report("flaky-1", "FAILED")
-    seen = len(hostd.reports)
+    await hostd.report("flaky-1", "FAILED")
+    [exited] = await hostd.containers("flaky-1")
+    ignored = _ignored("ended")
     await hostd.place("flaky-1", epoch=2)
-    running = await hostd.report("flaky-1", "RUNNING", after=seen)
-    assert running.container_id != failed.container_id
-    [container] = await hostd.containers("flaky-1")
-    assert container.id == running.container_id
+    await eventually(lambda: _ignored("ended") > ignored, what="the start counted as ignored")
+    assert [c.id for c in await hostd.containers("flaky-1")] == [exited.id]
+    # (FAILED may come twice: from the start and from the die event, the same fact, one message id.)
+    assert set(hostd.states("flaky-1")) == {"STARTING", "FAILED"} and hostd.states("flaky-1").count("STARTING") == 1
+
+
+def _ignored(outcome: str) -> float:
+    return REGISTRY.get_sample_value("noops_hostd_placements_total", {"action": "start", "outcome": outcome}) or 0.0
+
+
+async def _start_then_stop(hostd: HostdUnderTest, instance: str) -> None:
+    """Start and stop ``instance`` with the same epoch, as the placer does."""
+    await hostd.place(instance)
+    await hostd.report(instance, "RUNNING")
+    await hostd.place(instance, action="stop")
+    await hostd.report(instance, "KILLED")
+    assert await hostd.containers(instance) == []
+
+
+async def _stale_start_creates_nothing(hostd: HostdUnderTest, instance: str) -> None:
+    """Publish the start again (same id, same epoch): counted as ignored, no container ever again."""
+    ignored, seen = _ignored("ended"), len(hostd.reports)
+    await hostd.place(instance)
+    await eventually(lambda: _ignored("ended") > ignored, what="the stale start counted as ignored")
+    await hostd.never(lambda: hostd.containers(instance), for_s=3.0, what=f"a container for {instance}")
+    assert [r.state for r in hostd.reports[seen:] if r.instance == instance] == []
+
+
+async def test_start_after_its_stop_is_ignored(hostd: HostdUnderTest) -> None:
+    """A start redelivered (nak, ack timeout) or reordered after its stop: the stop wins."""
+    await hostd.start()
+    await _start_then_stop(hostd, "web-1")
+    await _stale_start_creates_nothing(hostd, "web-1")
+
+
+async def test_start_after_its_stop_is_ignored_across_a_restart(hostd: HostdUnderTest) -> None:
+    """The tombstone is on disk: a restarted hostd, with no memory of epochs, still ignores the start."""
+    await hostd.start()
+    await _start_then_stop(hostd, "web-1")
+    await hostd.stop()
+    assert (hostd.state_dir / "tombstones" / "web-1.json").exists()
+    await hostd.start()
+    await _stale_start_creates_nothing(hostd, "web-1")
 
 
 async def test_stale_placement_is_ignored(hostd: HostdUnderTest) -> None:

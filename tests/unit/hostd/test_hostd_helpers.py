@@ -8,7 +8,7 @@ import pytest
 
 from libs import messages
 from libs.settings import SettingsError
-from services.hostd import agent, events, heartbeat, reports
+from services.hostd import agent, events, heartbeat, keyed_locks, reports
 from services.hostd.main import load_settings
 from services.hostd.runtime import RuntimeUnavailable
 from tests.support.wait import eventually
@@ -112,7 +112,7 @@ def test_health_news_ids_differ_by_time() -> None:
 
 
 async def test_keyed_locks_serialise_one_key_and_forget_it_after() -> None:
-    locks = agent.KeyedLocks()
+    locks = keyed_locks.KeyedLocks()
     order: list[str] = []
     gate = asyncio.Event()
 
@@ -147,7 +147,7 @@ class ScriptedEvents:
     def __init__(self) -> None:
         self.calls: list[float] = []
 
-    async def die_events(self, labels: dict[str, str], since: float):
+    async def container_events(self, labels: dict[str, str], since: float):
         self.calls.append(since)
         if len(self.calls) == 1:
             raise RuntimeUnavailable("engine restarting")
