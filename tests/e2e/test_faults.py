@@ -116,6 +116,28 @@ async def test_bus_outage_restarts_nothing_and_a_deploy_made_meanwhile_happens_a
         await remove(platform, c, app_id, late)
 
 
+async def test_bus_back_without_its_store_restarts_nothing_and_works_again(platform, client, pool, uid):
+    """A NATS node that comes back empty (a new node, a wiped disk): streams and consumers are
+    declared again by the services themselves, and the cluster takes deployments again."""
+    c, app_id, after = client, f"wipe-{uid}", f"wiped-{uid}"
+    try:
+        port, live, before = await start_app(platform, c, app_id)
+        platform.stop_nats(wipe=True)
+        try:
+            async def untouched() -> bool:
+                return await look(platform, app_id, port) == before
+            await holds(untouched, seconds=3, what="containers and sinks unchanged")
+        finally:
+            platform.start_nats()
+        r = await c.post("/v1/apps", json=web_spec(after, 2))
+        assert r.status_code == 201, r.text
+        await eventually(lambda: running(c, after, 2), timeout=90, what="a deployment on the new store")
+        await holds(lambda: no_host_down(pool), seconds=3, what="no host DOWN after the outage")
+        await assert_nothing_restarted(platform, c, pool, app_id, live, before)
+    finally:
+        await remove(platform, c, app_id, after)
+
+
 async def test_hostd_sigkill_and_back_keeps_its_instances(platform, client, pool, uid):
     c, app_id = client, f"hk-{uid}"
     try:
