@@ -11,6 +11,7 @@ import pytest
 
 from libs import db, retry
 from libs.service import Health
+from tests.support.wait import eventually
 
 FAST = retry.Policy(base_s=0.001, cap_s=0.004)
 
@@ -76,10 +77,7 @@ async def test_a_crashed_loop_restarts_and_health_shows_it() -> None:
         await gate.wait()
 
     sup.start("worker", crashing)
-    for _ in range(500):
-        if len(runs) >= 3:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(runs) >= 3, timeout=5, interval=0.01, what="two restarts")
     state = health.loops.get("worker")
     assert (state.state, state.restarts, state.last_error) == ("running", 2, "RuntimeError: crash 2")
     ok, body = health.body()
