@@ -86,6 +86,19 @@ def running_containers(cluster: str, app: str) -> set[str]:
     return set(out.stdout.split())
 
 
+@dataclass
+class Peak:
+    """The most containers of the app seen running at once (sampled every half second)."""
+    cluster: str
+    app: str
+    most: int = 0
+
+    async def watch(self) -> None:
+        while True:
+            self.most = max(self.most, len(running_containers(self.cluster, self.app)))
+            await asyncio.sleep(0.5)
+
+
 async def until(cond: Callable[[], Awaitable[object]], timeout: float, what: str) -> float:
     start = time.monotonic()
     while not await cond():
@@ -135,14 +148,8 @@ class Chaos:
         since = datetime.now(timezone.utc)
         load = Load(url)
         loader = asyncio.create_task(load.run())
-        most = len(before)
-
-        async def watch() -> None:
-            nonlocal most
-            while True:
-                most = max(most, len(running_containers(self.cluster, app)))
-                await asyncio.sleep(0.5)
-        watcher = asyncio.create_task(watch())
+        peak = Peak(self.cluster, app)
+        watcher = asyncio.create_task(peak.watch())
         row = Row(name)
         try:
             row.note = await fault() or ""
@@ -155,7 +162,7 @@ class Chaos:
         gone = before - after
         row.restarted = len(gone) - (expect_replaced(gone) if expect_replaced else 0)
         row.lost = await self.events(app, "LOST", since)
-        row.duplicated = max(0, most - n)
+        row.duplicated = max(0, peak.most - n)
         row.requests, row.failed = load.sent, load.failed
         await self.remove(app)
         return row
@@ -302,14 +309,8 @@ async def _rolling(ch: Chaos, app: str, name: str, service: str) -> Row:
     assert r.status_code == 201, r.text
     await until(lambda: ch.running(app, ROLLING_N), 180, f"{app} running")
     since = datetime.now(timezone.utc)
-    most = 0
-
-    async def watch() -> None:
-        nonlocal most
-        while True:
-            most = max(most, len(running_containers(ch.cluster, app)))
-            await asyncio.sleep(0.5)
-    watcher = asyncio.create_task(watch())
+    peak = Peak(ch.cluster, app)
+    watcher = asyncio.create_task(peak.watch())
     row = Row(name)
     t = time.monotonic()
     try:
@@ -318,7 +319,7 @@ async def _rolling(ch: Chaos, app: str, name: str, service: str) -> Row:
     finally:
         watcher.cancel()
     placed = await ch.pool.fetchval("SELECT count(*) FROM instances WHERE app = $1 AND version = 2", app)
-    row.duplicated = max(0, placed - ROLLING_N) + max(0, most - 2 * ROLLING_N)
+    row.duplicated = max(0, placed - ROLLING_N) + max(0, peak.most - 2 * ROLLING_N)
     row.lost = await ch.events(app, "LOST", since)
     row.note = f"{placed} v2 instances placed for {ROLLING_N}"
     await ch.remove(app)
