@@ -30,7 +30,7 @@ import asyncpg
 import httpx
 
 from devtools import infra
-from devtools.cluster import ClusterConfig, process_names, start_infra, stop_network, stop_sinks
+from devtools.cluster import ClusterConfig, start_infra, stop_network, stop_sinks
 from devtools.platform import Platform
 
 N = 10              # instances of the app every fault runs against
