@@ -88,6 +88,40 @@ class UpgradeStrategy(Strict):
     auto_rollback: bool = Field(True, description="A failed deployment returns the app to its last good version.")
 
 
+# Linux capabilities an app may ask to get back (``security.cap_add``), by Docker's names without
+# the CAP_ prefix.  Containers start with Docker's default set minus NET_RAW and NET_ADMIN (they
+# share the hosts' L2 segment: with those, one container could answer ARP for another's address);
+# asking for any capability needs an admin token.
+CAPABILITIES = frozenset({
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "CHOWN",
+    "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "IPC_LOCK", "IPC_OWNER", "KILL", "LEASE",
+    "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN", "NET_BIND_SERVICE",
+    "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYSLOG",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE", "SYS_NICE", "SYS_PACCT", "SYS_PTRACE",
+    "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "WAKE_ALARM",
+})
+
+
+def _capability(v: Any) -> Any:
+    if isinstance(v, str):
+        v = v.upper().removeprefix("CAP_")
+        if v not in CAPABILITIES:
+            raise ValueError(f"{v[:32]!r} is not a Linux capability")
+    return v
+
+
+class Security(Strict):
+    """How the app's containers run.  The defaults need nothing: Docker's default capabilities
+    minus NET_RAW and NET_ADMIN, ``no-new-privileges``, the host's pids limit, the image's user."""
+    cap_add: list[Annotated[str, BeforeValidator(_capability)]] = Field(
+        default_factory=list, max_length=64,
+        description="Capabilities to give back (e.g. NET_BIND_SERVICE, NET_RAW); needs an admin token.")
+    user: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$",
+                             description="Run as this user[:group] (name or number) instead of the image's.")
+    read_only_rootfs: bool = Field(False, description="Mount the container's root filesystem read-only "
+                                   "(its volume, if any, stays writable).")
+
+
 def _upper(v: Any) -> Any:
     return v.upper() if isinstance(v, str) else v
 
@@ -158,6 +192,7 @@ class AppSpec(Strict):
     backoff_factor: float = Field(1.15, ge=1, le=100, description="Each further failure multiplies the delay.")
     max_launch_delay_seconds: float = Field(300.0, ge=0, le=86400, description="The delay never grows past this.")
 
+    security: Security = Field(default_factory=Security, description="Capabilities, user, read-only root.")
     volume_path: str = Field("/data", max_length=4096,
                              description="Where the instance's volume (resources.disk_mb > 0) is mounted.")
 
