@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import io
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -122,6 +123,32 @@ class Supervisor:
             await self.cancel()
 
     async def cancel(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await cancel_within(self.tasks, what="supervised loops")
+
+
+# How long a cancelled task may take to end before it is reported as stuck.  Cancelled loops end
+# at their next await; one that does not (a blocked thread under it, a swallowed cancellation) is
+# a bug, and a shutdown that hangs on it forever is worse than one that names it and goes on.
+CANCEL_WITHIN_S = 15.0
+
+
+async def cancel_within(tasks: Iterable[asyncio.Task[object]], *, what: str,
+                        timeout_s: float = CANCEL_WITHIN_S) -> list[asyncio.Task[object]]:
+    """Cancel ``tasks`` and wait for them to end, at most ``timeout_s``.  Returns the ones still
+    running then, after logging each with its stack (so a hang is a log line, not a mystery)."""
+    tasks = [t for t in tasks if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return []
+    _, stuck = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in stuck:
+        log.error("task did not end after cancel", extra={"what": what, "task": task.get_name(),
+                                                          "timeout_s": timeout_s, "stack": task_stack(task)})
+    return list(stuck)
+
+
+def task_stack(task: asyncio.Task[object]) -> str:
+    out = io.StringIO()
+    task.print_stack(file=out)
+    return out.getvalue()

@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from libs import retry
+from libs.supervise import cancel_within
 from services.hostd import metrics
 from services.hostd.agent import Agent
 from services.hostd.containers import LABEL_INSTANCE
@@ -70,9 +71,7 @@ async def watch_deaths(runtime: ContainerRuntime, agent: Agent, *, since: float,
             await asyncio.sleep(delay)
             delay = failures.failed()
     finally:
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_within(list(pending), what="death reports")
 
 
 async def _handle(agent: Agent, instance: str, container_id: str) -> None:

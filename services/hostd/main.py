@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 
 from libs import bus, retry, settings, subjects
 from libs.service import Health, run_ops_server, run_service
+from libs.supervise import cancel_within
 from libs.settings import HostdSettings, SettingsError
 from services.hostd.agent import Agent
 from services.hostd.events import watch_deaths
@@ -169,14 +170,12 @@ async def _stop_loops(stop: asyncio.Event, placements: asyncio.Task[None], other
     try:
         await asyncio.wait({placements}, timeout=grace_s)
     finally:
-        placements.cancel()
-        await asyncio.gather(placements, *others, return_exceptions=True)
-        log.info("hostd loops stopped; containers keep running")
+        stuck = await cancel_within([placements, *others], what="hostd loops")
+        log.info("hostd loops stopped; containers keep running", extra={"stuck": len(stuck)})
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await cancel_within([task], what=task.get_name())
 
 
 async def _close_nats(nc: NATS) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from libs.messages import HealthCheckSpec
+from libs.supervise import cancel_within
 from services.hostd import health, probes
 from services.hostd.runtime import ContainerRuntime
 
@@ -62,9 +63,7 @@ class Monitors:
     async def close(self) -> None:
         tasks = [t for _, t in self._tasks.values()]
         self._tasks.clear()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_within(tasks, what="health checks")
 
     async def _run(self, w: Watch) -> None:
         states = [health.first(w.started_at) for _ in w.checks]

@@ -29,12 +29,15 @@ from devtools import infra, natsconf, simnet
 from devtools.cluster import ClusterConfig
 from libs import messages, subjects
 from libs.settings import HostdSettings
+from libs.supervise import cancel_within, task_stack
 from services.hostd.containers import LABEL_CLUSTER, LABEL_HOST, LABEL_INSTANCE
 from services.hostd.main import load_settings, main
 from tests.support.wait import eventually
 
 BASE_IMAGE = "noops/base:latest"
 HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+# hostd's shutdown: placements get stop_timeout (1 s here) + 5 s, each later step at most 15 s.
+STOP_DEADLINE_S = 60.0
 
 
 def spec(*, image: str = BASE_IMAGE, cmd: list[str] | None = None, cpus: float = 0.5, mem_mb: int = 64,
@@ -111,9 +114,14 @@ class HostdUnderTest:
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
+            task, self.task = self.task, None
+            # Bounded: a hostd that does not stop is a bug to see (with every task's stack), not a
+            # hung session.  hostd's own shutdown waits at most grace + cancel bounds.
+            stuck = await cancel_within([task], what=f"hostd {self.host}", timeout_s=STOP_DEADLINE_S)
+            if stuck:
+                others = "\n".join(f"--- {t.get_name()}\n{task_stack(t)}" for t in asyncio.all_tasks()
+                                   if t is not asyncio.current_task())
+                raise AssertionError(f"hostd {self.host} did not stop within {STOP_DEADLINE_S:.0f} s; tasks:\n{others}")
 
     async def cleanup(self) -> None:
         await self.stop()
