@@ -71,7 +71,8 @@ class ClusterConfig:
 
     @property
     def db_dsn(self) -> str:
-        return f"postgresql://{infra.PG_ROLE}:{infra.PG_PASSWORD}@127.0.0.1:5432/{self.db_name}"
+        """With the password, for in-process clients (tests, tools); services get the password file."""
+        return infra.pg_dsn(self.db_name)
 
     def nats_credentials(self, user: str = "admin") -> dict[str, str]:
         """``user=`` / ``password=`` for ``bus.connect`` as that identity (empty without auth)."""
@@ -89,7 +90,8 @@ class ClusterConfig:
         env = {
             "NOOPS_CLUSTER": self.cluster,
             "NOOPS_NATS_URL": self.nats_url,
-            "NOOPS_DB_DSN": self.db_dsn,
+            "NOOPS_DB_DSN": infra.pg_dsn(self.db_name, with_password=False),
+            "NOOPS_DB_PASSWORD_FILE": str(infra.PG_PASSWORD_FILE),
             "NOOPS_GATEWAY_PORT": str(self.gateway_port),
             "NOOPS_PLACER_PORT": str(self.placer_port),
             "NOOPS_REGISTRY_PORT": str(self.registry_port),

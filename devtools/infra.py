@@ -6,6 +6,7 @@ from __future__ import annotations
 import glob
 import ipaddress
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -22,7 +23,9 @@ from devtools import natsconf
 REPO = Path(__file__).resolve().parent.parent
 DOCKER_BIP = "198.19.255.1/24"  # dockerd's default bridge, inside 198.18.0.0/15 (see README)
 PG_ROLE = "noops"
-PG_PASSWORD = "noops"
+# The noops role's password, generated once per machine (the role is the machine's, shared by a
+# `make up` cluster and test sessions): outside this file no password exists in the source.
+PG_PASSWORD_FILE = Path("/var/lib/noops/pg-password")
 
 
 class InfraError(RuntimeError):
@@ -169,8 +172,32 @@ def ensure_postgres(port: int = 5432) -> None:
         log(f"starting PostgreSQL {version}")
         subprocess.run(["pg_ctlcluster", version, "main", "start"], check=True)
     wait_until(lambda: port_open(port), 30, "PostgreSQL to listen")
-    if _psql(f"SELECT 1 FROM pg_roles WHERE rolname='{PG_ROLE}'") != "1":
-        _psql(f"CREATE ROLE {PG_ROLE} LOGIN CREATEDB PASSWORD '{PG_PASSWORD}'")
+    password = pg_password()
+    verb = "ALTER" if _psql(f"SELECT 1 FROM pg_roles WHERE rolname='{PG_ROLE}'") == "1" else "CREATE"
+    # ALTER too: a machine set up before passwords were generated moves to its generated one.
+    _psql(f"{verb} ROLE {PG_ROLE} LOGIN CREATEDB PASSWORD '{password}'")
+
+
+def pg_password() -> str:
+    """This machine's generated password of the noops role (made on first use, mode 0600)."""
+    try:
+        return PG_PASSWORD_FILE.read_text().strip()
+    except FileNotFoundError:
+        pass
+    PG_PASSWORD_FILE.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    password = secrets.token_hex(24)  # hex: nothing to quote in SQL or in a DSN
+    try:   # O_EXCL: two sessions starting at once agree on the first one written
+        fd = os.open(PG_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return PG_PASSWORD_FILE.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password
+
+
+def pg_dsn(name: str, *, with_password: bool = True) -> str:
+    auth = f"{PG_ROLE}:{pg_password()}" if with_password else PG_ROLE
+    return f"postgresql://{auth}@127.0.0.1:5432/{name}"
 
 
 def stop_postgres() -> None:
@@ -184,7 +211,7 @@ def ensure_database(name: str, *, fresh: bool = False) -> str:
         _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     if _psql(f"SELECT 1 FROM pg_database WHERE datname='{name}'") != "1":
         _psql(f"CREATE DATABASE {name} OWNER {PG_ROLE}")
-    return f"postgresql://{PG_ROLE}:{PG_PASSWORD}@127.0.0.1:5432/{name}"
+    return pg_dsn(name)
 
 
 def drop_database(name: str) -> None:

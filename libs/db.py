@@ -4,11 +4,13 @@ from __future__ import annotations
 import logging
 import re
 from importlib import resources
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
 from libs import retry
-from libs.settings import CommonSettings
+from libs.settings import CommonSettings, SettingsError
 
 log = logging.getLogger("noops.db")
 
@@ -58,8 +60,30 @@ async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_
 
 async def connect_with(common: CommonSettings, **kwargs: object) -> asyncpg.Pool:
     """``connect`` with this process's settings (DSN, statement timeout, retry policy)."""
-    return await connect(common.db_dsn, command_timeout_s=common.db_command_timeout_s,
+    return await connect(dsn_of(common), command_timeout_s=common.db_command_timeout_s,
                          policy=retry.Policy.for_connect(common), **kwargs)  # type: ignore[arg-type]
+
+
+def password_of(common: CommonSettings) -> str:
+    """The password from NOOPS_DB_PASSWORD_FILE ("" when none is set); unreadable → SettingsError."""
+    if not common.db_password_file:
+        return ""
+    try:
+        return Path(common.db_password_file).read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"NOOPS_DB_PASSWORD_FILE={common.db_password_file}: {exc.strerror}") from None
+
+
+def dsn_of(common: CommonSettings) -> str:
+    """NOOPS_DB_DSN with the password file's password in it (the DSN as given when there is none)."""
+    password = password_of(common)
+    if not password:
+        return common.db_dsn
+    parts = urlsplit(common.db_dsn)
+    user = parts.netloc.rpartition("@")[0].partition(":")[0] if "@" in parts.netloc else ""
+    hostport = parts.netloc.rpartition("@")[2]
+    netloc = f"{user}:{quote(password, safe='')}@{hostport}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _redact(dsn: str) -> str:

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from libs import bus, db, retry
+from libs import bus, db, exposure, retry
 from libs import log as logsetup
 from libs.supervise import Loops, Supervisor
 from libs.settings import CommonSettings, HttpSettings, SettingsError
@@ -82,9 +83,17 @@ def ops_app(health: Health) -> Starlette:
     return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics)])
 
 
-async def serve_http(app: object, host: str, port: int, *, graceful_s: float = 3.0) -> None:
+async def serve_http(app: object, host: str, port: int, *, graceful_s: float = 3.0,
+                     tls_cert_file: str = "", tls_key_file: str = "") -> None:
+    """Serve ``app`` until cancelled; over HTTPS when given a certificate and key."""
+    tls = {"ssl_certfile": tls_cert_file, "ssl_keyfile": tls_key_file} if tls_cert_file else {}
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=graceful_s)
+                            timeout_graceful_shutdown=graceful_s, **tls)
+    if tls:
+        try:   # a missing or mismatched file is a configuration error, not a traceback from uvicorn
+            config.load()
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(f"TLS certificate {tls_cert_file} / key {tls_key_file}: {exc}") from None
     server = uvicorn.Server(config)
     # We own SIGTERM/SIGINT (run_service cancels the main task); uvicorn must not take them.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
@@ -113,6 +122,16 @@ def run_service(name: str, build_settings: Callable[[], object],
         sys.stderr.write(f"noops-{name}: bad configuration: {exc}\n")
         raise SystemExit(2) from None
     common: CommonSettings = settings.common  # type: ignore[attr-defined]
+    try:
+        problems = exposure.insecure_defaults(db_dsn=common.db_dsn, db_password=db.password_of(common),
+                                              nats_url=common.nats_url, nats_user=common.nats_user,
+                                              uses_db=name != "hostd")
+    except SettingsError as exc:
+        sys.stderr.write(f"noops-{name}: bad configuration: {exc}\n")
+        raise SystemExit(2) from None
+    if problems:
+        sys.stderr.write("".join(f"noops-{name}: refusing to start: {p}\n" for p in problems))
+        raise SystemExit(2)
     logsetup.setup(name, common.log_level, common.log_format)
 
     async def _runner() -> None:

@@ -41,8 +41,15 @@ class CommonSettings:
         "File holding that user's NATS password (read at start; keep it mode 0600). `make up` writes them "
         "under .run/nats-auth/.")
     db_dsn: str = setting(
-        "postgresql://noops:noops@127.0.0.1:5432/noops", "NOOPS_DB_DSN",
-        "PostgreSQL DSN of the task log (placer, registry, reconciler and gateway use it; hostd does not).")
+        "postgresql://noops@127.0.0.1:5432/noops", "NOOPS_DB_DSN",
+        "PostgreSQL DSN of the task log (placer, registry, reconciler and gateway use it; hostd does not). "
+        "Keep the password out of it: use NOOPS_DB_PASSWORD_FILE. A service refuses to start when it would "
+        "reach a database on another machine with a development password, or NATS on another machine "
+        "without credentials (libs/exposure.py).")
+    db_password_file: str = setting(
+        "", "NOOPS_DB_PASSWORD_FILE",
+        "File holding the database password (read at start, keep it mode 0600); it overrides a password in "
+        "NOOPS_DB_DSN. `make up` generates one per machine in /var/lib/noops/pg-password.")
     log_level: str = setting("INFO", "NOOPS_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.")
     log_format: str = setting("json", "NOOPS_LOG_FORMAT", "`json` (one object per line) or `text`.")
     connect_retry_max_s: float = setting(
@@ -88,6 +95,15 @@ class GatewaySettings:
     host_online_s: float = setting(
         3.0, "NOOPS_HOST_ONLINE_S",
         "The API and web UI show a host as online when its last heartbeat is at most this many seconds old.")
+    tls_cert_file: str = setting(
+        "", "NOOPS_GATEWAY_TLS_CERT_FILE",
+        "PEM certificate (chain) for HTTPS; with NOOPS_GATEWAY_TLS_KEY_FILE the API and web UI are served "
+        "over HTTPS only. Empty: plain HTTP (keep NOOPS_HTTP_HOST on loopback behind a TLS proxy then).")
+    tls_key_file: str = setting("", "NOOPS_GATEWAY_TLS_KEY_FILE", "PEM private key of that certificate.")
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError("NOOPS_GATEWAY_TLS_CERT_FILE and NOOPS_GATEWAY_TLS_KEY_FILE go together: set both or neither")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v docker >/dev/null 2>&1 || need+=(docker.io)
 command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
-command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 # The base image needs a statically linked busybox (it runs alone in an empty rootfs).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)

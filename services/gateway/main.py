@@ -37,8 +37,10 @@ async def main(cfg: GatewaySettings) -> None:
         relay_task = sup.start("outbox-relay", relay.run)
         stack.push_async_callback(_cancel, relay_task)
         health.ready = True
-        log.info("gateway listening", extra={"host": cfg.http.http_host, "port": cfg.port})
-        await serve_http(create_app(cfg, pool, nc, relay, health=health), cfg.http.http_host, cfg.port)
+        log.info("gateway listening", extra={"host": cfg.http.http_host, "port": cfg.port,
+                                             "scheme": "https" if cfg.tls_cert_file else "http"})
+        await serve_http(create_app(cfg, pool, nc, relay, health=health), cfg.http.http_host, cfg.port,
+                         tls_cert_file=cfg.tls_cert_file, tls_key_file=cfg.tls_key_file)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -252,7 +252,7 @@ async def main(settings: PlacerSettings) -> None:
     b = await connect_backends(common, "placer")
     queries = db.Queries("placer")
     holder = f"{socket.gethostname()}:{settings.port}"
-    leadership = Leadership(common.db_dsn, queries, holder, retry_max_s=common.connect_retry_max_s)
+    leadership = Leadership(db.dsn_of(common), queries, holder, retry_max_s=common.connect_retry_max_s)
     health.ready = True
     health.detail.update(role="standby")
     try:
