@@ -40,8 +40,30 @@ class TextFormatter(logging.Formatter):
         return base + ("" if not extra else " " + " ".join(f"{k}={v}" for k, v in extra.items()))
 
 
+class ExpectedOutage(logging.Filter):
+    """Libraries that log an expected outage with a traceback (asyncpg's pool retrying its
+    connection floor while PostgreSQL is down) get one line with the error instead: a database
+    restart is an event an operator reads, not a crash to debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.error = str(exc) or type(exc).__name__
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+# Loggers whose tracebacks are about outages noops already handles (and logs) itself.
+OUTAGE_LOGGERS = ("asyncpg.pool",)
+
+
 def setup(service: str, level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    for name in OUTAGE_LOGGERS:
+        lg = logging.getLogger(name)
+        lg.filters[:] = [f for f in lg.filters if not isinstance(f, ExpectedOutage)]
+        lg.addFilter(ExpectedOutage())
     handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
