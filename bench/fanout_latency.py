@@ -39,7 +39,8 @@ from services.registry.sinks.fanout import Fanout
 from services.registry.sinks.haproxy import HAProxyOptions, HAProxySink
 from services.registry.sinks.model import Desired
 from services.registry.sinks.nft import NftSink
-from services.registry.sinks.runner import Backoff, SinkRunner
+from libs import retry
+from services.registry.sinks.runner import SinkRunner
 
 HOSTS = ("h1", "h2", "h3", "h4")
 
@@ -76,7 +77,7 @@ async def run_rate(pool, nc, js, paths, table: str, port_range, rate: int, secon
                 done[e.instance].setdefault(sink, at)
 
     hap = HAProxySink(HAProxyOptions(paths=paths, port_range=port_range, spare=0))
-    runners = [SinkRunner(s, backoff=Backoff(base_s=0.05, max_s=1.0), observers=(observe,))
+    runners = [SinkRunner(s, backoff=retry.Policy(base_s=0.05, cap_s=1.0), observers=(observe,))
                for s in (hap, NftSink(table))]
     relay = outbox.Relay(pool, js)
     announcer = Announcer(pool, relay)

@@ -1,13 +1,12 @@
 """Publishing IpReports to JetStream, de-duplicated by message id."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 from nats.js import JetStreamContext
 
-from libs import messages, subjects
+from libs import messages, retry, subjects
 from services.hostd import metrics
 
 log = logging.getLogger("noops.hostd.reports")
@@ -25,13 +24,13 @@ def msg_id(r: messages.IpReport) -> str:
 
 class Reporter:
     def __init__(self, js: JetStreamContext, host: str, clock: Callable[[], float], *,
-                 attempts: int = 3, retry_s: float = 0.2) -> None:
+                 attempts: int = 3, policy: retry.Policy = retry.Policy(base_s=0.2, cap_s=1.0)) -> None:
         self._js = js
         self._host = host
         self._clock = clock
         self._subject = subjects.report(host)
         self._attempts = attempts
-        self._retry_s = retry_s
+        self._policy = policy
 
     async def send(self, *, instance: str, app: str, epoch: int, state: messages.InstanceState,
                    container_id: str = "", ip: str = "", reason: str = "", mac: str = "", parent: str = "",
@@ -52,7 +51,7 @@ class Reporter:
                     raise
                 log.warning("report publish failed; retrying", extra={
                     "instance": instance, "state": state, "error": str(exc) or type(exc).__name__})
-                await asyncio.sleep(self._retry_s * attempt)
+                await self._policy.sleep(attempt)
         metrics.REPORTS.labels(state).inc()
         log.info("reported", extra={"instance": instance, "epoch": epoch, "state": state,
                                     "container_id": container_id[:12], "ip": ip, "reason": reason,

@@ -82,6 +82,7 @@ class Placer:
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
         pacer = Pacer(MIN_BATCH_GAP_S)
+        failures = retry.Failures(retry.Policy.from_settings(self.settings.common))
         while True:
             await self.queue.ready()
             await pacer.wait()
@@ -95,10 +96,13 @@ class Placer:
                             f.set_exception(exc)
                 if isinstance(exc, Deposed):
                     raise
-                log.warning("batch failed; apps stay queued", extra={"error": str(exc) or type(exc).__name__})
-                await asyncio.sleep(0.5)
+                delay = failures.failed()
+                log.warning("batch failed; apps stay queued", extra={"error": str(exc) or type(exc).__name__,
+                                                                     "retry_in_s": round(delay, 2)})
+                await asyncio.sleep(delay)
                 self.queue.nudge(batch)
                 continue
+            failures.ok()
             for futs in batch.values():
                 for f in futs:
                     if not f.done():

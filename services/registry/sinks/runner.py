@@ -11,9 +11,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from libs import retry
 
 from services.registry.sinks.base import Sink
 from services.registry.sinks.model import AppState, Desired
@@ -30,17 +31,9 @@ LAST_OK = Gauge("noops_registry_sink_last_success_timestamp_seconds", "Unix time
 Observer = Callable[[str, Desired, float], None]   # (sink name, what was applied, monotonic time)
 
 
-@dataclass(frozen=True)
-class Backoff:
-    base_s: float = 0.1
-    max_s: float = 10.0
-
-    def delay(self, failures: int) -> float:
-        return min(self.base_s * 2 ** max(failures - 1, 0), self.max_s)
-
 
 class SinkRunner:
-    def __init__(self, sink: Sink, *, backoff: Backoff = Backoff(), clock: Callable[[], float] = time.monotonic,
+    def __init__(self, sink: Sink, *, backoff: retry.Policy = retry.Policy(base_s=0.1, cap_s=10.0), clock: Callable[[], float] = time.monotonic,
                  observers: tuple[Observer, ...] = ()) -> None:
         self.sink, self.backoff, self.clock, self.observers = sink, backoff, clock, observers
         self.name = sink.name
@@ -101,7 +94,7 @@ class SinkRunner:
             else:
                 self._pending = {**work, **self._pending}   # what arrived meanwhile is newer
             PENDING.labels(self.name).set(len(self._pending))
-            delay = self.backoff.delay(self.failures)
+            delay = self.backoff.backoff(self.failures)  # the one retry policy (libs/retry.py)
             log.warning("sink failed; will retry", extra={"sink": self.name, "error": str(exc) or type(exc).__name__,
                                                           "failures": self.failures, "retry_in_s": delay})
             await asyncio.sleep(delay)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from libs import retry
 from libs.settings import RegistrySettings
 from services.registry.sinks import ipvs
 from services.registry.sinks.base import Sink
 from services.registry.sinks.haproxy import HAProxyOptions, HAProxySink
 from services.registry.sinks.haproxy_config import Paths
 from services.registry.sinks.nft import NftSink
-from services.registry.sinks.runner import Backoff, Observer, SinkRunner
+from services.registry.sinks.runner import Observer, SinkRunner
 
 log = logging.getLogger("noops.registry.sinks")
 
@@ -34,4 +35,4 @@ def build_sinks(settings: RegistrySettings) -> list[Sink]:
 
 
 def runners(sinks: list[Sink], settings: RegistrySettings, observers: tuple[Observer, ...] = ()) -> list[SinkRunner]:
-    return [SinkRunner(s, backoff=Backoff(max_s=settings.sink_backoff_max_s), observers=observers) for s in sinks]
+    return [SinkRunner(s, backoff=retry.Policy(base_s=settings.common.retry_base_s, cap_s=settings.sink_backoff_max_s), observers=observers) for s in sinks]

@@ -12,7 +12,8 @@ from libs.messages import Endpoint, EndpointsChanged
 from services.registry.sinks.fanout import Fanout
 from services.registry.sinks.haproxy import runtime
 from services.registry.sinks import haproxy_config as hc
-from services.registry.sinks.runner import Backoff, SinkRunner
+from libs import retry
+from services.registry.sinks.runner import SinkRunner
 from tests.integration.registry.conftest import Backend, get
 from tests.integration.registry.taskrows import TaskRows
 from tests.support.wait import eventually
@@ -47,7 +48,7 @@ async def test_touched_app_reaches_haproxy_and_resync_repairs(pool, rows, uid, m
     await rows.app(app, {"http": b1.port})
     await rows.instance(app, f"{app}-1", "127.0.0.1")
     sink = make_sink(spare=1)
-    runner = SinkRunner(sink, backoff=Backoff(base_s=0.05, max_s=0.2))
+    runner = SinkRunner(sink, backoff=retry.Policy(base_s=0.05, cap_s=0.2))
     fanout = Fanout(pool, db.Queries("registry"), [runner], lb_bind_host="127.0.0.1", lb_port_range=port_range,
                     resync_s=0.5)
     tasks = [asyncio.create_task(fanout.run()), asyncio.create_task(runner.run())]

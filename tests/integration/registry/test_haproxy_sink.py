@@ -12,7 +12,8 @@ from libs.messages import Endpoint
 from services.registry.sinks import haproxy_config as hc
 from services.registry.sinks.haproxy import runtime
 from services.registry.sinks.model import AppState, LbPort
-from services.registry.sinks.runner import Backoff, SinkRunner
+from libs import retry
+from services.registry.sinks.runner import SinkRunner
 from tests.integration.registry.conftest import Backend, get
 from tests.support.wait import eventually
 
@@ -96,7 +97,7 @@ def _refuses(path) -> bool:
 
 async def test_haproxy_down_then_back_converges(make_sink, port_range, backends, haproxy, tmp_path):
     sink = make_sink(spare=2)
-    runner = SinkRunner(sink, backoff=Backoff(base_s=0.05, max_s=0.2))
+    runner = SinkRunner(sink, backoff=retry.Policy(base_s=0.05, cap_s=0.2))
     task = asyncio.create_task(runner.run())
     try:
         lo = port_range[0]

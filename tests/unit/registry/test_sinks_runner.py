@@ -5,7 +5,8 @@ import asyncio
 
 from libs.messages import Endpoint
 from services.registry.sinks.model import AppState, Desired
-from services.registry.sinks.runner import Backoff, SinkRunner
+from libs import retry
+from services.registry.sinks.runner import SinkRunner
 from tests.support.wait import eventually
 
 
@@ -37,11 +38,6 @@ def st(app: str, *ips: str, at: float = 0.0) -> AppState:
                     read_at=at)
 
 
-def test_backoff_grows_and_caps():
-    b = Backoff(base_s=0.1, max_s=1.0)
-    assert [b.delay(n) for n in (1, 2, 3, 4, 5, 9)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
-
-
 async def test_newest_state_per_app_wins_and_older_changes_fold_into_a_full_snapshot():
     sink = RecordingSink()
     r = SinkRunner(sink)
@@ -58,7 +54,7 @@ async def test_newest_state_per_app_wins_and_older_changes_fold_into_a_full_snap
 async def test_failing_sink_keeps_its_work_backs_off_and_converges_without_blocking_others():
     bad, good = RecordingSink("bad"), RecordingSink("good")
     bad.down = True
-    runners = [SinkRunner(s, backoff=Backoff(base_s=0.01, max_s=0.05)) for s in (bad, good)]
+    runners = [SinkRunner(s, backoff=retry.Policy(base_s=0.01, cap_s=0.05)) for s in (bad, good)]
     tasks = [asyncio.create_task(r.run()) for r in runners]
     try:
         for r in runners:
