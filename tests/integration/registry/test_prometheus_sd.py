@@ -39,10 +39,12 @@ async def gateway_url(cluster_cfg, pool, nc) -> AsyncIterator[str]:
 
 
 @pytest_asyncio.fixture
-async def prometheus(gateway_url: str, tmp_path: Path) -> AsyncIterator[str]:
+async def prometheus(gateway_url: str, tmp_path: Path, cluster_cfg) -> AsyncIterator[str]:
     (tmp_path / "logs").mkdir()
+    # With the viewer token the session made for Prometheus, as `make up` gives it one.
     url = await asyncio.to_thread(sink_procs.start_prometheus, tmp_path, port=infra.free_port(),
-                                  sd_url=f"{gateway_url}/v1/discovery/prometheus", refresh_s=1)
+                                  sd_url=f"{gateway_url}/v1/discovery/prometheus", refresh_s=1,
+                                  token_file=cluster_cfg.prometheus_token_file)
     try:
         yield url
     finally:
