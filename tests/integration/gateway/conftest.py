@@ -123,6 +123,7 @@ async def created(pool: asyncpg.Pool, nc: nats.NATS, relay: outbox.Relay) -> Asy
         await conn.execute("DELETE FROM instances WHERE app = ANY($1::text[]) OR id = ANY($2::text[])",
                            c.apps, c.instances)
         await conn.execute("DELETE FROM app_versions WHERE app = ANY($1::text[])", c.apps)
+        await conn.execute("DELETE FROM deployments WHERE app = ANY($1::text[])", c.apps)
         await conn.execute("DELETE FROM apps WHERE id = ANY($1::text[])", c.apps)
         await conn.execute("DELETE FROM hosts WHERE id = ANY($1::text[])", c.hosts)
         await conn.execute("DELETE FROM audit WHERE target = ANY($1::text[])", c.apps + c.hosts + c.tokens)
