@@ -2,13 +2,16 @@
 the token from the Authorization header, look it up (one indexed read: a revoked token stops
 working on its next request), and refuse with 401 (no valid token) or 403 (not enough role).
 
-Handlers take the same dependency as ``WhoDep`` (FastAPI runs it once per request) to check the
-app scope, redact secrets and name the token in the audit trail."""
+The app scope of routes naming an app in the path (``{app_id}``) is checked here too; handlers
+take the same dependency as ``WhoDep`` (FastAPI runs it once per request) to check the scope of
+what the path does not name (a spec's id, an instance's app), filter lists, redact secrets and
+name the token in the audit trail."""
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.gateway import policy, tokenstore
 from services.gateway.access import Principal, Role, parse_authorization
@@ -16,6 +19,9 @@ from services.gateway.errors import ApiError
 
 # Anonymous callers of the open routes; it has no role, so nothing in a handler grants it anything.
 ANONYMOUS = Principal("", Role.viewer, apps="")
+# Declares the scheme in OpenAPI (the docs page gets an "Authorize" button); it refuses nothing
+# itself, the other header forms are read below.
+BEARER = HTTPBearer(auto_error=False, description="A noops API token (also accepted: `token=<t>`, basic auth).")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="noops", charset="UTF-8"'}
 
 
@@ -28,7 +34,8 @@ def forbidden(reason: str, field: str = "Authorization") -> ApiError:
     return ApiError(403, "forbidden", [{"field": field, "reason": reason}])
 
 
-async def authorize(request: Request) -> Principal:
+async def authorize(request: Request,
+                    _: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None) -> Principal:
     route = request.scope.get("route")
     need = policy.rule(request.method, getattr(route, "path_format", request.url.path))
     if need is policy.OPEN:
@@ -47,6 +54,9 @@ async def authorize(request: Request) -> Principal:
         raise forbidden(f"needs the {need.name} role; token {who.name!r} has {who.role.name}")
     if need is Role.admin and who.apps is not None:
         raise forbidden(f"acts on the whole cluster; token {who.name!r} is limited to apps {who.apps!r}")
+    # Routes under /v1/apps/{app_id}: the scope is checked here, before the body is even read.
+    if "app_id" in request.path_params:
+        require_app(who, request.path_params["app_id"])
     return who
 
 

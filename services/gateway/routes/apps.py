@@ -1,7 +1,7 @@
 """/v1/apps: desired state.  Handlers validate, write through ``store`` (one transaction each, with
 the deploy request in the outbox), kick the relay, and answer; no scheduling happens here.
-Each checks the token's app scope (``require_app``) and shows ``env`` values only to tokens that
-may change the app (``access.spec_for``)."""
+The token's app scope is checked for the path's app by ``auth.authorize`` and here for a spec's id;
+``env`` values are shown only to tokens that may change the app (``access.spec_for``)."""
 from __future__ import annotations
 
 from typing import Annotated, Any
@@ -14,7 +14,7 @@ from libs.messages import STATES
 from libs.subjects import TOKEN_RE
 from services.gateway import store, views
 from services.gateway.access import Principal, cap_add_problems, spec_for
-from services.gateway.auth import WhoDep, require_app
+from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep, RelayDep, SettingsDep
 from services.gateway.errors import ApiError, invalid_spec, not_found
 from services.gateway.models import AppUpdate, ScaleRequest
@@ -72,7 +72,6 @@ async def create_apps(specs: Annotated[list[AppSpec], Body(min_length=1, max_len
 @router.put("/{app_id}")
 async def replace_app(app_id: str, body: AppUpdate, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                       settings: SettingsDep, who: WhoDep) -> dict[str, Any]:
-    require_app(who, app_id)
     if not TOKEN_RE.match(app_id):
         raise not_found("app", app_id)  # no app can have this id
     if body.id is not None and body.id != app_id:
@@ -87,7 +86,6 @@ async def replace_app(app_id: str, body: AppUpdate, pool: PoolDep, q: QueriesDep
 @router.patch("/{app_id}")
 async def scale_app(app_id: str, body: ScaleRequest, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                     settings: SettingsDep, who: WhoDep) -> dict[str, Any]:
-    require_app(who, app_id)
     await store.scale(pool, q, app_id, body.instances, max_instances=settings.max_instances, by=who.name)
     relay.kick()
     return await _view(pool, q, app_id, who)
@@ -95,7 +93,6 @@ async def scale_app(app_id: str, body: ScaleRequest, pool: PoolDep, q: QueriesDe
 
 @router.delete("/{app_id}", status_code=202)
 async def delete_app(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep, who: WhoDep) -> JSONResponse:
-    require_app(who, app_id)
     await store.delete(pool, q, app_id, by=who.name)
     relay.kick()
     return JSONResponse({"id": app_id, "status": "deleting"}, status_code=202)
@@ -111,7 +108,6 @@ async def list_apps(pool: PoolDep, q: QueriesDep, who: WhoDep) -> list[dict[str,
 
 @router.get("/{app_id}")
 async def get_app(app_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
-    require_app(who, app_id)
     return await _view(pool, q, app_id, who)
 
 
@@ -119,7 +115,6 @@ async def get_app(app_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dic
 async def app_versions(app_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep,
                        limit: int = Query(20, ge=1, le=500)) -> list[dict[str, Any]]:
     """Version history, newest first: each version's spec and the token that made it."""
-    require_app(who, app_id)
     if await pool.fetchval(q.app_created_at, app_id) is None:
         raise not_found("app", app_id)
     return [{**v, "spec": spec_for(who, app_id, v["spec"])}
@@ -127,11 +122,10 @@ async def app_versions(app_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep,
 
 
 @router.get("/{app_id}/instances")
-async def app_instances(app_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep,
+async def app_instances(app_id: str, pool: PoolDep, q: QueriesDep,
                         state: str | None = Query(None, pattern=f"^({'|'.join(STATES)})$",
                                                   description="Only instances in this state.")
                         ) -> list[dict[str, Any]]:
-    require_app(who, app_id)
     async with pool.acquire() as conn:
         created_at = await conn.fetchval(q.app_created_at, app_id)
         if created_at is None:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from services.gateway import control, views
-from services.gateway.auth import WhoDep, require_app
+from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep, RelayDep
 from services.gateway.errors import not_found
 from services.gateway.models import CancelRequest, KillRequest, RollbackRequest
@@ -18,7 +18,6 @@ router = APIRouter(tags=["control"])
 
 @router.post("/v1/apps/{app_id}/restart", status_code=202)
 async def restart(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    require_app(who, app_id)
     version = await control.restart(pool, q, app_id, by=who.name)
     relay.kick()
     return {"id": app_id, "version": version}
@@ -27,7 +26,6 @@ async def restart(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay:
 @router.post("/v1/apps/{app_id}/rollback", status_code=202)
 async def rollback(app_id: str, who: WhoDep, body: RollbackRequest, pool: PoolDep, q: QueriesDep,
                    relay: RelayDep) -> dict[str, Any]:
-    require_app(who, app_id)
     version = await control.rollback(pool, q, app_id, body.version, by=who.name)
     relay.kick()
     return {"id": app_id, "version": version, "spec_of_version": body.version}
@@ -35,7 +33,6 @@ async def rollback(app_id: str, who: WhoDep, body: RollbackRequest, pool: PoolDe
 
 @router.post("/v1/apps/{app_id}/deployment/pause")
 async def pause(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    require_app(who, app_id)
     out = await control.deployment_state(pool, q, app_id, "pause", by=who.name)
     relay.kick()
     return out
@@ -43,7 +40,6 @@ async def pause(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: R
 
 @router.post("/v1/apps/{app_id}/deployment/resume")
 async def resume(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    require_app(who, app_id)
     out = await control.deployment_state(pool, q, app_id, "resume", by=who.name)
     relay.kick()
     return out
@@ -52,7 +48,6 @@ async def resume(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: 
 @router.post("/v1/apps/{app_id}/deployment/cancel")
 async def cancel(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                  body: CancelRequest | None = None) -> dict[str, Any]:
-    require_app(who, app_id)
     out = await control.deployment_state(pool, q, app_id, "cancel", rollback=bool(body and body.rollback),
                                          by=who.name)
     relay.kick()
@@ -60,9 +55,8 @@ async def cancel(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: 
 
 
 @router.get("/v1/apps/{app_id}/deployments")
-async def deployments(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep,
+async def deployments(app_id: str, pool: PoolDep, q: QueriesDep,
                       limit: int = Query(20, ge=1, le=500)) -> list[dict[str, Any]]:
-    require_app(who, app_id)
     if await pool.fetchval(q.app_created_at, app_id) is None:
         raise not_found("app", app_id)
     return [views.deployment(r) for r in await pool.fetch(q.deployments_of, app_id, limit)]
@@ -70,7 +64,6 @@ async def deployments(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep,
 
 @router.delete("/v1/apps/{app_id}/delay")
 async def reset_delay(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    require_app(who, app_id)
     await control.reset_delay(pool, q, app_id, by=who.name)
     relay.kick()
     return {"id": app_id, "backoff": {"delay_s": 0.0, "launch_after": None}}
@@ -79,7 +72,6 @@ async def reset_delay(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, re
 @router.post("/v1/apps/{app_id}/kill", status_code=202)
 async def kill(app_id: str, who: WhoDep, body: KillRequest, pool: PoolDep, q: QueriesDep,
                relay: RelayDep) -> dict[str, Any]:
-    require_app(who, app_id)
     killed = await control.kill_instances(pool, q, app_id, body.instances, scale=body.scale, by=who.name)
     relay.kick()
     return {"id": app_id, "killing": killed, "scaled": body.scale}

@@ -19,4 +19,5 @@ async def list_hosts(pool: PoolDep, q: QueriesDep, settings: SettingsDep, who: W
     hosts = [views.host(r) for r in await pool.fetch(q.hosts_view, settings.host_online_s)]
     if who.apps is None:
         return hosts
-    return views.hosts_for_apps(hosts, [r for r in await pool.fetch(q.host_reservations_by_app) if who.sees(r["app"])])
+    mine = [r for r in await pool.fetch(q.host_reservations_by_app) if who.sees(r["app"])]
+    return views.hosts_for_apps(hosts, mine)

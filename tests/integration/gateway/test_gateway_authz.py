@@ -62,8 +62,8 @@ OPEN = {("GET", "/healthz"), ("GET", "/metrics"), ("GET", "/"), ("GET", "/openap
 
 
 async def status_of(app: FastAPI, method: str, path: str, headers: dict[str, str], body: object) -> int:
-    """The status the app starts its answer with.  Raw ASGI, so an endless stream (/v1/events)
-    is left as soon as its status is known."""
+    """The status the app answers with.  Raw ASGI, so an endless stream (/v1/events) is left as
+    soon as its first bytes are out."""
     raw = b"" if body is None else json.dumps(body).encode()
     hdrs = [(k.lower().encode(), v.encode()) for k, v in headers.items()] + [(b"content-type", b"application/json")]
     sent = False
@@ -78,9 +78,17 @@ async def status_of(app: FastAPI, method: str, path: str, headers: dict[str, str
         await gone.wait()
         return {"type": "http.disconnect"}
 
+    status = 0
+
     async def send(msg: dict) -> None:
-        if msg["type"] == "http.response.start" and not started.done():
-            started.set_result(msg["status"])
+        nonlocal status
+        if msg["type"] == "http.response.start":
+            status = msg["status"]
+        elif msg["type"] == "http.response.body" and not started.done():
+            # The first body bytes, not just the status: /v1/events sends them once its NATS
+            # subscription is flushed, and leaving in the middle of that flush would upset the
+            # session's NATS client.
+            started.set_result(status)
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "path": path,
              "raw_path": path.encode(), "query_string": b"", "headers": hdrs, "scheme": "http",
