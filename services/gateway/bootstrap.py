@@ -43,7 +43,8 @@ async def ensure_token_file(pool: asyncpg.Pool, path: Path, *, name: str, role: 
         return secret, False
     async with pool.acquire() as conn, conn.transaction():
         await tokenstore.revoke(conn, q, name, by="bootstrap")
-        made = await tokenstore.create(conn, q, name=name, role=role, apps=apps, expires_at=None, created_by="bootstrap")
+        made = await tokenstore.create(conn, q, name=name, role=role, apps=apps, expires_at=None,
+                                       created_by="bootstrap")
     write_secret(path, made["token"])
     return made["token"], True
 

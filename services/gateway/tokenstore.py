@@ -31,7 +31,8 @@ async def audit(conn: asyncpg.Connection, q: db.Queries, who: str, action: str, 
 def view(row: asyncpg.Record) -> dict[str, Any]:
     """A token as the API shows it: never the secret, never its hash."""
     out = {"name": row["name"], "role": row["role"], "apps": row["apps"],
-           "expires_at": _iso(row["expires_at"]), "created_by": row["created_by"], "created_at": _iso(row["created_at"])}
+           "expires_at": _iso(row["expires_at"]), "created_by": row["created_by"],
+           "created_at": _iso(row["created_at"])}
     if "active" in row.keys():
         out.update(active=row["active"], revoked_at=_iso(row["revoked_at"]))
     return out

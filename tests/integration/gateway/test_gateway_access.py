@@ -146,7 +146,8 @@ async def test_audit_rows_and_history_name_the_token(client_as, pool: asyncpg.Po
     assert (await op.patch(f"/v1/apps/{app}", json={"instances": 3})).status_code == 200
     assert (await op.post(f"/v1/apps/{app}/restart")).status_code == 202
     assert (await admin.post(f"/v1/hosts/{host}/drain")).status_code == 200
-    await pool.execute("INSERT INTO deployments (app, from_version, to_version, state) VALUES ($1, 2, 3, 'running')", app)
+    await pool.execute("INSERT INTO deployments (app, from_version, to_version, state) "
+                       "VALUES ($1, 2, 3, 'running')", app)  # as the placer opens one for version 3
     assert (await op.post(f"/v1/apps/{app}/deployment/cancel", json={"rollback": False})).status_code == 200
     assert (await op.delete(f"/v1/apps/{app}")).status_code == 202
 
@@ -174,7 +175,7 @@ async def test_added_capabilities_need_an_admin(client_as, created, uid: str) ->
     bulk = await client_as("operator").post("/v1/apps/bulk", json=[spec(f"{app}-x"), body])
     assert (bulk.status_code, [d["field"] for d in bulk.json()["details"]]) == (403, ["1.security.cap_add"])
     assert (await client_as("admin").post("/v1/apps", json=body)).status_code == 201
-    put = await client_as("operator").put(f"/v1/apps/{app}", json={"image": "nginx:2", **{"security": body["security"]}})
+    put = await client_as("operator").put(f"/v1/apps/{app}", json={"image": "nginx:2", "security": body["security"]})
     assert put.status_code == 403
     assert (await client_as("operator").put(f"/v1/apps/{app}", json={"image": "nginx:2"})).status_code == 200
 
