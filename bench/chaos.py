@@ -255,7 +255,7 @@ async def main(only: list[str], out: Path) -> None:
     try:
         p.start_all()
         pool = await asyncpg.create_pool(cfg.db_dsn, min_size=0, max_size=2)  # 0: no floor to restore (and log) while PostgreSQL is down
-        async with httpx.AsyncClient(base_url=p.url, timeout=10.0) as c:
+        async with p.client() as c:  # with the cluster's admin token
             ch = Chaos(p, pool, c)
             on_h1 = lambda gone: len(gone)   # noqa: E731 -- host loss: what went was h1's, by design
             matrix: list[tuple[str, Callable[[], Awaitable[Row]]]] = [

@@ -26,7 +26,7 @@ import httpx
 from bench.hollow import HollowHosts
 from bench.placer_core import make_apps
 from devtools import infra
-from devtools.cluster import ClusterConfig, start_process, wait_healthy
+from devtools.cluster import ClusterConfig, ensure_tokens, start_process, wait_healthy
 from libs import bus, db
 
 
@@ -73,6 +73,7 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
                                    "NOOPS_HEARTBEAT_GRACE_S": "10"})
     infra.ensure_postgres()
     infra.ensure_database(cfg.db_name, fresh=True)
+    ensure_tokens(cfg)   # the admin token every request to the gateway carries
     infra.start_nats(run_dir, port=cfg.nats_port, monitor_port=cfg.nats_monitor_port)
     names = ["gateway", "placer", "registry"]
     try:
@@ -111,7 +112,8 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
         # CPU time per component over the run: on 2 cores the wall time is roughly their sum / 2.
         cpu0 = cpu_now()
         t0 = time.monotonic()
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cfg.gateway_port}", timeout=60) as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{cfg.gateway_port}", timeout=60,
+                                     headers=cfg.auth_headers()) as client:
             if bulk:
                 # POST /v1/apps/bulk: `bulk` apps per request (one transaction each), 4 requests at once.
                 queue = [specs[k:k + bulk] for k in range(0, len(specs), bulk)]

@@ -3,11 +3,13 @@
     python -m devtools.cluster up | down | status | logs
 
 Everything lives under .run/ in the repo: PID files, logs, the NATS store.  The task log is
-the PostgreSQL database `noops`, which `down` leaves in place.
+the PostgreSQL database `noops`, which `down` leaves in place.  The gateway's first tokens are in
+.noops/ (mode 0600): `admin-token` for you, `prometheus-token` (viewer) for Prometheus' discovery.
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import os
 import zlib
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from devtools import infra, natsconf, simnet
 from devtools import sinks as sink_procs
+from services.gateway import bootstrap
 
 HOSTD = "hostd"
 
@@ -40,6 +43,26 @@ class ClusterConfig:
     lease_s: int = 3600          # DHCP lease on the simulated network
     lease_t1_s: int = 0          # 0: half the lease
     prometheus_port: int = 8790  # `make up` only; tests start their own Prometheus
+    @property
+    def secrets_dir(self) -> Path:
+        """Where the gateway tokens made at start are (services/gateway/bootstrap.py): `local`
+        keeps them in the repo's .noops/; a throw-away cluster (tests, benchmarks) in its run dir."""
+        return infra.REPO / ".noops" if self.cluster == "local" else self.run_dir / "noops-tokens"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.secrets_dir / "admin-token"
+
+    @property
+    def prometheus_token_file(self) -> Path:
+        return self.secrets_dir / "prometheus-token"
+
+    def admin_token(self) -> str:
+        return self.admin_token_file.read_text().strip()
+
+    def auth_headers(self) -> dict[str, str]:
+        """What every HTTP client of this cluster's gateway sends (devtools, bench, tests)."""
+        return {"Authorization": f"Bearer {self.admin_token()}"}
 
     @property
     def lb_ports(self) -> str:
@@ -144,6 +167,12 @@ def start_infra(cfg: ClusterConfig, *, fresh_db: bool = False) -> None:
     infra.start_nats(cfg.run_dir, port=cfg.nats_port, monitor_port=cfg.nats_monitor_port, auth_hosts=cfg.hosts)
     start_network(cfg)
     start_sinks(cfg)
+    ensure_tokens(cfg)
+
+
+def ensure_tokens(cfg: ClusterConfig) -> None:
+    """The admin token and Prometheus' viewer token, in files; reused while still valid."""
+    asyncio.run(bootstrap.ensure_cluster_tokens(cfg.db_dsn, cfg.secrets_dir))
 
 
 def start_sinks(cfg: ClusterConfig) -> None:
@@ -191,17 +220,20 @@ def up(cfg: ClusterConfig) -> None:
         start_process(cfg, name)
     wait_healthy(cfg, names)
     prom = sink_procs.start_prometheus(cfg.run_dir, port=cfg.prometheus_port,
-                                       sd_url=f"http://127.0.0.1:{cfg.gateway_port}/v1/discovery/prometheus")
+                                       sd_url=f"http://127.0.0.1:{cfg.gateway_port}/v1/discovery/prometheus",
+                                       token_file=cfg.prometheus_token_file)
     print(f"noops is up: {len(cfg.hosts)} hosts ({', '.join(cfg.hosts)})")
     print(f"  load balancer: HAProxy frontends on 127.0.0.1:{cfg.lb_ports} (see each app's \"lb\"); "
           f"whitelists: nft table inet {cfg.nft_table}")
     print(f"  Prometheus: {prom} (targets from /v1/discovery/prometheus)")
-    print(f"  gateway / web UI: http://127.0.0.1:{cfg.gateway_port}")
+    print(f"  gateway / web UI: http://127.0.0.1:{cfg.gateway_port}; admin token in {cfg.admin_token_file} "
+          "(send it as 'Authorization: Bearer <token>'; the web UI asks for it)")
     print(f"  containers: {cfg.net.subnet} on switch {cfg.net.bridge} (gateway {cfg.net.gateway}, DHCP by dnsmasq)")
     print(f"  logs: make logs   (files in {cfg.run_dir / 'logs'})")
     print(f"  NATS: {cfg.nats_url}, one identity per service and host; operators: user admin, "
           f"password in {natsconf.password_file(cfg.run_dir, 'admin')}")
     print(f"  try:  curl -X POST http://127.0.0.1:{cfg.gateway_port}/v1/apps "
+          f"-H \"Authorization: Bearer $(cat {cfg.admin_token_file})\" "
           "-H 'content-type: application/json' -d @examples/web.json")
 
 

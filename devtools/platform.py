@@ -22,7 +22,8 @@ class Platform:
         return f"http://127.0.0.1:{self.cfg.gateway_port}"
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, timeout=10.0)
+        """A client of the gateway with the cluster's admin token."""
+        return httpx.AsyncClient(base_url=self.url, timeout=10.0, headers=self.cfg.auth_headers())
 
     def start(self, name: str) -> None:
         start_process(self.cfg, name)

@@ -57,14 +57,18 @@ def stop_haproxy(run_dir: Path, *, name: str = "haproxy") -> bool:
     return infra.stop_pidfile(run_dir / f"{name}.pid", timeout=10, group=True)
 
 
-def prometheus_config(sd_url: str, *, refresh_s: float = 5.0, scrape_s: float = 15.0) -> str:
+def prometheus_config(sd_url: str, *, refresh_s: float = 5.0, scrape_s: float = 15.0,
+                      token_file: Path | None = None) -> str:
+    """``token_file``: a gateway token (viewer is enough) Prometheus sends to the discovery listing."""
+    auth = (f"        authorization:\n          type: Bearer\n          credentials_file: {token_file}\n"
+            if token_file is not None else "")
     return (f"global:\n  scrape_interval: {scrape_s:g}s\n  evaluation_interval: {scrape_s:g}s\n"
             f"scrape_configs:\n  - job_name: noops\n    http_sd_configs:\n"
-            f"      - url: {sd_url}\n        refresh_interval: {refresh_s:g}s\n")
+            f"      - url: {sd_url}\n        refresh_interval: {refresh_s:g}s\n{auth}")
 
 
 def start_prometheus(run_dir: Path, *, port: int, sd_url: str, refresh_s: float = 5.0,
-                     name: str = "prometheus") -> str:
+                     name: str = "prometheus", token_file: Path | None = None) -> str:
     """Prometheus on 127.0.0.1:<port>, discovering targets from the gateway; returns its URL."""
     pidfile = run_dir / f"{name}.pid"
     home = run_dir / name
@@ -72,7 +76,7 @@ def start_prometheus(run_dir: Path, *, port: int, sd_url: str, refresh_s: float 
         if not shutil.which("prometheus"):
             raise infra.InfraError("prometheus is not installed (apt-get install prometheus)")
         home.mkdir(parents=True, exist_ok=True)
-        (home / "prometheus.yml").write_text(prometheus_config(sd_url, refresh_s=refresh_s))
+        (home / "prometheus.yml").write_text(prometheus_config(sd_url, refresh_s=refresh_s, token_file=token_file))
         infra.spawn(["prometheus", f"--config.file={home / 'prometheus.yml'}", f"--storage.tsdb.path={home / 'data'}",
                      f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1d"],
                     pidfile=pidfile, logfile=run_dir / "logs" / f"{name}.log")

@@ -78,6 +78,11 @@ def host_of(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
+def app_of(subject: str) -> str:
+    """The app token of a per-app subject (deploy, endpoints...)."""
+    return subject.rsplit(".", 1)[-1]
+
+
 @dataclass(frozen=True)
 class Stream:
     name: str

@@ -26,8 +26,11 @@ UPDATE deployments SET state = $2, reason = $3, updated_at = now(),
 WHERE id = $1;
 
 -- name: deployments_of
-SELECT id, from_version, to_version, state, reason, progress::text AS progress, created_at, updated_at, progress_at
-FROM deployments WHERE app = $1 ORDER BY id DESC LIMIT $2;
+-- created_by: who made the version the deployment rolls out (the placer opens deployments).
+SELECT d.id, d.from_version, d.to_version, d.state, d.reason, d.progress::text AS progress, d.created_at,
+       d.updated_at, d.progress_at, COALESCE(v.created_by, '') AS created_by
+FROM deployments d LEFT JOIN app_versions v ON v.app = d.app AND v.version = d.to_version
+WHERE d.app = $1 ORDER BY d.id DESC LIMIT $2;
 
 -- name: reset_delay
 UPDATE apps SET backoff_delay_s = 0, launch_after = NULL,

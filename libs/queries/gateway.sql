@@ -36,8 +36,14 @@ UPDATE apps
 RETURNING id, version;
 
 -- name: insert_version
-INSERT INTO app_versions (app, version, spec, restart_gen)
-SELECT id, version, spec, restart_gen FROM apps WHERE id = $1 AND version = $2;
+-- $3: the name of the token that made the version.
+INSERT INTO app_versions (app, version, spec, restart_gen, created_by)
+SELECT id, version, spec, restart_gen, $3 FROM apps WHERE id = $1 AND version = $2;
+
+-- name: versions_of
+-- The app's version history, newest first (of every incarnation of the id: versions are never reused).
+SELECT version, spec::text AS spec, created_at, created_by FROM app_versions
+ WHERE app = $1 ORDER BY version DESC LIMIT $2;
 
 -- name: delete_app
 UPDATE apps
@@ -96,6 +102,13 @@ SELECT h.id, h.cpus, h.mem_mb, h.labels::text AS labels, h.load1, h.instances, h
               WHERE state NOT IN ('FAILED', 'KILLED', 'LOST')
               GROUP BY host) r ON r.host = h.id
  ORDER BY h.id;
+
+-- name: host_reservations_by_app
+-- What hosts_view sums, per app too: a token limited to some apps sees only theirs.
+SELECT host, app, count(*) AS n, sum(cpus)::double precision AS cpus, sum(mem_mb)::bigint AS mem_mb
+  FROM instances
+ WHERE state NOT IN ('FAILED', 'KILLED', 'LOST')
+ GROUP BY host, app;
 
 -- name: ping
 SELECT 1;

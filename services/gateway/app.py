@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 import asyncpg
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from nats.aio.client import Client as NATS
 
 from libs import db, outbox
 from libs.service import Health
 from libs.settings import GatewaySettings
 from services.gateway import errors
+from services.gateway.auth import authorize
 from services.gateway.metrics import MetricsMiddleware
 from services.gateway.limits import BodyLimit
-from services.gateway.routes import apps, control, deadletters, discovery, events, hosts, instances, ops
+from services.gateway.routes import apps, control, deadletters, discovery, events, hosts, instances, ops, tokens
 
 
 def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: outbox.Relay, *,
@@ -22,11 +23,12 @@ def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: o
     app.state.pool = pool
     app.state.nc = nc
     app.state.relay = relay
-    app.state.queries = db.Queries("gateway", "control", "deadletters")
+    app.state.queries = db.Queries("gateway", "control", "deadletters", "access")
     app.state.ui_html = ops.load_ui()
     errors.install(app)
-    for module in (apps, instances, hosts, control, discovery, events, deadletters, ops):
-        app.include_router(module.router)
+    # Every route passes authorize(): its rule in policy.RULES decides (open, or the least role).
+    for module in (apps, instances, hosts, control, discovery, events, deadletters, tokens, ops):
+        app.include_router(module.router, dependencies=[Depends(authorize)])
     # The last added is the outermost: metrics see every answer, 413s included; the body limit
     # stands before FastAPI, so an oversized body is refused before anything parses it.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

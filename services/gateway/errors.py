@@ -19,9 +19,10 @@ log = logging.getLogger("noops.gateway")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, details: Sequence[dict[str, str]] = ()) -> None:
+    def __init__(self, status: int, error: str, details: Sequence[dict[str, str]] = (),
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(error)
-        self.status, self.error, self.details = status, error, list(details)
+        self.status, self.error, self.details, self.headers = status, error, list(details), headers
 
 
 def not_found(what: str, ident: str) -> ApiError:
@@ -57,7 +58,7 @@ def validation_body(errors: Sequence[dict[str, Any]]) -> tuple[int, dict[str, An
 def install(app: FastAPI) -> None:
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
-        return JSONResponse(body(exc.error, exc.details), status_code=exc.status)
+        return JSONResponse(body(exc.error, exc.details), status_code=exc.status, headers=exc.headers)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -1,9 +1,12 @@
 """Request bodies beyond ``AppSpec`` itself (which lives in libs.appspec, shared with the placer)."""
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import AwareDatetime, Field, model_validator
 
 from libs.appspec import AppId, AppSpec, Strict
+from services.gateway.access import PATTERN_RE, TOKEN_NAME_RE
 
 
 class AppUpdate(AppSpec):
@@ -31,3 +34,20 @@ class CancelRequest(Strict):
 class KillRequest(Strict):
     instances: list[str] = Field(min_length=1, max_length=10000, description="Instance ids of this app.")
     scale: bool = Field(True, description="Lower the desired count by as many (no replacements).")
+
+
+class TokenCreate(Strict):
+    """POST /v1/tokens.  The answer carries the secret once; it is never shown again."""
+    name: str = Field(pattern=TOKEN_NAME_RE.pattern, description="Unique among live tokens.")
+    role: Literal["viewer", "operator", "admin"]
+    apps: str | None = Field(None, pattern=PATTERN_RE.pattern,
+                             description="Limit the token to apps whose id matches this glob (`*`: any run "
+                                         "of characters), e.g. `payments-*`.  Left out: every app.")
+    expires_in_s: int | None = Field(None, ge=1, le=10 * 365 * 86400, description="Expires this long from now.")
+    expires_at: AwareDatetime | None = Field(None, description="Expires at this time (with a time zone).")
+
+    @model_validator(mode="after")
+    def _one_expiry(self) -> "TokenCreate":
+        if self.expires_in_s is not None and self.expires_at is not None:
+            raise ValueError("give expires_in_s or expires_at, not both")
+        return self

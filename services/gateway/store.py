@@ -1,6 +1,7 @@
 """The gateway's writes to the task log.  Each is one transaction that changes desired state,
 records the version and enqueues a DeployRequest in the outbox, so the request is published
-if and only if the change committed.  The caller kicks the relay after commit."""
+if and only if the change committed, with an audit row naming the token (``by``) that made it.
+The caller kicks the relay after commit."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import asyncpg
 from libs import db, messages, outbox, subjects
 from libs.appspec import AppSpec
 from services.gateway import checks
+from services.gateway.tokenstore import audit
 from services.gateway.errors import ApiError, not_found
 
 
@@ -38,20 +40,21 @@ async def _check(conn: asyncpg.Connection, q: db.Queries, spec: AppSpec, max_ins
         raise ApiError(422, "invalid app spec", problems)
 
 
-async def create(pool: asyncpg.Pool, q: db.Queries, spec: AppSpec, *, max_instances: int) -> int:
+async def create(pool: asyncpg.Pool, q: db.Queries, spec: AppSpec, *, max_instances: int, by: str) -> int:
     """Create ``spec.id`` (or revive it if deleted); returns the new version.  409 if it is live."""
     async with pool.acquire() as conn, conn.transaction():
         await _check(conn, q, spec, max_instances)
         row = await conn.fetchrow(q.create_app, spec.id, _spec_json(spec), spec.instances)
         if row is None:
             raise ApiError(409, f"app {spec.id!r} already exists")
-        await conn.execute(q.insert_version, spec.id, row["version"])
+        await conn.execute(q.insert_version, spec.id, row["version"], by)
+        await audit(conn, q, by, "app.create", spec.id, {"version": row["version"]})
         await _deploy(conn, spec.id, "created")
         return row["version"]
 
 
 async def create_many(pool: asyncpg.Pool, q: db.Queries, specs: list[AppSpec], *,
-                      max_instances: int) -> list[int]:
+                      max_instances: int, by: str) -> list[int]:
     """Create every spec or none, in one transaction; returns the new versions in request order.
     Problems name the item's index (``"3.resources.cpus"``); 409 if any id is live."""
     first: dict[str, int] = {}
@@ -72,25 +75,28 @@ async def create_many(pool: asyncpg.Pool, q: db.Queries, specs: list[AppSpec], *
             row = await conn.fetchrow(q.create_app, spec.id, _spec_json(spec), spec.instances)
             if row is None:
                 raise ApiError(409, f"app {spec.id!r} already exists", [{"field": f"{i}.id", "reason": "live app"}])
-            await conn.execute(q.insert_version, spec.id, row["version"])
+            await conn.execute(q.insert_version, spec.id, row["version"], by)
+            await audit(conn, q, by, "app.create", spec.id, {"version": row["version"], "bulk": True})
             versions[i] = row["version"]
         await outbox.enqueue(conn, [_deploy_request(s.id, "created") for s in specs])
         return [versions[i] for i in range(len(specs))]
 
 
-async def update(pool: asyncpg.Pool, q: db.Queries, spec: AppSpec, *, max_instances: int) -> int:
+async def update(pool: asyncpg.Pool, q: db.Queries, spec: AppSpec, *, max_instances: int, by: str) -> int:
     """Replace the spec of a live app with a new version."""
     async with pool.acquire() as conn, conn.transaction():
         await _check(conn, q, spec, max_instances)
         row = await conn.fetchrow(q.update_app, spec.id, _spec_json(spec), spec.instances)
         if row is None:
             raise not_found("app", spec.id)
-        await conn.execute(q.insert_version, spec.id, row["version"])
+        await conn.execute(q.insert_version, spec.id, row["version"], by)
+        await audit(conn, q, by, "app.update", spec.id, {"version": row["version"]})
         await _deploy(conn, spec.id, "updated")
         return row["version"]
 
 
-async def scale(pool: asyncpg.Pool, q: db.Queries, app_id: str, instances: int, *, max_instances: int) -> int:
+async def scale(pool: asyncpg.Pool, q: db.Queries, app_id: str, instances: int, *, max_instances: int,
+                by: str) -> int:
     problems = checks.instance_problems(instances, max_instances)
     if problems:
         raise ApiError(422, "invalid app spec", problems)
@@ -98,14 +104,16 @@ async def scale(pool: asyncpg.Pool, q: db.Queries, app_id: str, instances: int, 
         row = await conn.fetchrow(q.scale_app, app_id, instances)
         if row is None:
             raise not_found("app", app_id)
-        await conn.execute(q.insert_version, app_id, row["version"])
+        await conn.execute(q.insert_version, app_id, row["version"], by)
+        await audit(conn, q, by, "app.scale", app_id, {"version": row["version"], "instances": instances})
         await _deploy(conn, app_id, "scaled")
         return row["version"]
 
 
-async def delete(pool: asyncpg.Pool, q: db.Queries, app_id: str) -> None:
+async def delete(pool: asyncpg.Pool, q: db.Queries, app_id: str, *, by: str) -> None:
     """Mark deleted; the placer stops the instances when it sees the request."""
     async with pool.acquire() as conn, conn.transaction():
         if await conn.fetchrow(q.delete_app, app_id) is None:
             raise not_found("app", app_id)
+        await audit(conn, q, by, "app.delete", app_id)
         await _deploy(conn, app_id, "deleted")

@@ -71,13 +71,35 @@ def host(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def hosts_for_apps(hosts: list[dict[str, Any]], rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Hosts as a token limited to some apps sees them: instances and reservations of only the
+    apps in ``rows`` (host_reservations_by_app, already filtered to the token's apps)."""
+    per_host: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        per_host.setdefault(r["host"], []).append(r)
+    out = []
+    for h in hosts:
+        mine = per_host.get(h["id"], [])
+        out.append({**h, "instances": sum(int(r["n"]) for r in mine),
+                    "reserved": {"cpus": round(sum(float(r["cpus"]) for r in mine), 6),
+                                 "mem_mb": sum(int(r["mem_mb"]) for r in mine)}})
+    return out
+
+
 def deployment(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"], "from_version": row["from_version"], "to_version": row["to_version"],
         "state": row["state"], "reason": row["reason"], "progress": json.loads(row["progress"] or "{}"),
         "created_at": _iso(row["created_at"]), "updated_at": _iso(row["updated_at"]),
         "progress_at": _iso(row["progress_at"]),
+        # The token that made the version this deployment rolls out.
+        "created_by": row.get("created_by", ""),
     }
+
+
+def version(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"version": row["version"], "spec": json.loads(row["spec"]), "created_at": _iso(row["created_at"]),
+            "created_by": row["created_by"]}
 
 
 def with_lb(app_view: dict[str, Any], lb_rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from services.gateway import control, views
+from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep, RelayDep
 from services.gateway.errors import not_found
 from services.gateway.models import CancelRequest, KillRequest, RollbackRequest
@@ -16,37 +17,39 @@ router = APIRouter(tags=["control"])
 
 
 @router.post("/v1/apps/{app_id}/restart", status_code=202)
-async def restart(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    version = await control.restart(pool, q, app_id)
+async def restart(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
+    version = await control.restart(pool, q, app_id, by=who.name)
     relay.kick()
     return {"id": app_id, "version": version}
 
 
 @router.post("/v1/apps/{app_id}/rollback", status_code=202)
-async def rollback(app_id: str, body: RollbackRequest, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    version = await control.rollback(pool, q, app_id, body.version)
+async def rollback(app_id: str, who: WhoDep, body: RollbackRequest, pool: PoolDep, q: QueriesDep,
+                   relay: RelayDep) -> dict[str, Any]:
+    version = await control.rollback(pool, q, app_id, body.version, by=who.name)
     relay.kick()
     return {"id": app_id, "version": version, "spec_of_version": body.version}
 
 
 @router.post("/v1/apps/{app_id}/deployment/pause")
-async def pause(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    out = await control.deployment_state(pool, q, app_id, "pause")
+async def pause(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
+    out = await control.deployment_state(pool, q, app_id, "pause", by=who.name)
     relay.kick()
     return out
 
 
 @router.post("/v1/apps/{app_id}/deployment/resume")
-async def resume(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    out = await control.deployment_state(pool, q, app_id, "resume")
+async def resume(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
+    out = await control.deployment_state(pool, q, app_id, "resume", by=who.name)
     relay.kick()
     return out
 
 
 @router.post("/v1/apps/{app_id}/deployment/cancel")
-async def cancel(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+async def cancel(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                  body: CancelRequest | None = None) -> dict[str, Any]:
-    out = await control.deployment_state(pool, q, app_id, "cancel", rollback=bool(body and body.rollback))
+    out = await control.deployment_state(pool, q, app_id, "cancel", rollback=bool(body and body.rollback),
+                                         by=who.name)
     relay.kick()
     return out
 
@@ -60,42 +63,44 @@ async def deployments(app_id: str, pool: PoolDep, q: QueriesDep,
 
 
 @router.delete("/v1/apps/{app_id}/delay")
-async def reset_delay(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    await control.reset_delay(pool, q, app_id)
+async def reset_delay(app_id: str, who: WhoDep, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
+    await control.reset_delay(pool, q, app_id, by=who.name)
     relay.kick()
     return {"id": app_id, "backoff": {"delay_s": 0.0, "launch_after": None}}
 
 
 @router.post("/v1/apps/{app_id}/kill", status_code=202)
-async def kill(app_id: str, body: KillRequest, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    killed = await control.kill_instances(pool, q, app_id, body.instances, scale=body.scale)
+async def kill(app_id: str, who: WhoDep, body: KillRequest, pool: PoolDep, q: QueriesDep,
+               relay: RelayDep) -> dict[str, Any]:
+    killed = await control.kill_instances(pool, q, app_id, body.instances, scale=body.scale, by=who.name)
     relay.kick()
     return {"id": app_id, "killing": killed, "scaled": body.scale}
 
 
-async def _host(host_id: str, flag: str, value: bool, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    out = await control.host_flag(pool, q, host_id, flag, value)
+async def _host(host_id: str, flag: str, value: bool, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+                who: WhoDep) -> dict[str, Any]:
+    out = await control.host_flag(pool, q, host_id, flag, value, by=who.name)
     relay.kick()
     return out
 
 
 @router.post("/v1/hosts/{host_id}/drain")
-async def drain(host_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
+async def drain(host_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep, who: WhoDep) -> dict[str, Any]:
     """Move the host's instances elsewhere, following each app's rolling-update knobs."""
-    return await _host(host_id, "draining", True, pool, q, relay)
+    return await _host(host_id, "draining", True, pool, q, relay, who)
 
 
 @router.delete("/v1/hosts/{host_id}/drain")
-async def undrain(host_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    return await _host(host_id, "draining", False, pool, q, relay)
+async def undrain(host_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep, who: WhoDep) -> dict[str, Any]:
+    return await _host(host_id, "draining", False, pool, q, relay, who)
 
 
 @router.post("/v1/hosts/{host_id}/cordon")
-async def cordon(host_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
+async def cordon(host_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep, who: WhoDep) -> dict[str, Any]:
     """No new placements on the host; what runs there stays."""
-    return await _host(host_id, "cordoned", True, pool, q, relay)
+    return await _host(host_id, "cordoned", True, pool, q, relay, who)
 
 
 @router.delete("/v1/hosts/{host_id}/cordon")
-async def uncordon(host_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> dict[str, Any]:
-    return await _host(host_id, "cordoned", False, pool, q, relay)
+async def uncordon(host_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep, who: WhoDep) -> dict[str, Any]:
+    return await _host(host_id, "cordoned", False, pool, q, relay, who)

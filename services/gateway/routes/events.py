@@ -3,13 +3,14 @@
     registry --noops.endpoints.<app>--> NATS --(core sub, one per client)--> this stream --> browser
 
 Core NATS, not a JetStream consumer: a client that connects late gets the next change, and a
-client that wants the full set reads the API; nothing durable to clean up when it leaves."""
+client that wants the full set reads the API; nothing durable to clean up when it leaves.  A
+token limited to some apps gets only their changes (the app is the subject's last token)."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from fastapi import APIRouter
@@ -17,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from nats.aio.client import Client as NATS
 
 from libs import subjects
+from services.gateway.auth import WhoDep
 from services.gateway.deps import NatsDep
 
 log = logging.getLogger("noops.gateway")
@@ -29,10 +31,12 @@ KEEPALIVE_S = 15.0
 QUEUE_MAX = 1000
 
 
-async def _stream(nc: NATS) -> AsyncIterator[bytes]:
+async def _stream(nc: NATS, sees: Callable[[str], bool]) -> AsyncIterator[bytes]:
     queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_MAX)
 
     async def on_msg(msg) -> None:  # type: ignore[no-untyped-def]
+        if not sees(subjects.app_of(msg.subject)):
+            return
         if queue.full():
             queue.get_nowait()
         queue.put_nowait(msg.data)
@@ -63,6 +67,6 @@ async def _stream(nc: NATS) -> AsyncIterator[bytes]:
 
 
 @router.get("")
-async def events(nc: NatsDep) -> StreamingResponse:
-    return StreamingResponse(_stream(nc), media_type="text/event-stream",
+async def events(nc: NatsDep, who: WhoDep) -> StreamingResponse:
+    return StreamingResponse(_stream(nc, who.sees), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

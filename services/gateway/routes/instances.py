@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from services.gateway import views
+from services.gateway.auth import WhoDep, require_app
 from services.gateway.deps import PoolDep, QueriesDep
 from services.gateway.errors import not_found
 
@@ -13,8 +14,9 @@ router = APIRouter(prefix="/v1/instances", tags=["instances"])
 
 
 @router.get("/{instance_id}")
-async def get_instance(instance_id: str, pool: PoolDep, q: QueriesDep) -> dict[str, Any]:
+async def get_instance(instance_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
     row = await pool.fetchrow(q.instance, instance_id)
     if row is None:
         raise not_found("instance", instance_id)
+    require_app(who, row["app"])
     return views.instance(row)

@@ -1,11 +1,15 @@
 """The gateway app wired to the session's real PostgreSQL and NATS, with a real outbox relay,
-and a ledger of what each test created so teardown removes it even when the test fails."""
+and a ledger of what each test created so teardown removes it even when the test fails.
+
+Tokens are made the way `make up` makes them (services/gateway/bootstrap.py): ``client`` carries
+the session's admin token; ``client_as("viewer")`` etc. the other roles, ``payments`` an operator
+and ``payments-viewer`` a viewer limited to apps ``payments-*``."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import asyncpg
 import httpx
@@ -18,6 +22,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from devtools.cluster import ClusterConfig
 from libs import messages, outbox, subjects
 from libs.settings import CommonSettings, GatewaySettings, HttpSettings
+from fastapi import FastAPI
+
+from services.gateway import bootstrap
+from services.gateway.access import Role
 from services.gateway.app import create_app
 from tests.support.wait import eventually
 
@@ -36,6 +44,7 @@ class Created:
     hosts: list[str] = dataclasses.field(default_factory=list)
     instances: list[str] = dataclasses.field(default_factory=list)
     endpoint_subjects: list[str] = dataclasses.field(default_factory=list)
+    tokens: list[str] = dataclasses.field(default_factory=list)
 
     def app(self, app_id: str) -> str:
         self.apps.append(app_id)
@@ -52,12 +61,49 @@ async def relay(pool: asyncpg.Pool, nc: nats.NATS) -> AsyncIterator[outbox.Relay
         await task
 
 
+# name → (role, app-id pattern) of the session's test tokens, besides the admin one.
+TEST_TOKENS = {"viewer": (Role.viewer, None), "operator": (Role.operator, None),
+               "payments": (Role.operator, "payments-*"), "payments-viewer": (Role.viewer, "payments-*")}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def tokens(cluster_cfg: ClusterConfig, pool: asyncpg.Pool) -> dict[str, str]:
+    """Token name → secret: ``admin`` (made by the session's start_infra, as by `make up`) and TEST_TOKENS."""
+    out = {"admin": cluster_cfg.admin_token()}
+    for name, (role, apps) in TEST_TOKENS.items():
+        out[name], _ = await bootstrap.ensure_token_file(pool, cluster_cfg.secrets_dir / f"test-{name}-token",
+                                                         name=f"test-{name}", role=role, apps=apps)
+    return out
+
+
+@pytest.fixture
+def gateway_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: nats.NATS, relay: outbox.Relay) -> FastAPI:
+    return create_app(settings, pool, nc, relay)
+
+
 @pytest_asyncio.fixture
-async def client(settings: GatewaySettings, pool: asyncpg.Pool, nc: nats.NATS,
-                 relay: outbox.Relay) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, pool, nc, relay)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
-        yield c
+async def client_as(gateway_app: FastAPI, tokens: dict[str, str]
+                    ) -> AsyncIterator[Callable[[str | None], httpx.AsyncClient]]:
+    """``client_as("viewer")``: a client carrying that test token; ``client_as(None)``: no token."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(name: str | None, *, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
+        h = dict(headers or {})
+        if name is not None:
+            h["Authorization"] = f"Bearer {tokens[name]}"
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway_app), base_url="http://gateway", headers=h)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        await c.aclose()
+
+
+@pytest.fixture
+def client(client_as: Callable[[str | None], httpx.AsyncClient]) -> Iterator[httpx.AsyncClient]:
+    """The admin's client: what every test of the API's behaviour (not its access control) uses."""
+    yield client_as("admin")
 
 
 @pytest_asyncio.fixture
@@ -77,8 +123,11 @@ async def created(pool: asyncpg.Pool, nc: nats.NATS, relay: outbox.Relay) -> Asy
         await conn.execute("DELETE FROM instances WHERE app = ANY($1::text[]) OR id = ANY($2::text[])",
                            c.apps, c.instances)
         await conn.execute("DELETE FROM app_versions WHERE app = ANY($1::text[])", c.apps)
+        await conn.execute("DELETE FROM deployments WHERE app = ANY($1::text[])", c.apps)
         await conn.execute("DELETE FROM apps WHERE id = ANY($1::text[])", c.apps)
         await conn.execute("DELETE FROM hosts WHERE id = ANY($1::text[])", c.hosts)
+        await conn.execute("DELETE FROM audit WHERE target = ANY($1::text[])", c.apps + c.hosts + c.tokens)
+        await conn.execute("DELETE FROM tokens WHERE name = ANY($1::text[])", c.tokens)
 
 
 @pytest_asyncio.fixture

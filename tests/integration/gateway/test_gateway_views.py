@@ -83,10 +83,12 @@ async def test_healthz_is_ready_when_connected(client: httpx.AsyncClient) -> Non
 
 async def test_unreachable_task_log_is_503(cluster_cfg: ClusterConfig, settings: GatewaySettings,
                                           nc: nats.NATS) -> None:
+    # The token lookup is the first read of the task log: it fails like any other, with 503.
     closed = await db.connect(cluster_cfg.db_dsn)
     await closed.close()  # every use now fails the way a lost database does (InterfaceError)
     app = create_app(settings, closed, nc, outbox.Relay(closed, nc.jetstream()))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway",
+                                 headers=cluster_cfg.auth_headers()) as c:
         for method, path, body in [("GET", "/v1/apps", None), ("GET", "/v1/hosts", None),
                                    ("POST", "/v1/apps", {"id": "x", "image": "nginx:1"})]:
             r = await c.request(method, path, json=body)
@@ -117,7 +119,8 @@ async def test_events_stream_endpoint_changes_and_unsubscribe_on_disconnect(
         messages.Endpoint(instance=f"{target}-0", host="h1", ip="198.18.0.5", ports={"http": 8080})])
     try:
         await eventually(lambda: server.started, timeout=10, what="uvicorn started")
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
+                                     headers=cluster_cfg.auth_headers()) as http:
             async with http.stream("GET", "/v1/events") as r:
                 assert r.headers["content-type"].startswith("text/event-stream")
                 lines = r.aiter_lines()

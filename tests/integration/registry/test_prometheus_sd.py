@@ -3,13 +3,11 @@ appear with their labels, and disappear when they leave service."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest_asyncio
-import uvicorn
 
 from devtools import infra
 from devtools import sinks as sink_procs
@@ -17,6 +15,7 @@ from libs import outbox
 from libs.settings import CommonSettings, GatewaySettings, HttpSettings
 from services.gateway.app import create_app
 from tests.integration.registry.taskrows import TaskRows
+from tests.support.serve import serving
 from tests.support.wait import eventually
 
 
@@ -27,22 +26,17 @@ async def gateway_url(cluster_cfg, pool, nc) -> AsyncIterator[str]:
     settings = GatewaySettings(common=dataclasses.replace(CommonSettings(), db_dsn=cluster_cfg.db_dsn),
                                http=HttpSettings(), port=port)
     app = create_app(settings, pool, nc, outbox.Relay(pool, nc.jetstream()))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve())
-    try:
-        await eventually(lambda: server.started, timeout=10, what="gateway listening")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(task, 10)
+    async with serving(app, port=port) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
-async def prometheus(gateway_url: str, tmp_path: Path) -> AsyncIterator[str]:
+async def prometheus(gateway_url: str, tmp_path: Path, cluster_cfg) -> AsyncIterator[str]:
     (tmp_path / "logs").mkdir()
+    # With the viewer token the session made for Prometheus, as `make up` gives it one.
     url = await asyncio.to_thread(sink_procs.start_prometheus, tmp_path, port=infra.free_port(),
-                                  sd_url=f"{gateway_url}/v1/discovery/prometheus", refresh_s=1)
+                                  sd_url=f"{gateway_url}/v1/discovery/prometheus", refresh_s=1,
+                                  token_file=cluster_cfg.prometheus_token_file)
     try:
         yield url
     finally:

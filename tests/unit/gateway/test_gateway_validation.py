@@ -1,5 +1,7 @@
 """Validation and error mapping of the gateway, without a database: invalid input is refused
-before any handler touches the task log, so the app is built with no pool, NATS or relay."""
+before any handler touches the task log, so the app is built with no pool, NATS or relay, and
+the token lookup (a database read) answers an admin for every request: access control itself
+is tested against the real database in tests/integration/gateway/test_gateway_authz.py."""
 from __future__ import annotations
 
 import json
@@ -11,7 +13,9 @@ import pytest
 from libs.appspec import AppSpec
 from libs.settings import CommonSettings, GatewaySettings, HttpSettings
 from services.gateway import checks, errors
+from services.gateway.access import Principal, Role
 from services.gateway.app import create_app
+from services.gateway.auth import authorize
 
 SETTINGS = GatewaySettings(common=CommonSettings(), http=HttpSettings(), max_instances=100)
 VALID = {"id": "web", "image": "nginx:1", "instances": 2, "resources": {"cpus": 0.5, "mem_mb": 64}}
@@ -24,6 +28,7 @@ def spec(**changes: object) -> dict[str, object]:
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(SETTINGS, pool=None, nc=None, relay=None)  # type: ignore[arg-type]
+    app.dependency_overrides[authorize] = lambda: Principal("test", Role.admin)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
         yield c
 
