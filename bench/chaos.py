@@ -124,7 +124,7 @@ class Chaos:
     async def deploy(self, app: str, n: int) -> str:
         r = await self.c.post("/v1/apps", json=self._spec(app, n))
         assert r.status_code == 201, r.text
-        await until(lambda: self.running(app, n), 120, f"{app} running")
+        await until(lambda: self.running(app, n), 180, f"{app} running")
 
         async def lb() -> str:
             return ((await self.c.get(f"/v1/apps/{app}")).json().get("lb") or {}).get("http", "")
@@ -251,6 +251,7 @@ async def main(only: list[str], out: Path) -> None:
                         extra_env={"NOOPS_LOG_FORMAT": "text"})
     p = Platform(cfg)
     rows: list[Row] = []
+    order: list[str] = []
     start_infra(cfg, fresh_db=True)
     try:
         p.start_all()
@@ -277,6 +278,7 @@ async def main(only: list[str], out: Path) -> None:
                 async def rolling(svc: str = svc, name: str = name) -> Row:
                     return await _rolling(ch, f"c{uuid.uuid4().hex[:6]}", name, svc)
                 matrix.append((name, rolling))
+            order = [name for name, _ in matrix]
             for name, run in matrix:
                 if only and not any(o.lower() in name.lower() for o in only):
                     continue
@@ -298,26 +300,29 @@ async def main(only: list[str], out: Path) -> None:
         stop_network(cfg)
         infra.drop_database(cfg.db_name)
         shutil.rmtree(run_dir, ignore_errors=True)
-    write(out, rows)
+    write(out, rows, order)
 
 
 async def _rolling(ch: Chaos, app: str, name: str, service: str) -> Row:
     """The rolling-update variant: the app starts at ROLLING_N, version 2 rolls out while a service
     is SIGKILLed; restarts count containers of version 1 that went before their turn (none may),
     and the surge the update's maximum_over_capacity allows is not a duplicate."""
-    r = await ch.c.post("/v1/apps", json=ch._spec(app, ROLLING_N))
-    assert r.status_code == 201, r.text
-    await until(lambda: ch.running(app, ROLLING_N), 180, f"{app} running")
+    url = await ch.deploy(app, ROLLING_N)
     since = datetime.now(timezone.utc)
     peak = Peak(ch.cluster, app)
     watcher = asyncio.create_task(peak.watch())
+    load = Load(url)
+    loader = asyncio.create_task(load.run())
     row = Row(name)
     t = time.monotonic()
     try:
         await ch.kill_mid_rolling_update(app, service)()
         row.converge_s = round(time.monotonic() - t, 1)
     finally:
+        load.stop()
         watcher.cancel()
+        await asyncio.gather(loader, watcher, return_exceptions=True)
+    row.requests, row.failed = load.sent, load.failed
     placed = await ch.pool.fetchval("SELECT count(*) FROM instances WHERE app = $1 AND version = 2", app)
     row.duplicated = max(0, placed - ROLLING_N) + max(0, peak.most - 2 * ROLLING_N)
     row.lost = await ch.events(app, "LOST", since)
@@ -326,18 +331,30 @@ async def _rolling(ch: Chaos, app: str, name: str, service: str) -> Row:
     return row
 
 
-def write(out: Path, rows: list[Row]) -> None:
+def _kept_rows(out: Path, ran: set[str]) -> list[str]:
+    """Table lines of an earlier run for the faults this run did not take (``--only``)."""
+    if not out.exists():
+        return []
+    return [ln for ln in out.read_text().splitlines()
+            if ln.startswith("| ") and not ln.startswith("| fault ") and ln.split(" | ")[0][2:] not in ran]
+
+
+def write(out: Path, rows: list[Row], order: list[str]) -> None:
     head = (f"# `make chaos` — the fault matrix\n\nRun {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on "
             f"{pyplatform.node()} ({os.cpu_count()} cores, Python {pyplatform.python_version()}); a cluster of "
             f"3 simulated hosts, an app of {N} instances (spread) under {LOAD_RPS} requests/s through HAProxy for "
             f"each fault, {ROLLING_N} for the rolling updates. `restarted`: containers of the app that stopped "
             f"running (for host loss: beyond the lost host's own); `lost`: LOST events; `duplicated`: containers "
             f"above what the deployment allows; `failed`: requests through HAProxy that failed (connect error or "
-            f"5xx); `converge`: seconds from the end of the fault until the app is whole again.\n\n")
+            f"5xx); `converge`: seconds from the end of the fault until the app is whole again (rolling updates: "
+            f"from the new version's PUT until it serves everywhere). A run with `--only` keeps the other rows "
+            f"of the earlier table.\n\n")
     lines = ["| fault | restarted | lost | duplicated | requests | failed | converge (s) | note |",
              "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.fault} | {r.restarted} | {r.lost} | {r.duplicated} | {r.requests} | {r.failed} | "
-              f"{r.converge_s} | {r.note} |" for r in rows]
+    fresh = {r.fault: f"| {r.fault} | {r.restarted} | {r.lost} | {r.duplicated} | {r.requests} | {r.failed} | "
+                      f"{r.converge_s} | {r.note} |" for r in rows}
+    kept = {ln.split(" | ")[0][2:]: ln for ln in _kept_rows(out, set(fresh))}
+    lines += [fresh.get(name) or kept[name] for name in order if name in fresh or name in kept]
     out.write_text(head + "\n".join(lines) + "\n")
     print(f"chaos: wrote {out}")
 

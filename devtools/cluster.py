@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import atexit
 import os
 import zlib
@@ -171,8 +172,18 @@ def start_infra(cfg: ClusterConfig, *, fresh_db: bool = False) -> None:
 
 
 def ensure_tokens(cfg: ClusterConfig) -> None:
-    """The admin token and Prometheus' viewer token, in files; reused while still valid."""
-    asyncio.run(bootstrap.ensure_cluster_tokens(cfg.db_dsn, cfg.secrets_dir))
+    """The admin token and Prometheus' viewer token, in files; reused while still valid.  Callable
+    from inside an event loop too (bench/chaos.py): then the bootstrap runs on a loop of its own
+    in a worker thread."""
+    def bootstrap_now() -> None:
+        asyncio.run(bootstrap.ensure_cluster_tokens(cfg.db_dsn, cfg.secrets_dir))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        bootstrap_now()
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(bootstrap_now).result()
 
 
 def start_sinks(cfg: ClusterConfig) -> None:
