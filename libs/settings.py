@@ -280,6 +280,35 @@ class HostdSettings:
     volume_capacity_mb: int = setting(
         0, "NOOPS_HOSTD_VOLUME_CAPACITY_MB",
         "Driver `loop`: MiB this host promises to volumes in total; 0 = the free space of NOOPS_HOSTD_LOOP_DIR.")
+    cap_drop: str = setting(
+        "NET_RAW,NET_ADMIN", "NOOPS_HOSTD_CAP_DROP",
+        "Capabilities every container loses from Docker's default set, comma separated (names without CAP_), "
+        "except those its app's `security.cap_add` gives back. NET_RAW and NET_ADMIN because containers share "
+        "the hosts' L2 segment (macvlan): with them one container could answer ARP for, or take, another's "
+        "address. hostd sets up the containers' network from the host side, so they need neither. `ALL`: drop "
+        "every capability (apps add back what they need). See docs/security.md.")
+    pids_limit: int = setting(
+        4096, "NOOPS_HOSTD_PIDS_LIMIT",
+        "Most processes and threads (the cgroup's pids.max) one container may have; 0 = no limit. A fork bomb "
+        "in one container then cannot exhaust the host's pid space (kernel.pid_max, often 32768 or 4194304); "
+        "4096 leaves room for thread-heavy runtimes (a JVM or a Go service with a few thousand threads).")
+    no_new_privileges: bool = setting(
+        True, "NOOPS_HOSTD_NO_NEW_PRIVILEGES",
+        "Start containers with `no-new-privileges`: a setuid binary or file capabilities inside the image cannot "
+        "raise a process's privileges above what it started with.")
+
+    def __post_init__(self) -> None:
+        if self.pids_limit < 0:
+            raise SettingsError(f"NOOPS_HOSTD_PIDS_LIMIT must be 0 (no limit) or more, not {self.pids_limit}")
+        from libs.appspec import CAPABILITIES  # the one list of names; pydantic is not needed before here
+        unknown = set(self.cap_drop_names()) - CAPABILITIES - {"ALL"}
+        if unknown:
+            raise SettingsError(f"NOOPS_HOSTD_CAP_DROP: not Linux capabilities: {', '.join(sorted(unknown))}")
+
+    def cap_drop_names(self) -> tuple[str, ...]:
+        """NOOPS_HOSTD_CAP_DROP as capability names (upper case, without CAP_)."""
+        return tuple(dict.fromkeys(n.strip().upper().removeprefix("CAP_") for n in self.cap_drop.split(",")
+                                   if n.strip()))
 
 
 T = TypeVar("T")

@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 from libs import bus, retry, settings, subjects
 from libs.service import Health, run_ops_server, run_service
 from libs.settings import HostdSettings, SettingsError
+from services.hostd import containers as ct
 from services.hostd.agent import Agent
 from services.hostd.events import watch_deaths
 from services.hostd.heartbeat import heartbeat_loop, machine_offer
@@ -115,7 +116,7 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
                       network=network, volumes=volumes, clock=clock,
                       tombstones=Tombstones(state / "tombstones" if state else None, max_count=cfg.tombstones_max,
                                             max_age_s=cfg.tombstone_ttl_s, clock=clock),
-                      oom_wait_s=cfg.oom_wait_s)
+                      oom_wait_s=cfg.oom_wait_s, hardening=ct.Hardening.from_settings(cfg))
         stack.push_async_callback(agent.health.close)  # health loops end before Docker and NATS close
         since = clock()
         health.detail["stage"] = "adopting"
