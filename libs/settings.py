@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
+from libs.ranges import Ranges
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
@@ -174,6 +176,14 @@ class RegistrySettings:
         "nftables table (family inet) holding one set `app_<app>` of container IPs per app, for whitelists.")
     ipvs_vip: str = setting(
         "", "NOOPS_IPVS_VIP", "Virtual address of the IPVS services (sink `ipvs`); empty: `NOOPS_LB_BIND_HOST`.")
+    container_ranges: str = setting(
+        "", "NOOPS_REGISTRY_CONTAINER_RANGES",
+        "Where container addresses may be: networks, comma separated, each either for every host "
+        "(`198.18.0.0/20`) or for one (`h1=198.18.0.0/24`). An IP report whose address is outside its host's "
+        "networks (or is a network's own or broadcast address) is rejected and counted in "
+        "noops_registry_reports_rejected_total; so is one whose address is not the one the `pool` IPAM reserved "
+        "for the instance. Empty: addresses are only checked for form (unicast, not loopback, link-local or "
+        "multicast), and the registry says so in its log at start.")
 
     def lb_port_range(self) -> tuple[int, int]:
         lo, sep, hi = self.lb_ports.partition("-")
@@ -184,6 +194,13 @@ class RegistrySettings:
         if not 0 < rng[0] <= rng[1] < 65536:
             raise SettingsError(f"NOOPS_LB_PORTS={self.lb_ports!r} is not a range inside 1-65535")
         return rng
+
+    def container_networks(self) -> Ranges:
+        """NOOPS_REGISTRY_CONTAINER_RANGES parsed (a libs/ranges.py ``Ranges``)."""
+        try:
+            return Ranges.parse(self.container_ranges)
+        except ValueError as exc:
+            raise SettingsError(f"NOOPS_REGISTRY_CONTAINER_RANGES: {exc}") from None
 
     def sink_names(self) -> list[str]:
         names = [n.strip() for n in self.sinks.split(",") if n.strip()]

@@ -42,7 +42,7 @@ FETCH_CONCURRENCY = 4
 def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
     """Load and check what the environment cannot express by type alone."""
     s = settings.load(HostdSettings, environ)
-    if not subjects.TOKEN_RE.match(s.host_id):
+    if not subjects.TOKEN_RE.fullmatch(s.host_id):
         raise SettingsError(f"NOOPS_HOST_ID={s.host_id!r} is not a valid host id "
                             "(lowercase letters, digits and '-', at most 63)")
     settings.parse_labels(s.labels)  # raises SettingsError on a bad NOOPS_HOST_LABELS
