@@ -4,7 +4,7 @@ hostd's reports are the platform's source of container addresses: HAProxy server
 whitelists and the API are built from them.  A host's credentials can be stolen, so a report is
 held to the form hostd itself produces, field by field: ids are tokens, the address is one
 address (canonical spelling) inside that host's container range, the MAC is six hex pairs and
-unicast, the container id is hex, free text has no control characters, and numbers are finite.
+unicast, the container id is one word, free text has no control characters, and numbers are finite.
 Anything else is rejected with a named reason (a metric label: a few fixed values) and the field
 it was found in (for the log), so nothing from a report reaches a command or a file unchecked.
 """
@@ -30,7 +30,9 @@ BAD_NUMBER = "number out of range"
 # Instance ids are the app id (a token), '-' and a suffix (services/placer/commit.py).
 INSTANCE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,126}[a-z0-9])?")
 MAC_RE = re.compile(r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}")
-CONTAINER_ID_RE = re.compile(r"[0-9a-f]{12,64}")
+# Docker's are 64 hex digits; the form is looser for the benchmarks' hollow hosts, never looser
+# than one word of safe characters.
+CONTAINER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")     # IFNAMSIZ - 1; no '/', no space
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")  # newlines and every other control character
 MAX_TEXT = 2048                                        # reason, health
