@@ -5,9 +5,6 @@ refused, the switch side still maps the victim's address to the victim's MAC, an
 nftables whitelist keep pointing at the victim alone."""
 from __future__ import annotations
 
-import asyncio
-import json
-import subprocess
 
 import pytest
 
@@ -16,16 +13,10 @@ from services.registry.sinks import haproxy_config as hc
 from services.registry.sinks.haproxy import runtime
 from tests.e2e.helpers import containers, instances, running_count, web_spec
 from tests.e2e.test_fanout import lb_port, nft_members
+from tests.support.inside import neighbour_mac, sh
 from tests.support.wait import eventually, holds
 
 pytestmark = pytest.mark.e2e
-
-
-async def sh(container_id: str, script: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec("docker", "exec", container_id, "sh", "-c", script,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode or 0, out.decode(errors="replace")
 
 
 async def lb_targets(platform, port: int) -> set[tuple[str, str, int]]:
@@ -33,13 +24,6 @@ async def lb_targets(platform, port: int) -> set[tuple[str, str, int]]:
     paths = sink_procs.haproxy_paths(platform.cfg.run_dir)
     state = hc.parse_servers_state(await runtime(paths.admin_socket, "show servers state"))
     return {(name, s.addr, s.port) for name, s in state.get(port, {}).items() if s.enabled}
-
-
-def neighbour_mac(bridge: str, ip: str) -> str:
-    subprocess.run(["ping", "-c", "1", "-W", "2", ip], capture_output=True, check=False)
-    out = subprocess.run(["ip", "-j", "neigh", "show", ip, "dev", bridge], capture_output=True, text=True,
-                         check=True).stdout
-    return next((n.get("lladdr", "") for n in json.loads(out or "[]")), "")
 
 
 async def one_running(c, app_id: str) -> dict | None:
@@ -62,7 +46,7 @@ async def test_an_intruder_container_cannot_take_the_victims_address(platform, u
                 return await lb_targets(platform, port) == want and nft_members(platform, victim_id) == {victim["ip"]}
             await eventually(sinks_point_at_the_victim, timeout=30, what="HAProxy and nft on the victim")
             bridge = platform.cfg.net.bridge
-            assert neighbour_mac(bridge, victim["ip"]) == victim["mac"]
+            assert await neighbour_mac(bridge, victim["ip"]) == victim["mac"]
 
             prefix = platform.cfg.net.subnet.prefixlen
             for what, script in {
@@ -75,7 +59,7 @@ async def test_an_intruder_container_cannot_take_the_victims_address(platform, u
                 assert code != 0 and "operation not permitted" in out.lower(), f"{what}: exit {code}, {out!r}"
 
             # The switch side still knows the victim by its own MAC, and the sinks never move.
-            assert neighbour_mac(bridge, victim["ip"]) == victim["mac"]
+            assert await neighbour_mac(bridge, victim["ip"]) == victim["mac"]
             await holds(sinks_point_at_the_victim, seconds=3, what="HAProxy and nft on the victim")
             [now] = [i for i in await instances(c, victim_id) if i["state"] == "RUNNING"]
             assert (now["ip"], now["mac"]) == (victim["ip"], victim["mac"])

@@ -5,9 +5,6 @@ right; `security.cap_add`, `user` and `read_only_rootfs` do what they say; the p
 cgroup's.  hostd sets up the network from the host side, so DHCP and health checks still work."""
 from __future__ import annotations
 
-import asyncio
-import json
-import subprocess
 from pathlib import Path
 
 import msgspec
@@ -15,19 +12,11 @@ import msgspec
 from libs import messages
 from tests.integration.hostd.hostd_harness import (  # noqa: F401  (fixtures)
     HostdUnderTest, docker, hostd, spec)
+from tests.support.inside import neighbour_mac, sh
 from tests.support.wait import eventually
 
 NET_ADMIN, NET_RAW = 12, 13   # capability bit numbers (linux/capability.h)
 DENIED = "operation not permitted"
-
-
-async def sh(container_id: str, script: str, *, user: str = "") -> tuple[int, str]:
-    """Run ``script`` in the container (as its own user unless ``user``); exit code and output."""
-    proc = await asyncio.create_subprocess_exec(
-        "docker", "exec", *(["-u", user] if user else []), container_id, "sh", "-c", script,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode or 0, out.decode(errors="replace")
 
 
 def caps(status: str, line: str = "CapEff") -> int:
@@ -50,14 +39,6 @@ def pids_max(pid: int) -> str:
     raise AssertionError(f"no pids cgroup for pid {pid}")
 
 
-def neighbour_mac(bridge: str, ip: str) -> str:
-    """The switch side's (root namespace's) ARP entry for ``ip``, after asking it afresh."""
-    subprocess.run(["ping", "-c", "1", "-W", "2", ip], capture_output=True, check=False)
-    out = subprocess.run(["ip", "-j", "neigh", "show", ip, "dev", bridge], capture_output=True, text=True,
-                         check=True).stdout
-    return next((n.get("lladdr", "") for n in json.loads(out or "[]")), "")
-
-
 def with_command_check(container: messages.ContainerSpec, command: list[str]) -> messages.ContainerSpec:
     check = messages.HealthCheckSpec(protocol="COMMAND", name="command", command=command, grace_period_s=0,
                                      interval_s=0.3, timeout_s=5, max_consecutive_failures=0)
@@ -77,7 +58,7 @@ async def test_a_container_cannot_take_anothers_address(hostd: HostdUnderTest) -
     b = await hostd.report("victim-1", "RUNNING")
     a = await hostd.report("intruder-1", "RUNNING")
     assert b.ip and a.ip and b.ip != a.ip and b.mac != a.mac   # DHCP by hostd, from the host side
-    assert neighbour_mac(hostd.cfg.net.bridge, b.ip) == b.mac
+    assert await neighbour_mac(hostd.cfg.net.bridge, b.ip) == b.mac
 
     # The defaults, as the engine holds them.
     host_config = (await inspect(hostd, "intruder-1"))["HostConfig"]
@@ -105,7 +86,7 @@ async def test_a_container_cannot_take_anothers_address(hostd: HostdUnderTest) -
     assert b.ip not in out and a.ip in out
 
     # The switch side still maps the victim's address to the victim's MAC, and the victim answers.
-    assert neighbour_mac(hostd.cfg.net.bridge, b.ip) == b.mac
+    assert await neighbour_mac(hostd.cfg.net.bridge, b.ip) == b.mac
     # hostd's own work inside the netns and the command check (an exec) run with the dropped caps.
     assert (await healthy(hostd, "victim-1")).ip == b.ip
 

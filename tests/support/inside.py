@@ -1,0 +1,25 @@
+"""Looking at containers from inside (docker exec) and at the switch from the host side."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+
+async def sh(container_id: str, script: str, *, user: str = "") -> tuple[int, str]:
+    """Run ``script`` in the container (as its own user unless ``user``); exit code and output."""
+    proc = await asyncio.create_subprocess_exec(
+        "docker", "exec", *(["-u", user] if user else []), container_id, "sh", "-c", script,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+async def neighbour_mac(bridge: str, ip: str) -> str:
+    """The switch side's (root namespace's) ARP entry for ``ip`` on ``bridge``, after asking afresh."""
+    ping = await asyncio.create_subprocess_exec("ping", "-c", "1", "-W", "2", ip, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    await ping.wait()
+    show = await asyncio.create_subprocess_exec("ip", "-j", "neigh", "show", ip, "dev", bridge,
+                                                stdout=asyncio.subprocess.PIPE)
+    out, _ = await show.communicate()
+    return next((n.get("lladdr", "") for n in json.loads(out or b"[]")), "")
