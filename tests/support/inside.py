@@ -14,11 +14,14 @@ async def sh(container_id: str, script: str, *, user: str = "") -> tuple[int, st
     return proc.returncode or 0, out.decode(errors="replace")
 
 
-async def neighbour_mac(bridge: str, ip: str) -> str:
-    """The switch side's (root namespace's) ARP entry for ``ip`` on ``bridge``, after asking afresh."""
-    ping = await asyncio.create_subprocess_exec("ping", "-c", "1", "-W", "2", ip, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
-    await ping.wait()
+async def neighbour_mac(bridge: str, ip: str, port: int = 8080) -> str:
+    """The switch side's (root namespace's) ARP entry for ``ip`` on ``bridge``, after a TCP
+    connection to ``ip:port`` (so the entry is fresh: the kernel resolved it for this traffic)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), 3)
+        writer.close()
+    except (OSError, asyncio.TimeoutError):
+        pass   # the entry says what the kernel learnt meanwhile, if anything
     show = await asyncio.create_subprocess_exec("ip", "-j", "neigh", "show", ip, "dev", bridge,
                                                 stdout=asyncio.subprocess.PIPE)
     out, _ = await show.communicate()
