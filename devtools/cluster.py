@@ -123,6 +123,8 @@ class ClusterConfig:
             "NOOPS_HAPROXY_DIR": str(sink_procs.haproxy_paths(self.run_dir).dir),
             "NOOPS_LB_PORTS": self.lb_ports,
             "NOOPS_NFT_TABLE": self.nft_table,
+            # Every host's containers are on the one simulated segment (DHCP and pool halves).
+            "NOOPS_REGISTRY_CONTAINER_RANGES": str(self.net.subnet),
             # Process names are NATS identities: gateway, placer, ..., hostd-<host>.
             **natsconf.env(self.run_dir, name),
             **self.extra_env,

@@ -45,6 +45,13 @@ class HealthCheckSpec(Msg):
     max_consecutive_failures: int = 3   # 0 = never kill
 
 
+class SecuritySpec(Msg):
+    """How hostd runs the container (libs/appspec.py Security); hostd adds its own defaults."""
+    cap_add: list[str] = []       # capability names without CAP_, upper case
+    user: str = ""                # user[:group]; "" = the image's
+    read_only_rootfs: bool = False
+
+
 class ContainerSpec(Msg):
     image: str
     cmd: list[str]
@@ -58,6 +65,7 @@ class ContainerSpec(Msg):
     volume_path: str = "/data"
     keep_volume: bool = False     # seam for stateful services: keep the volume when the instance stops
     health_checks: list[HealthCheckSpec] = []
+    security: SecuritySpec = SecuritySpec()
 
 
 class Placement(Msg):

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
+from libs.ranges import Ranges
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
@@ -190,6 +192,14 @@ class RegistrySettings:
         "nftables table (family inet) holding one set `app_<app>` of container IPs per app, for whitelists.")
     ipvs_vip: str = setting(
         "", "NOOPS_IPVS_VIP", "Virtual address of the IPVS services (sink `ipvs`); empty: `NOOPS_LB_BIND_HOST`.")
+    container_ranges: str = setting(
+        "", "NOOPS_REGISTRY_CONTAINER_RANGES",
+        "Where container addresses may be: networks, comma separated, each either for every host "
+        "(`198.18.0.0/20`) or for one (`h1=198.18.0.0/24`). An IP report whose address is outside its host's "
+        "networks (or is a network's own or broadcast address) is rejected and counted in "
+        "noops_registry_reports_rejected_total; so is one whose address is not the one the `pool` IPAM reserved "
+        "for the instance. Empty: addresses are only checked for form (unicast, not loopback, link-local or "
+        "multicast), and the registry says so in its log at start.")
 
     def lb_port_range(self) -> tuple[int, int]:
         lo, sep, hi = self.lb_ports.partition("-")
@@ -200,6 +210,13 @@ class RegistrySettings:
         if not 0 < rng[0] <= rng[1] < 65536:
             raise SettingsError(f"NOOPS_LB_PORTS={self.lb_ports!r} is not a range inside 1-65535")
         return rng
+
+    def container_networks(self) -> Ranges:
+        """NOOPS_REGISTRY_CONTAINER_RANGES parsed (a libs/ranges.py ``Ranges``)."""
+        try:
+            return Ranges.parse(self.container_ranges)
+        except ValueError as exc:
+            raise SettingsError(f"NOOPS_REGISTRY_CONTAINER_RANGES: {exc}") from None
 
     def sink_names(self) -> list[str]:
         names = [n.strip() for n in self.sinks.split(",") if n.strip()]
@@ -296,6 +313,35 @@ class HostdSettings:
     volume_capacity_mb: int = setting(
         0, "NOOPS_HOSTD_VOLUME_CAPACITY_MB",
         "Driver `loop`: MiB this host promises to volumes in total; 0 = the free space of NOOPS_HOSTD_LOOP_DIR.")
+    cap_drop: str = setting(
+        "NET_RAW,NET_ADMIN", "NOOPS_HOSTD_CAP_DROP",
+        "Capabilities every container loses from Docker's default set, comma separated (names without CAP_), "
+        "except those its app's `security.cap_add` gives back. NET_RAW and NET_ADMIN because containers share "
+        "the hosts' L2 segment (macvlan): with them one container could answer ARP for, or take, another's "
+        "address. hostd sets up the containers' network from the host side, so they need neither. `ALL`: drop "
+        "every capability (apps add back what they need). See docs/security.md.")
+    pids_limit: int = setting(
+        4096, "NOOPS_HOSTD_PIDS_LIMIT",
+        "Most processes and threads (the cgroup's pids.max) one container may have; 0 = no limit. A fork bomb "
+        "in one container then cannot exhaust the host's pid space (kernel.pid_max, often 32768 or 4194304); "
+        "4096 leaves room for thread-heavy runtimes (a JVM or a Go service with a few thousand threads).")
+    no_new_privileges: bool = setting(
+        True, "NOOPS_HOSTD_NO_NEW_PRIVILEGES",
+        "Start containers with `no-new-privileges`: a setuid binary or file capabilities inside the image cannot "
+        "raise a process's privileges above what it started with.")
+
+    def __post_init__(self) -> None:
+        if self.pids_limit < 0:
+            raise SettingsError(f"NOOPS_HOSTD_PIDS_LIMIT must be 0 (no limit) or more, not {self.pids_limit}")
+        from libs.appspec import CAPABILITIES  # the one list of names; pydantic is not needed before here
+        unknown = set(self.cap_drop_names()) - CAPABILITIES - {"ALL"}
+        if unknown:
+            raise SettingsError(f"NOOPS_HOSTD_CAP_DROP: not Linux capabilities: {', '.join(sorted(unknown))}")
+
+    def cap_drop_names(self) -> tuple[str, ...]:
+        """NOOPS_HOSTD_CAP_DROP as capability names (upper case, without CAP_)."""
+        return tuple(dict.fromkeys(n.strip().upper().removeprefix("CAP_") for n in self.cap_drop.split(",")
+                                   if n.strip()))
 
 
 T = TypeVar("T")

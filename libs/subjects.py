@@ -24,7 +24,7 @@ TOKEN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _token(value: str, what: str) -> str:
-    if not TOKEN_RE.match(value):
+    if not TOKEN_RE.fullmatch(value):  # match() would let a trailing newline through ($)
         raise ValueError(f"{what} {value!r} is not a valid id (lowercase letters, digits and '-', at most 63)")
     return value
 

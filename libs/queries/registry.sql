@@ -2,7 +2,9 @@
 -- Locked so that a concurrent writer cannot slip a transition between our read and write.
 -- Ordered, so two batches in flight at once lock rows in the same order (no deadlock).
 -- has_checks: the instance's version has health checks (in service then needs healthy).
+-- address: IPAM mode `pool`, the reserved address a report's ip must be.
 SELECT i.id, i.app, i.host, i.epoch, i.state, i.desired, i.ip, i.container_id, i.healthy, i.health, i.health_at,
+       i.address,
        jsonb_array_length(coalesce(v.spec -> 'health_checks', '[]'::jsonb)) > 0 AS has_checks
 FROM instances i LEFT JOIN app_versions v ON v.app = i.app AND v.version = i.version
 WHERE i.id = ANY($1::text[]) ORDER BY i.id FOR UPDATE OF i;

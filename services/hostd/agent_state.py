@@ -31,10 +31,11 @@ class AgentState:
     def __init__(self, *, cluster: str, host: str, runtime: ContainerRuntime, reporter: Reporter,
                  stop_timeout_s: int, network: Network, volumes: VolumeDriver, concurrency: int = 8,
                  clock: Callable[[], float] = time.time, tombstones: Tombstones | None = None,
-                 oom_wait_s: float = 2.0) -> None:
+                 oom_wait_s: float = 2.0, hardening: ct.Hardening = ct.Hardening()) -> None:
         self.cluster = cluster
         self.host = host
         self.owner = ct.owner_labels(cluster, host)
+        self.hardening = hardening   # capabilities dropped, pids limit... of every new container
         self._rt = runtime
         self._report = reporter
         self.network = network

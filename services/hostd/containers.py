@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from libs import messages
+from libs.settings import HostdSettings
 from services.hostd import network
 
 LABEL_CLUSTER = "noops.cluster"
@@ -94,7 +95,36 @@ def health_checks(info: ContainerInfo) -> tuple[messages.HealthCheckSpec, ...]:
         return ()
 
 
-def create_config(p: messages.Placement, cluster: str, host: str, volume: str = "") -> dict[str, Any]:
+@dataclass(frozen=True)
+class Hardening:
+    """The host's defaults for every container (HostdSettings); an app's ``security`` adds to them."""
+    cap_drop: tuple[str, ...] = ("NET_RAW", "NET_ADMIN")   # names without CAP_; "ALL" drops every one
+    pids_limit: int = 4096                                 # 0: none
+    no_new_privileges: bool = True
+
+    @classmethod
+    def from_settings(cls, cfg: HostdSettings) -> "Hardening":
+        return cls(cap_drop=cfg.cap_drop_names(), pids_limit=cfg.pids_limit, no_new_privileges=cfg.no_new_privileges)
+
+
+def security_config(sec: messages.SecuritySpec, hardening: Hardening) -> dict[str, Any]:
+    """The HostConfig (and Config) keys of a container's privileges.  The volume bind stays writable
+    under ``ReadonlyRootfs`` (a bind is read-write unless it says ``:ro``)."""
+    add = list(dict.fromkeys(c.upper().removeprefix("CAP_") for c in sec.cap_add))
+    # A capability given back is not dropped too: Docker would apply the drop after the add.
+    drop = [c for c in hardening.cap_drop if c not in add]
+    host: dict[str, Any] = {"CapDrop": drop, "CapAdd": add}
+    if hardening.no_new_privileges:
+        host["SecurityOpt"] = ["no-new-privileges:true"]
+    if hardening.pids_limit > 0:
+        host["PidsLimit"] = hardening.pids_limit
+    if sec.read_only_rootfs:
+        host["ReadonlyRootfs"] = True
+    return host
+
+
+def create_config(p: messages.Placement, cluster: str, host: str, volume: str = "",
+                  hardening: Hardening = Hardening()) -> dict[str, Any]:
     """The body of POST /containers/create for a placement; ``volume``: host path of its volume."""
     config: dict[str, Any] = {
         "Image": p.spec.image,
@@ -105,8 +135,11 @@ def create_config(p: messages.Placement, cluster: str, host: str, volume: str = 
             "Memory": p.spec.mem_mb * MIB,
             "RestartPolicy": {"Name": "no"},
             **network.host_config(),
+            **security_config(p.spec.security, hardening),
         },
     }
+    if p.spec.security.user:  # empty means the image's own USER
+        config["User"] = p.spec.security.user
     if volume:
         config["HostConfig"]["Binds"] = [f"{volume}:{p.spec.volume_path}"]
     if p.spec.cmd:  # empty means the image's own CMD

@@ -63,7 +63,7 @@ class Lifecycle(AgentState):
                 return
         try:
             cid = await self._rt.create(ct.container_name(self.cluster, p.instance),
-                                        ct.create_config(p, self.cluster, self.host, volume))
+                                        ct.create_config(p, self.cluster, self.host, volume, self.hardening))
         except RuntimeRefused as exc:
             await self._remove_volume(p)
             await self._send(p, "FAILED", reason=ct.create_failure(p.spec.image, self.host, exc.status, exc.message))

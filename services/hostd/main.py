@@ -20,6 +20,7 @@ from libs import bus, retry, settings, subjects
 from libs.service import Health, run_ops_server, run_service
 from libs.supervise import cancel_within
 from libs.settings import HostdSettings, SettingsError
+from services.hostd import containers as ct
 from services.hostd.agent import Agent
 from services.hostd.events import watch_deaths
 from services.hostd.heartbeat import heartbeat_loop, machine_offer
@@ -42,7 +43,7 @@ FETCH_CONCURRENCY = 4
 def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
     """Load and check what the environment cannot express by type alone."""
     s = settings.load(HostdSettings, environ)
-    if not subjects.TOKEN_RE.match(s.host_id):
+    if not subjects.TOKEN_RE.fullmatch(s.host_id):
         raise SettingsError(f"NOOPS_HOST_ID={s.host_id!r} is not a valid host id "
                             "(lowercase letters, digits and '-', at most 63)")
     settings.parse_labels(s.labels)  # raises SettingsError on a bad NOOPS_HOST_LABELS
@@ -116,7 +117,7 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
                       network=network, volumes=volumes, clock=clock,
                       tombstones=Tombstones(state / "tombstones" if state else None, max_count=cfg.tombstones_max,
                                             max_age_s=cfg.tombstone_ttl_s, clock=clock),
-                      oom_wait_s=cfg.oom_wait_s)
+                      oom_wait_s=cfg.oom_wait_s, hardening=ct.Hardening.from_settings(cfg))
         stack.push_async_callback(agent.health.close)  # health loops end before Docker and NATS close
         since = clock()
         health.detail["stage"] = "adopting"

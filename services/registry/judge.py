@@ -1,7 +1,8 @@
 """The registry's pure core: is this IP report to be believed, and what does it change?
 
 A report is accepted only when the task log places that instance, at that epoch, on the host
-that reported it.  State never goes backwards: a late STARTING after RUNNING, or anything after
+that reported it, and (IPAM mode "pool") with the address reserved for it.  Its form was checked
+before (screen.py).  State never goes backwards: a late STARTING after RUNNING, or anything after
 a terminal state, changes nothing (so redelivered or reordered reports are harmless).  A RUNNING
 report whose only news is health (healthy/health) is a change too, if that verdict is newer than
 the one recorded.
@@ -19,6 +20,7 @@ WRONG_HOST = "instance placed on another host"
 WRONG_APP = "instance belongs to another app"
 STALE_EPOCH = "stale epoch"
 HOST_MISMATCH = "report names another host than its subject"
+NOT_RESERVED = "address is not the one reserved for the instance"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Row:
     health: str = ""
     health_at: float = 0.0     # when hostd reached the verdict in healthy/health (its clock)
     has_checks: bool = False   # the instance's version has health checks
+    address: str = ""          # IPAM mode "pool": the address the placer reserved (CIDR form)
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ def judge(report: IpReport, subject_host: str, row: Row | None) -> Verdict:
         return Verdict(False, WRONG_APP)
     if report.epoch != row.epoch:
         return Verdict(False, STALE_EPOCH)
+    if row.address and report.ip and report.ip != row.address.partition("/")[0]:
+        return Verdict(False, NOT_RESERVED)
     if row.state in TERMINAL or _RANK[report.state] < _RANK[row.state]:
         return Verdict(True)  # old news
     health_changed = fresh_health(report, row) and report.state == "RUNNING" and (

@@ -40,7 +40,11 @@ async def main(settings: RegistrySettings) -> None:
     relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("registry"), policy=policy,
                          max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
     announcer = Announcer(pool, relay, policy=policy)
-    records = Records(pool, db.Queries("registry"), relay, announcer)
+    ranges = settings.container_networks()
+    if not ranges.configured:
+        log.warning("NOOPS_REGISTRY_CONTAINER_RANGES is empty: report addresses are checked for form only, "
+                    "not against the hosts' container ranges")
+    records = Records(pool, db.Queries("registry"), relay, announcer, ranges=ranges)
     handler: bus.BatchHandler = records.handle_batch
     # Fan-out (sinks/fanout.py): fed after each committed report batch, by noops.endpoints.*
     # (other writers) and by a periodic full resync; each sink runs in its own task.  No sinks

@@ -17,6 +17,7 @@ from libs import bus, ipam, messages, outbox, subjects
 from libs.db import Queries
 from services.registry.announcer import Announcer
 from services.registry.judge import Row, fresh_health, in_service, judge
+from services.registry.screen import Ranges, screen
 
 log = logging.getLogger("noops.registry")
 
@@ -27,12 +28,15 @@ REJECTED = Counter("noops_registry_reports_rejected_total", "IP reports rejected
 @dataclass(frozen=True)
 class Parsed:
     msg: Msg
-    report: messages.IpReport | None
+    report: messages.IpReport | None   # None: malformed or screened out
+    screened: bool = False             # well-formed but false in form (screen.py): acked, not poison
 
 
 class Records:
-    def __init__(self, pool: asyncpg.Pool, queries: Queries, relay: outbox.Relay, announcer: Announcer) -> None:
+    def __init__(self, pool: asyncpg.Pool, queries: Queries, relay: outbox.Relay, announcer: Announcer, *,
+                 ranges: Ranges = Ranges()) -> None:
         self.pool, self.q, self.relay, self.announcer = pool, queries, relay, announcer
+        self.ranges = ranges
 
     async def handle_batch(self, msgs: list[Msg]) -> list[bus.Verdict]:
         parsed: list[Parsed] = []
@@ -43,12 +47,23 @@ class Records:
                 REJECTED.labels("malformed").inc()
                 log.warning("rejected malformed report", extra={"subject": m.subject, "error": str(exc)})
                 parsed.append(Parsed(m, None))
+                continue
+            r = parsed[-1].report
+            assert r is not None
+            bad = screen(r, self.ranges)
+            if bad is not None:
+                # Well-formed JSON with a false field: done with (ack below), never judged, never
+                # written, so no sink sees it.
+                REJECTED.labels(bad.reason).inc()
+                log.warning("rejected report", extra={"subject": m.subject, "reason": bad.reason,
+                                                      "field": bad.field, "value": bad.value})
+                parsed[-1] = Parsed(m, None, screened=True)
         reports = [p.report for p in parsed if p.report is not None]
         if reports:
             await self._apply(parsed)
         # A malformed message is poison (term: never redeliver); a well-formed report that was
-        # judged false is done with (ack), counted and logged above.
-        return [bus.ACK if p.report is not None else bus.TERM for p in parsed]
+        # screened out or judged false is done with (ack), counted and logged above.
+        return [bus.ACK if p.report is not None or p.screened else bus.TERM for p in parsed]
 
     async def _apply(self, parsed: list[Parsed]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

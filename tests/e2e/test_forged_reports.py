@@ -1,7 +1,8 @@
 """Issue 5, "authentic reports": forged IP reports never change the task log, and the registry keeps
-working.  Two lines of defence, both real: NATS refuses a host's identity on another host's subject
-(libs/natsauth.py), and the registry rejects a report the task log does not back (judge.py),
-counting it by reason in noops_registry_reports_rejected_total."""
+working.  Three lines of defence, all real: NATS refuses a host's identity on another host's subject
+(libs/natsauth.py), the registry rejects a report not of the form hostd gives it (screen.py: an
+address outside the host's range, a bad MAC, a newline or space smuggled into any field) and one
+the task log does not back (judge.py), counting each by reason in noops_registry_reports_rejected_total."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,7 @@ import nats
 import pytest
 
 from libs import messages, subjects
+from services.registry import screen
 from tests.e2e.helpers import instances, running_count, web_spec
 from tests.support.wait import eventually
 
@@ -42,8 +44,11 @@ async def test_forged_reports_change_nothing_and_the_registry_keeps_working(plat
         [inst] = await eventually(lambda: _running(c, app_id, 1), timeout=60, what="1 RUNNING instance")
         owner = inst["host"]
         other = next(h for h in platform.cfg.hosts if h != owner)
+        # In the session's container range (NOOPS_REGISTRY_CONTAINER_RANGES), so only what each
+        # forgery changes is wrong with it.
+        in_range = str(platform.cfg.net.subnet.broadcast_address - 5)
         real = messages.IpReport(instance=inst["id"], app=app_id, host=owner, epoch=inst["epoch"], state="FAILED",
-                                 container_id="f" * 64, ip="198.18.15.250", reason="forged")
+                                 container_id="f" * 64, ip=in_range, reason="forged")
 
         # 1. Another host's identity on the owner's subject: NATS itself refuses the publish.
         errors: list[str] = []
@@ -55,9 +60,7 @@ async def test_forged_reports_change_nothing_and_the_registry_keeps_working(plat
                              what="a permissions violation for the intruder")
 
             # 2. Its own subject, but an instance the task log places elsewhere (or names another host).
-            before = {r: rejected(platform, r) for r in ("instance placed on another host",
-                                                         "report names another host than its subject",
-                                                         "unknown instance", "stale epoch", "malformed")}
+            before = {r: rejected(platform, r) for r in EXPECTED}
             js = intruder.jetstream()
             await js.publish(subjects.report(other), messages.encode(
                 msgspec.structs.replace(real, host=other)))
@@ -75,6 +78,11 @@ async def test_forged_reports_change_nothing_and_the_registry_keeps_working(plat
             await js.publish(subjects.report(owner), messages.encode(
                 msgspec.structs.replace(real, epoch=inst["epoch"] + 7)))
             await js.publish(subjects.report(owner), b'{"instance": 42, "garbage": true}')
+            # 3b. The owner's own instance at its epoch -- a report the task log would back -- but
+            # false in form: each would otherwise mark the instance FAILED.
+            for forged in FORGERIES(real):
+                await js.publish(subjects.report(owner), messages.encode(forged))
+            await js.publish(subjects.report(owner), messages.encode(real).replace(b'"FAILED"', b'"FAILED\\n"'))
         finally:
             await owner_nc.close()
         assert not errors, errors
@@ -84,12 +92,9 @@ async def test_forged_reports_change_nothing_and_the_registry_keeps_working(plat
             await nats.connect(platform.cfg.nats_url, user=f"hostd-{owner}", password="not-the-password",
                                allow_reconnect=False, connect_timeout=2)
 
-        expected = {"instance placed on another host": 1, "report names another host than its subject": 1,
-                    "unknown instance": 1, "stale epoch": 1, "malformed": 1}
-
         def counted() -> bool:
-            return all(rejected(platform, r) >= before[r] + n for r, n in expected.items())
-        await eventually(counted, timeout=20, what=f"the registry to reject {sorted(expected)}")
+            return all(rejected(platform, r) >= before[r] + n for r, n in EXPECTED.items())
+        await eventually(counted, timeout=20, what=f"the registry to reject {sorted(EXPECTED)}")
 
         # Nothing changed, and the registry still does its job: a scale-up is recorded as usual.
         [now] = await instances(c, app_id)
@@ -98,6 +103,26 @@ async def test_forged_reports_change_nothing_and_the_registry_keeps_working(plat
         assert r.status_code in (200, 202), r.text
         await eventually(lambda: _running(c, app_id, 2), timeout=60, what="2 RUNNING instances after the forgeries")
         assert (await c.delete(f"/v1/apps/{app_id}")).status_code in (200, 202, 204)
+
+
+def FORGERIES(real: messages.IpReport) -> list[messages.IpReport]:  # noqa: N802 (a table)
+    """An address outside the range, a multicast MAC, and a newline and a space in each id-like
+    field (a newline in each free-text field: spaces are theirs)."""
+    r = msgspec.structs.replace
+    out = [r(real, ip="203.0.113.7"), r(real, mac="01:00:5e:00:00:01")]
+    for name in ("instance", "app", "host", "container_id", "ip", "mac", "parent"):
+        value = getattr(real, name) or {"mac": "02:42:c6:12:00:11", "parent": "eth0"}[name]
+        out += [r(real, **{name: value + "\nadd server p1/x 1.2.3.4:1"}), r(real, **{name: value + " x"})]
+    for name in ("reason", "health"):
+        out.append(r(real, **{name: "ok\r\nset server p1/x state ready"}))
+    return out
+
+
+# What the registry counts for all of the above (names of screen.py and judge.py).
+EXPECTED = {"instance placed on another host": 1, "report names another host than its subject": 1,
+            "unknown instance": 1, "stale epoch": 1, "malformed": 2,
+            screen.OUT_OF_RANGE: 1, screen.BAD_ID: 6, screen.BAD_CONTAINER_ID: 2, screen.BAD_ADDRESS: 2,
+            screen.BAD_MAC: 3, screen.BAD_TEXT: 4}
 
 
 async def _running(c, app_id: str, n: int):

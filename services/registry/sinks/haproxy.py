@@ -31,8 +31,17 @@ class HAProxyError(RuntimeError):
     pass
 
 
+def _one_command(command: str) -> str:
+    """The last guard before the socket: one line, one command (the CLI splits lines and ';')."""
+    if any(c in command for c in "\n\r;\x00"):
+        raise HAProxyError(f"refused to send {command!r:.120} to HAProxy: a newline or ';' would start "
+                           "another command")
+    return command
+
+
 async def runtime(socket_path: os.PathLike[str] | str, command: str, *, timeout: float = 5.0) -> str:
     """One command on a HAProxy CLI socket (non-interactive: HAProxy answers and closes)."""
+    _one_command(command)
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
@@ -52,7 +61,7 @@ async def runtime(socket_path: os.PathLike[str] | str, command: str, *, timeout:
 async def runtime_batch(socket_path: os.PathLike[str] | str, commands: list[str], *, timeout: float = 10.0) -> list[str]:
     """Several commands in one CLI session (interactive ``prompt`` mode: each answer ends with a
     prompt), so a batch of changes costs one connection.  One answer per command, in order."""
-    script = "prompt\n" + "".join(c + "\n" for c in commands) + "quit\n"
+    script = "prompt\n" + "".join(_one_command(c) + "\n" for c in commands) + "quit\n"
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
@@ -192,7 +201,7 @@ class HAProxySink:
     async def _finish_draining(self) -> None:
         assert self._servers is not None
         for key, d in list(self._draining.items()):
-            be = f"{hc.backend_name(d.port)}/{d.name}"
+            be = hc.server_ref(d.port, d.name)
             if self.clock() - d.since > self.opts.drain_timeout_s:
                 await runtime(self.opts.paths.admin_socket, f"shutdown sessions server {be}")
             answer = await runtime(self.opts.paths.admin_socket, f"del server {be}")

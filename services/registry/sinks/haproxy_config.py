@@ -1,7 +1,15 @@
 """Pure parts of the HAProxy sink: the configuration file, the Runtime API commands that take a
-backend from what it holds to what it should hold, and parsers of HAProxy's answers."""
+backend from what it holds to what it should hold, and parsers of HAProxy's answers.
+
+Every piece joined into a command or a configuration line is checked where the line is built
+(``name``, ``server_ref``, ``target``, ``_port``): a server name we create is an instance id (a
+strict token), one we refer to is a HAProxy identifier, an address goes through ``ipaddress``, a
+port is an int in 1-65535.  Anything else raises ``CommandError``: a space, ``;`` or a newline
+would otherwise be a second argument, a second command or a second configuration line.
+"""
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -10,6 +18,48 @@ from pathlib import Path
 # srv_admin_state bits (HAProxy's SRV_ADMF_*): forced maint, inherited maint, config maint,
 # forced drain, inherited drain, resolution maint.  Any of them: not taking new traffic.
 _ADMIN_OFF = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20
+
+# Names of the servers the sink creates: instance ids (services/placer/commit.py).
+SERVER_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,126}[a-z0-9])?")
+# Names the sink refers to (read back from HAProxy): HAProxy's own identifier characters.
+HAPROXY_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_TOKEN_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")   # app ids and port names (comments)
+
+
+class CommandError(ValueError):
+    """A value that may not be joined into a HAProxy command or configuration line."""
+
+
+def _port(port: object) -> int:
+    if type(port) is not int or not 1 <= port <= 65535:
+        raise CommandError(f"HAProxy: port {port!r:.40} is not an integer in 1-65535")
+    return port
+
+
+def _address(ip: object) -> str:
+    try:
+        addr = ipaddress.IPv4Address(ip) if isinstance(ip, str) else None
+    except ValueError:
+        addr = None
+    if addr is None or str(addr) != ip:
+        raise CommandError(f"HAProxy: {ip!r:.60} is not an IPv4 address")
+    return str(addr)
+
+
+def _bind(host: object) -> str:
+    return "*" if host == "*" else _address(host)
+
+
+def target(ip: object, port: object) -> str:
+    """``ip:port`` of a server, both checked."""
+    return f"{_address(ip)}:{_port(port)}"
+
+
+def server_ref(port: object, name: str) -> str:
+    """``p<port>/<name>`` for a server HAProxy holds (or is about to)."""
+    if not isinstance(name, str) or not HAPROXY_NAME_RE.fullmatch(name):
+        raise CommandError(f"HAProxy: {name!r:.60} is not a server name")
+    return f"{backend_name(port)}/{name}"
 
 
 @dataclass(frozen=True)
@@ -49,8 +99,8 @@ class Server:
         return not self.admin_state & _ADMIN_OFF
 
 
-def backend_name(port: int) -> str:
-    return f"p{port}"
+def backend_name(port: object) -> str:
+    return f"p{_port(port)}"
 
 
 def port_of_backend(name: str) -> int | None:
@@ -59,7 +109,11 @@ def port_of_backend(name: str) -> int | None:
 
 
 def server_name(instance: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.:-]", "_", instance)
+    """The server of an instance is named after it; an id of another form is refused, never
+    rewritten (two ids could otherwise become one name)."""
+    if not isinstance(instance, str) or not SERVER_NAME_RE.fullmatch(instance):
+        raise CommandError(f"HAProxy: instance id {instance!r:.60} is not a token (a-z, 0-9, '-')")
+    return instance
 
 
 def check_args(interval_s: float) -> str:
@@ -94,11 +148,13 @@ def render(paths: Paths, frontends: Iterable[Frontend], servers: Mapping[int, Ma
     ]
     for fe in sorted(frontends, key=lambda f: f.port):
         be = backend_name(fe.port)
+        if fe.app and not (_TOKEN_RE.fullmatch(fe.app) and _TOKEN_RE.fullmatch(fe.port_name)):
+            raise CommandError(f"HAProxy: app {fe.app!r:.60} port {fe.port_name!r:.40} are not tokens")
         label = f"app {fe.app} port {fe.port_name}" if fe.app else "spare"
-        lines += [f"# {label}", f"frontend f{fe.port}", f"    bind {fe.bind_host}:{fe.port}",
+        lines += [f"# {label}", f"frontend f{fe.port}", f"    bind {_bind(fe.bind_host)}:{_port(fe.port)}",
                   f"    default_backend {be}", f"backend {be}", "    balance roundrobin"]
         for name, (ip, port) in sorted(servers.get(fe.port, {}).items()):
-            lines.append(f"    server {server_name(name)} {ip}:{port}{check_args(check_interval_s)}")
+            lines.append(f"    server {server_name(name)} {target(ip, port)}{check_args(check_interval_s)}")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -112,26 +168,27 @@ def plan_backend(port: int, desired: Mapping[str, tuple[str, int]], observed: Ma
     server is created in maintenance and enabled after.  The ``del server`` may be refused while
     connections drain; the sink retries it later.
     """
-    be = backend_name(port)
     want = {server_name(k): v for k, v in desired.items()}
     cmds: list[str] = []
     for name, srv in sorted(observed.items()):
-        target = want.get(name)
-        if target is not None and (srv.addr, srv.port) == target:
+        ref = server_ref(port, name)
+        wanted = want.get(name)
+        if wanted is not None and (srv.addr, srv.port) == wanted:
             if not srv.enabled:
-                cmds.append(f"enable server {be}/{name}")
+                cmds.append(f"enable server {ref}")
             continue
         if srv.enabled:
-            cmds.append(f"set server {be}/{name} state maint")
-        cmds.append(f"del server {be}/{name}")
+            cmds.append(f"set server {ref} state maint")
+        cmds.append(f"del server {ref}")
     for name, (ip, p) in sorted(want.items()):
         srv = observed.get(name)
         if srv is None or (srv.addr, srv.port) != (ip, p):
+            ref = server_ref(port, name)
             # A server added at run time starts with its checks off: "enable health" turns them on.
             check = check_args(check_interval_s)
-            cmds += [f"add server {be}/{name} {ip}:{p}{check}"]
-            cmds += [f"enable health {be}/{name}"] if check else []
-            cmds += [f"enable server {be}/{name}"]
+            cmds += [f"add server {ref} {target(ip, p)}{check}"]
+            cmds += [f"enable health {ref}"] if check else []
+            cmds += [f"enable server {ref}"]
     return cmds
 
 

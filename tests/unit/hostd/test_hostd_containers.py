@@ -103,3 +103,46 @@ def test_info_from_list() -> None:
 ])
 def test_create_failure(status: int, message: str, reason: str) -> None:
     assert ct.create_failure("noops/nope:latest", "h1", status, message) == reason
+
+
+DEFAULT_DROP = ["NET_RAW", "NET_ADMIN"]
+NNP = ["no-new-privileges:true"]
+
+
+@pytest.mark.parametrize(("security", "hardening", "host_config", "user"), [
+    pytest.param({}, ct.Hardening(),
+                 {"CapDrop": DEFAULT_DROP, "CapAdd": [], "SecurityOpt": NNP, "PidsLimit": 4096}, None,
+                 id="defaults-drop-net-raw-and-net-admin"),
+    pytest.param({"cap_add": ["NET_RAW"]}, ct.Hardening(),
+                 {"CapDrop": ["NET_ADMIN"], "CapAdd": ["NET_RAW"], "SecurityOpt": NNP, "PidsLimit": 4096}, None,
+                 id="cap-add-gives-one-back"),
+    pytest.param({"cap_add": ["net_admin", "CAP_NET_RAW", "NET_BIND_SERVICE", "NET_RAW"]}, ct.Hardening(),
+                 {"CapDrop": [], "CapAdd": ["NET_ADMIN", "NET_RAW", "NET_BIND_SERVICE"], "SecurityOpt": NNP,
+                  "PidsLimit": 4096}, None, id="cap-add-normalized-and-deduplicated"),
+    pytest.param({"user": "1000:1000", "read_only_rootfs": True}, ct.Hardening(),
+                 {"CapDrop": DEFAULT_DROP, "CapAdd": [], "SecurityOpt": NNP, "PidsLimit": 4096,
+                  "ReadonlyRootfs": True}, "1000:1000", id="user-and-read-only-root"),
+    pytest.param({}, ct.Hardening(cap_drop=("ALL",), pids_limit=0, no_new_privileges=False),
+                 {"CapDrop": ["ALL"], "CapAdd": []}, None, id="host-settings-drop-all-no-pids-limit"),
+    pytest.param({"cap_add": ["CHOWN"]}, ct.Hardening(cap_drop=("ALL",), pids_limit=128),
+                 {"CapDrop": ["ALL"], "CapAdd": ["CHOWN"], "SecurityOpt": NNP, "PidsLimit": 128}, None,
+                 id="drop-all-add-one"),
+])
+def test_create_config_security(security: dict, hardening: ct.Hardening, host_config: dict, user: str | None) -> None:
+    config = ct.create_config(placement(security=messages.SecuritySpec(**security)), "c1", "h1", "/v/web-1",
+                              hardening)
+    keys = ("CapDrop", "CapAdd", "SecurityOpt", "PidsLimit", "ReadonlyRootfs")
+    assert {k: v for k, v in config["HostConfig"].items() if k in keys} == host_config
+    assert config.get("User") == user
+    assert config["HostConfig"]["Binds"] == ["/v/web-1:/data"]   # the volume stays writable (no :ro)
+
+
+def test_hardening_from_settings() -> None:
+    from libs import settings
+    cfg = settings.load(settings.HostdSettings, {"NOOPS_HOSTD_CAP_DROP": "cap_net_raw, NET_ADMIN,SYS_CHROOT",
+                                                 "NOOPS_HOSTD_PIDS_LIMIT": "0", "NOOPS_HOST_ID": "h1"})
+    assert ct.Hardening.from_settings(cfg) == ct.Hardening(("NET_RAW", "NET_ADMIN", "SYS_CHROOT"), 0, True)
+    with pytest.raises(settings.SettingsError, match="NOOPS_HOSTD_PIDS_LIMIT"):
+        settings.load(settings.HostdSettings, {"NOOPS_HOSTD_PIDS_LIMIT": "-1", "NOOPS_HOST_ID": "h1"})
+    with pytest.raises(settings.SettingsError, match="BOGUS"):
+        settings.load(settings.HostdSettings, {"NOOPS_HOSTD_CAP_DROP": "NET_RAW,BOGUS", "NOOPS_HOST_ID": "h1"})

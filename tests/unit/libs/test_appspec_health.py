@@ -6,6 +6,7 @@ from typing import Any
 import pydantic
 import pytest
 
+from libs import messages
 from libs.appspec import AppSpec
 from services.placer.commit import container_spec
 
@@ -77,3 +78,12 @@ def test_placement_carries_checks_with_resolved_ports() -> None:
     assert (http.protocol, http.name, http.port, http.path, http.status_min, http.status_max) == \
         ("HTTP", "http /ok", 9000, "/ok", 200, 204)
     assert (cmd.protocol, cmd.name, cmd.command, cmd.interval_s, cmd.port) == ("COMMAND", "command true", ["true"], 5.0, 0)
+
+
+def test_security_travels_to_the_container_spec() -> None:
+    spec = AppSpec.model_validate({"id": "web", "image": "noops/base:latest",
+                                   "security": {"cap_add": ["cap_net_raw"], "user": "1000:1000",
+                                                "read_only_rootfs": True}})
+    assert container_spec(spec).security == messages.SecuritySpec(cap_add=["NET_RAW"], user="1000:1000",
+                                                                  read_only_rootfs=True)
+    assert container_spec(AppSpec.model_validate({"id": "web", "image": "i"})).security == messages.SecuritySpec()

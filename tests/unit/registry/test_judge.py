@@ -58,3 +58,13 @@ def test_judge(report, subject_host, task_row, accepted, reason, changed):
 ])
 def test_in_service(state, healthy, has_checks, serving):
     assert j.in_service(state, healthy, has_checks) is serving
+
+
+@pytest.mark.parametrize(("ip", "accepted"), [
+    pytest.param("198.18.8.3", True, id="the-reserved-address"),
+    pytest.param("198.18.8.4", False, id="another-address"),
+    pytest.param("", True, id="no-address-yet"),
+])
+def test_pool_reports_must_carry_the_reserved_address(ip: str, accepted: bool) -> None:
+    v = judge(rep(ip=ip), "h1", row(address="198.18.8.3/20"))
+    assert v.accepted is accepted and v.reason == ("" if accepted else j.NOT_RESERVED)

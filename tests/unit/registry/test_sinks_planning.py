@@ -22,10 +22,57 @@ ON, MAINT = 0, 0x01
     ({}, {"a": hc.Server("1.1.1.1", 80, MAINT)}, ["del server p9/a"]),
     ({"a": ("2.2.2.2", 80)}, {"a": hc.Server("1.1.1.1", 80, ON)},
      ["set server p9/a state maint", "del server p9/a", "add server p9/a 2.2.2.2:80", "enable server p9/a"]),
-    ({"x/y": ("1.1.1.1", 80)}, {}, ["add server p9/x_y 1.1.1.1:80", "enable server p9/x_y"]),
-], ids=["nothing", "add", "same", "re-enable", "remove", "remove-in-maint", "address-moved", "sanitized-name"])
+    ({}, {"Manual_1": hc.Server("1.1.1.1", 80, ON)}, ["set server p9/Manual_1 state maint", "del server p9/Manual_1"]),
+], ids=["nothing", "add", "same", "re-enable", "remove", "remove-in-maint", "address-moved",
+        "a-server-added-by-hand-is-removed"])
 def test_plan_backend(desired, observed, expected):
     assert hc.plan_backend(9, desired, observed) == expected
+
+
+INJECTIONS = ["\n", "\r", ";", " ", "\t", "\x00", "/", "#"]
+
+
+@pytest.mark.parametrize("desired,observed", [
+    *[pytest.param({f"web-1{i}show info": ("1.1.1.1", 80)}, {}, id=f"name-{i.encode('unicode_escape').decode()}")
+      for i in INJECTIONS],
+    *[pytest.param({"web-1": (f"1.1.1.1{i}del server p9/x", 80)}, {}, id=f"address-{i.encode('unicode_escape').decode()}")
+      for i in INJECTIONS],
+    *[pytest.param({}, {f"a{i}b": hc.Server("1.1.1.1", 80, ON)}, id=f"observed-name-{i.encode('unicode_escape').decode()}")
+      for i in INJECTIONS],
+    pytest.param({"web-1": ("1.1.1.1", "80;shutdown sessions")}, {}, id="port-a-string"),
+    pytest.param({"web-1": ("1.1.1.1", 0)}, {}, id="port-zero"),
+    pytest.param({"web-1": ("1.1.1.1", 70000)}, {}, id="port-too-big"),
+    pytest.param({"web-1": ("1.1.1.1", True)}, {}, id="port-a-bool"),
+    pytest.param({"web-1": ("1.1.1.01", 80)}, {}, id="address-leading-zero"),
+    pytest.param({"web-1": ("::1", 80)}, {}, id="address-ipv6"),
+    pytest.param({"Web-1": ("1.1.1.1", 80)}, {}, id="name-upper-case"),
+    pytest.param({"": ("1.1.1.1", 80)}, {}, id="name-empty"),
+])
+def test_no_command_is_built_from_an_unchecked_piece(desired, observed):
+    with pytest.raises(hc.CommandError, match="HAProxy"):
+        hc.plan_backend(9, desired, observed)
+
+
+@pytest.mark.parametrize("servers,fronts", [
+    pytest.param({18001: {"web-1\n    server evil": ("1.1.1.1", 80)}}, [hc.Frontend(18001, "127.0.0.1", "web", "http")],
+                 id="server-line-injection"),
+    pytest.param({}, [hc.Frontend(18001, "127.0.0.1\nlisten evil", "web", "http")], id="bind-injection"),
+    pytest.param({}, [hc.Frontend(18001, "127.0.0.1", "web\nlisten evil", "http")], id="comment-injection"),
+    pytest.param({18001: {"web-1": ("1.1.1.1 backup", 80)}}, [hc.Frontend(18001, "127.0.0.1", "web", "http")],
+                 id="server-option-injection"),
+])
+def test_render_refuses_injection(servers, fronts):
+    with pytest.raises(hc.CommandError):
+        hc.render(hc.Paths(Path("/x")), fronts, servers)
+
+
+@pytest.mark.parametrize("cmd", ["show info\nshutdown frontend f1", "show info; shutdown frontend f1", "a\rb"])
+async def test_the_socket_refuses_a_second_command(tmp_path, cmd):
+    from services.registry.sinks import haproxy
+    with pytest.raises(haproxy.HAProxyError, match="another command"):
+        await haproxy.runtime(tmp_path / "none.sock", cmd)
+    with pytest.raises(haproxy.HAProxyError, match="another command"):
+        await haproxy.runtime_batch(tmp_path / "none.sock", ["show info", cmd])
 
 
 def test_servers_are_added_with_their_own_health_check():
