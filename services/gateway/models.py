@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from libs.appspec import AppId, AppSpec, Strict
+from libs.appspec import AppId, AppSpec, InstanceId, Strict
 
 
 class AppUpdate(AppSpec):
@@ -29,5 +29,5 @@ class CancelRequest(Strict):
 
 
 class KillRequest(Strict):
-    instances: list[str] = Field(min_length=1, max_length=10000, description="Instance ids of this app.")
+    instances: list[InstanceId] = Field(min_length=1, max_length=10000, description="Instance ids of this app.")
     scale: bool = Field(True, description="Lower the desired count by as many (no replacements).")
