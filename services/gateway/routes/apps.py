@@ -9,13 +9,14 @@ from fastapi.responses import JSONResponse
 
 from libs.appspec import AppSpec
 from libs.messages import STATES
-from libs.subjects import TOKEN_RE
 from services.gateway import store, views
 from services.gateway.deps import PoolDep, QueriesDep, RelayDep, SettingsDep
 from services.gateway.errors import invalid_spec, not_found
 from services.gateway.models import AppUpdate, ScaleRequest
+from services.gateway.params import AppIdPath
+from services.gateway.responses import CONFLICT, DocumentedRoute
 
-router = APIRouter(prefix="/v1/apps", tags=["apps"])
+router = APIRouter(prefix="/v1/apps", tags=["apps"], route_class=DocumentedRoute)
 
 # Apps per bulk create: one transaction, so a request holds its locks for a bounded time.
 BULK_MAX_APPS = 1000
@@ -28,7 +29,7 @@ async def _view(pool: PoolDep, q: QueriesDep, app_id: str) -> dict[str, Any]:
     return views.with_lb(views.app(row), await pool.fetch(q.lb_ports, app_id))
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=CONFLICT)
 async def create_app(spec: AppSpec, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                      settings: SettingsDep) -> dict[str, Any]:
     await store.create(pool, q, spec, max_instances=settings.max_instances)
@@ -36,7 +37,7 @@ async def create_app(spec: AppSpec, pool: PoolDep, q: QueriesDep, relay: RelayDe
     return await _view(pool, q, spec.id)
 
 
-@router.post("/bulk", status_code=201)
+@router.post("/bulk", status_code=201, responses=CONFLICT)
 async def create_apps(specs: Annotated[list[AppSpec], Body(min_length=1, max_length=BULK_MAX_APPS)], pool: PoolDep,
                       q: QueriesDep, relay: RelayDep, settings: SettingsDep) -> dict[str, Any]:
     """Many apps in one transaction, all or none; answers ids and versions, not whole views
@@ -47,10 +48,8 @@ async def create_apps(specs: Annotated[list[AppSpec], Body(min_length=1, max_len
 
 
 @router.put("/{app_id}")
-async def replace_app(app_id: str, body: AppUpdate, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+async def replace_app(app_id: AppIdPath, body: AppUpdate, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                       settings: SettingsDep) -> dict[str, Any]:
-    if not TOKEN_RE.match(app_id):
-        raise not_found("app", app_id)  # no app can have this id
     if body.id is not None and body.id != app_id:
         raise invalid_spec("id", f"must equal the app id in the path ({app_id!r}) or be left out")
     await store.update(pool, q, body.for_app(app_id), max_instances=settings.max_instances)
@@ -59,7 +58,7 @@ async def replace_app(app_id: str, body: AppUpdate, pool: PoolDep, q: QueriesDep
 
 
 @router.patch("/{app_id}")
-async def scale_app(app_id: str, body: ScaleRequest, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+async def scale_app(app_id: AppIdPath, body: ScaleRequest, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                     settings: SettingsDep) -> dict[str, Any]:
     await store.scale(pool, q, app_id, body.instances, max_instances=settings.max_instances)
     relay.kick()
@@ -67,7 +66,7 @@ async def scale_app(app_id: str, body: ScaleRequest, pool: PoolDep, q: QueriesDe
 
 
 @router.delete("/{app_id}", status_code=202)
-async def delete_app(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> JSONResponse:
+async def delete_app(app_id: AppIdPath, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> JSONResponse:
     await store.delete(pool, q, app_id)
     relay.kick()
     return JSONResponse({"id": app_id, "status": "deleting"}, status_code=202)
@@ -81,12 +80,12 @@ async def list_apps(pool: PoolDep, q: QueriesDep) -> list[dict[str, Any]]:
 
 
 @router.get("/{app_id}")
-async def get_app(app_id: str, pool: PoolDep, q: QueriesDep) -> dict[str, Any]:
+async def get_app(app_id: AppIdPath, pool: PoolDep, q: QueriesDep) -> dict[str, Any]:
     return await _view(pool, q, app_id)
 
 
 @router.get("/{app_id}/instances")
-async def app_instances(app_id: str, pool: PoolDep, q: QueriesDep,
+async def app_instances(app_id: AppIdPath, pool: PoolDep, q: QueriesDep,
                         state: str | None = Query(None, pattern=f"^({'|'.join(STATES)})$",
                                                   description="Only instances in this state.")
                         ) -> list[dict[str, Any]]:

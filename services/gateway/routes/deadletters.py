@@ -6,8 +6,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from services.gateway.deps import PoolDep, QueriesDep
+from services.gateway.responses import DocumentedRoute
 
-router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], route_class=DocumentedRoute)
 
 
 @router.get("")

@@ -8,12 +8,14 @@ from fastapi import APIRouter
 from services.gateway import views
 from services.gateway.deps import PoolDep, QueriesDep
 from services.gateway.errors import not_found
+from services.gateway.params import InstanceIdPath
+from services.gateway.responses import DocumentedRoute
 
-router = APIRouter(prefix="/v1/instances", tags=["instances"])
+router = APIRouter(prefix="/v1/instances", tags=["instances"], route_class=DocumentedRoute)
 
 
 @router.get("/{instance_id}")
-async def get_instance(instance_id: str, pool: PoolDep, q: QueriesDep) -> dict[str, Any]:
+async def get_instance(instance_id: InstanceIdPath, pool: PoolDep, q: QueriesDep) -> dict[str, Any]:
     row = await pool.fetchrow(q.instance, instance_id)
     if row is None:
         raise not_found("instance", instance_id)
