@@ -1,7 +1,9 @@
 """Request bodies beyond ``AppSpec`` itself (which lives in libs.appspec, shared with the placer)."""
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import BaseModel, Field
 
 from libs.appspec import AppId, AppSpec, InstanceId, Strict
 
@@ -31,3 +33,59 @@ class CancelRequest(Strict):
 class KillRequest(Strict):
     instances: list[InstanceId] = Field(min_length=1, max_length=10000, description="Instance ids of this app.")
     scale: bool = Field(True, description="Lower the desired count by as many (no replacements).")
+
+
+# Answers of a fixed shape, for the OpenAPI document (views of whole apps, instances and hosts
+# stay plain objects: views.py builds them from rows).
+
+class Created(BaseModel):
+    id: str
+    version: int
+
+
+class BulkCreated(BaseModel):
+    created: list[Created] = Field(description="In request order.")
+
+
+class Deleting(BaseModel):
+    id: str
+    status: Literal["deleting"]
+
+
+class NewVersion(BaseModel):
+    id: str
+    version: int = Field(description="The app's new version.")
+
+
+class RolledBack(NewVersion):
+    spec_of_version: int = Field(description="The earlier version whose spec it has.")
+
+
+class DeploymentAction(BaseModel):
+    id: int = Field(description="The deployment's id.")
+    app: str
+    action: Literal["pause", "resume", "cancel"]
+    rollback: bool
+
+
+class Backoff(BaseModel):
+    delay_s: float
+    launch_after: str | None
+
+
+class DelayReset(BaseModel):
+    id: str
+    backoff: Backoff
+
+
+class Killing(BaseModel):
+    id: str
+    killing: list[str] = Field(description="The instances being stopped.")
+    scaled: bool = Field(description="Whether the desired count was lowered by as many.")
+
+
+class HostFlags(BaseModel):
+    id: str
+    draining: bool
+    cordoned: bool
+    apps_affected: int = Field(description="Apps with instances on the host, asked to look again.")

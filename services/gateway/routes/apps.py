@@ -12,7 +12,7 @@ from libs.messages import STATES
 from services.gateway import store, views
 from services.gateway.deps import PoolDep, QueriesDep, RelayDep, SettingsDep
 from services.gateway.errors import invalid_spec, not_found
-from services.gateway.models import AppUpdate, ScaleRequest
+from services.gateway.models import AppUpdate, BulkCreated, Deleting, ScaleRequest
 from services.gateway.params import AppIdPath
 from services.gateway.responses import CONFLICT, DocumentedRoute
 
@@ -37,7 +37,7 @@ async def create_app(spec: AppSpec, pool: PoolDep, q: QueriesDep, relay: RelayDe
     return await _view(pool, q, spec.id)
 
 
-@router.post("/bulk", status_code=201, responses=CONFLICT)
+@router.post("/bulk", status_code=201, responses=CONFLICT, response_model=BulkCreated)
 async def create_apps(specs: Annotated[list[AppSpec], Body(min_length=1, max_length=BULK_MAX_APPS)], pool: PoolDep,
                       q: QueriesDep, relay: RelayDep, settings: SettingsDep) -> dict[str, Any]:
     """Many apps in one transaction, all or none; answers ids and versions, not whole views
@@ -65,7 +65,7 @@ async def scale_app(app_id: AppIdPath, body: ScaleRequest, pool: PoolDep, q: Que
     return await _view(pool, q, app_id)
 
 
-@router.delete("/{app_id}", status_code=202)
+@router.delete("/{app_id}", status_code=202, response_model=Deleting)
 async def delete_app(app_id: AppIdPath, pool: PoolDep, q: QueriesDep, relay: RelayDep) -> JSONResponse:
     await store.delete(pool, q, app_id)
     relay.kick()
