@@ -41,6 +41,22 @@ MAX_CMD_BYTES = 64 * 1024      # a whole cmd or health-check command, encoded
 MAX_CONSTRAINT = 1024
 
 
+def _storable(v: str) -> str:
+    # PostgreSQL's jsonb holds neither NUL (\u0000) nor half a UTF-16 surrogate pair, and the spec is
+    # stored as jsonb: refused here, naming the field, instead of failing the insert.
+    if "\x00" in v:
+        raise ValueError("must not contain a NUL character")
+    try:
+        v.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (a lone surrogate is not)") from None
+    return v
+
+
+# Free text of a spec (arguments, environment, labels, constraints, paths).
+Text = Annotated[str, AfterValidator(_storable)]
+
+
 def _encoded_len(value: object) -> int:
     return len(json.dumps(value, ensure_ascii=False).encode())
 
@@ -54,7 +70,7 @@ def _bounded_args(v: list[str]) -> list[str]:
     return v
 
 
-Args = Annotated[list[str], AfterValidator(_bounded_args)]
+Args = Annotated[list[Text], AfterValidator(_bounded_args)]
 
 
 def _check_constraint(raw: list[str]) -> list[str]:
@@ -68,7 +84,7 @@ def _check_constraint(raw: list[str]) -> list[str]:
 
 
 # Each item validated on its own, so an error names it: "constraints.1".
-ConstraintSpec = Annotated[list[str], AfterValidator(_check_constraint)]
+ConstraintSpec = Annotated[list[Text], AfterValidator(_check_constraint)]
 
 
 class Strict(BaseModel):
@@ -148,7 +164,7 @@ class HealthCheck(Strict):
     protocol: Annotated[Literal["HTTP", "TCP", "COMMAND"], BeforeValidator(_upper)] = Field(
         description="HTTP, TCP or COMMAND (any case).")
     port_name: str | None = Field(None, description="One of the app's port names (HTTP and TCP).")
-    path: str = Field("/", max_length=2048, pattern=r"^/\S*$", description="HTTP: the path asked for.")
+    path: Text = Field("/", max_length=2048, pattern=r"^/\S*$", description="HTTP: the path asked for.")
     # Not strict as a whole: JSON has no tuples, and strict mode takes only a tuple for one.
     status: tuple[StrictInt, StrictInt] = Field((200, 399), strict=False,
                                                 description="HTTP: the lowest and highest status that pass.")
@@ -198,8 +214,8 @@ class AppSpec(Strict):
     instances: int = Field(1, ge=0)
     resources: Resources = Field(default_factory=Resources)
     ports: list[Port] = Field(default_factory=list, max_length=64)
-    env: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    env: dict[Text, Text] = Field(default_factory=dict)
+    labels: dict[Text, Text] = Field(default_factory=dict)
     constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=32)
     health_checks: list[HealthCheck] = Field(default_factory=list, max_length=8)
     upgrade_strategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
@@ -210,7 +226,7 @@ class AppSpec(Strict):
     max_launch_delay_seconds: float = Field(300.0, ge=0, le=86400, description="The delay never grows past this.")
 
     security: Security = Field(default_factory=Security, description="Capabilities, user, read-only root.")
-    volume_path: str = Field("/data", max_length=4096,
+    volume_path: Text = Field("/data", max_length=4096,
                              description="Where the instance's volume (resources.disk_mb > 0) is mounted.")
 
     @field_validator("volume_path")

@@ -22,8 +22,12 @@ class ScaleRequest(Strict):
     instances: int = Field(ge=0)
 
 
+# Versions are PostgreSQL integers: a larger one names no version (422, not a driver error).
+MAX_VERSION = 2**31 - 1
+
+
 class RollbackRequest(Strict):
-    version: int = Field(ge=1, description="The earlier version whose spec becomes the app's new version.")
+    version: int = Field(ge=1, le=MAX_VERSION, description="The earlier version whose spec becomes the app's new version.")
 
 
 class CancelRequest(Strict):
