@@ -3,6 +3,7 @@ error statuses its shape allows with the one error body; a wrong method or OPTIO
 the methods served at the path."""
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -91,3 +92,27 @@ async def test_options_and_wrong_methods_name_every_method_of_the_path(client: h
 async def test_options_on_an_unknown_path_is_404(client: httpx.AsyncClient) -> None:
     r = await client.options("/v2/nothing")
     assert r.status_code == 404 and "allow" not in r.headers
+
+
+SAMPLE_IDS = {"app_id": "web", "host_id": "h1", "instance_id": "web-0123456789ab"}
+
+
+def _documented_methods(document: dict[str, Any], path: str) -> set[str]:
+    """Methods of every path template of the document that ``path`` matches (``/v1/apps/bulk`` is
+    also ``/v1/apps/{app_id}``: an app may be called "bulk")."""
+    out = set()
+    for template, ops in document["paths"].items():
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), path):
+            out |= {m.upper() for m in ops}
+    return out
+
+
+async def test_allow_agrees_with_the_document_on_every_path(client: httpx.AsyncClient,
+                                                            document: dict[str, Any]) -> None:
+    for template in document["paths"]:
+        path = template.format(**SAMPLE_IDS)
+        expected = _documented_methods(document, path) | {"OPTIONS"}
+        r = await client.options(path)
+        assert r.status_code == 204 and set(r.headers["allow"].split(", ")) == expected, (path, r.headers)
+        r = await client.request("TRACE", path)
+        assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == expected, (path, r.headers)
