@@ -1,7 +1,7 @@
 """The OpenAPI document tells the truth: schemathesis generates requests from the document the
 gateway serves and checks every answer against it (status documented, body matching its schema,
-content type and headers as declared, never a 5xx), against the real ASGI app on the session's
-PostgreSQL and NATS.
+content type and headers as declared, never a 5xx, invalid input refused), against the real ASGI
+app on the session's PostgreSQL and NATS.
 
 Hypothesis runs in a worker thread (it is synchronous); each request it builds is sent on the
 test's event loop, where the app's pool and NATS connection live, through httpx's ASGI transport.
@@ -29,16 +29,19 @@ from hypothesis import HealthCheck, Phase
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import Failure, FailureGroup
-from schemathesis.specs.openapi.checks import (content_type_conformance, response_headers_conformance,
-                                               response_schema_conformance, status_code_conformance)
+from schemathesis.specs.openapi.checks import (content_type_conformance, negative_data_rejection,
+                                               response_headers_conformance, response_schema_conformance,
+                                               status_code_conformance)
 
 from libs import outbox
 from libs.settings import GatewaySettings
 from services.gateway.app import create_app
 from tests.integration.gateway.conftest import Created
 
+# negative_data_rejection: input the document calls invalid is refused (schemathesis lets pass a
+# mutation a lax server might read as valid, so strict types are tested in tests/unit too).
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+          response_schema_conformance, negative_data_rejection]
 # Examples per operation and variant: 24 operations, 2 or 3 variants each, x 25 is ~1,500 cases,
 # about 30 s on 2 cores.
 EXAMPLES = 25
