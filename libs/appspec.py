@@ -6,12 +6,24 @@ import json
 import posixpath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StringConstraints,
+                      ValidationInfo, WithJsonSchema, field_validator, model_validator)
 
-from libs import constraints
-from libs.subjects import TOKEN_RE
+from libs import constraints, imageref
+from libs.subjects import INSTANCE_RE, MAX_INSTANCE_ID, MAX_TOKEN, TOKEN_RE
 
-AppId = Annotated[str, StringConstraints(pattern=TOKEN_RE.pattern)]
+# Ids, bounded everywhere they appear (bodies here, paths in the gateway): app and host ids become
+# NATS subject tokens; an instance id is its app's id and 12 hex digits (services/placer/commit.py).
+AppId = Annotated[str, StringConstraints(max_length=MAX_TOKEN, pattern=TOKEN_RE.pattern)]
+HostId = AppId
+InstanceId = Annotated[str, StringConstraints(max_length=MAX_INSTANCE_ID, pattern=INSTANCE_RE.pattern)]
+
+# The document carries the whole grammar as a pattern (clients and fuzzers generate from it); the
+# validator says which part failed.
+ImageRef = Annotated[str, AfterValidator(imageref.check),
+                     WithJsonSchema({"type": "string", "minLength": 1, "maxLength": imageref.MAX_REFERENCE,
+                                     "pattern": imageref.PATTERN,
+                                     "description": "A Docker image reference: [registry[:port]/]name[:tag][@sha256:digest]."})]
 
 # Size bounds.  A spec travels inside placement messages (one placement per instance, at most
 # 256 KiB of them per message: libs/messages.py), and NATS refuses a message over its max_payload
@@ -29,6 +41,22 @@ MAX_CMD_BYTES = 64 * 1024      # a whole cmd or health-check command, encoded
 MAX_CONSTRAINT = 1024
 
 
+def _storable(v: str) -> str:
+    # PostgreSQL's jsonb holds neither NUL (\u0000) nor half a UTF-16 surrogate pair, and the spec is
+    # stored as jsonb: refused here, naming the field, instead of failing the insert.
+    if "\x00" in v:
+        raise ValueError("must not contain a NUL character")
+    try:
+        v.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (a lone surrogate is not)") from None
+    return v
+
+
+# Free text of a spec (arguments, environment, labels, constraints, paths).
+Text = Annotated[str, AfterValidator(_storable)]
+
+
 def _encoded_len(value: object) -> int:
     return len(json.dumps(value, ensure_ascii=False).encode())
 
@@ -42,7 +70,7 @@ def _bounded_args(v: list[str]) -> list[str]:
     return v
 
 
-Args = Annotated[list[str], AfterValidator(_bounded_args)]
+Args = Annotated[list[Text], AfterValidator(_bounded_args)]
 
 
 def _check_constraint(raw: list[str]) -> list[str]:
@@ -56,11 +84,14 @@ def _check_constraint(raw: list[str]) -> list[str]:
 
 
 # Each item validated on its own, so an error names it: "constraints.1".
-ConstraintSpec = Annotated[list[str], AfterValidator(_check_constraint)]
+ConstraintSpec = Annotated[list[Text], AfterValidator(_check_constraint)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown fields are refused and types are strict: ``false`` is not 0 and ``"3"`` is not 3 (an
+    int is still a valid float).  Stored specs read back through these models too: they were
+    written by ``model_dump`` of one, so their types are already exact."""
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Resources(Strict):
@@ -133,8 +164,10 @@ class HealthCheck(Strict):
     protocol: Annotated[Literal["HTTP", "TCP", "COMMAND"], BeforeValidator(_upper)] = Field(
         description="HTTP, TCP or COMMAND (any case).")
     port_name: str | None = Field(None, description="One of the app's port names (HTTP and TCP).")
-    path: str = Field("/", max_length=2048, pattern=r"^/\S*$", description="HTTP: the path asked for.")
-    status: tuple[int, int] = Field((200, 399), description="HTTP: the lowest and highest status that pass.")
+    path: Text = Field("/", max_length=2048, pattern=r"^/\S*$", description="HTTP: the path asked for.")
+    # Not strict as a whole: JSON has no tuples, and strict mode takes only a tuple for one.
+    status: tuple[StrictInt, StrictInt] = Field((200, 399), strict=False,
+                                                description="HTTP: the lowest and highest status that pass.")
     command: Args = Field(default_factory=list, max_length=256,
                                description="COMMAND: argv run in the container; exit code 0 passes.")
     grace_period_s: float = Field(300.0, ge=0, le=86400, description="Failures after the start do not count "
@@ -176,13 +209,13 @@ class HealthCheck(Strict):
 
 class AppSpec(Strict):
     id: AppId
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^\S+$")]
+    image: ImageRef
     cmd: Args = Field(default_factory=list, max_length=256)
     instances: int = Field(1, ge=0)
     resources: Resources = Field(default_factory=Resources)
     ports: list[Port] = Field(default_factory=list, max_length=64)
-    env: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    env: dict[Text, Text] = Field(default_factory=dict)
+    labels: dict[Text, Text] = Field(default_factory=dict)
     constraints: list[ConstraintSpec] = Field(default_factory=list, max_length=32)
     health_checks: list[HealthCheck] = Field(default_factory=list, max_length=8)
     upgrade_strategy: UpgradeStrategy = Field(default_factory=UpgradeStrategy)
@@ -193,7 +226,7 @@ class AppSpec(Strict):
     max_launch_delay_seconds: float = Field(300.0, ge=0, le=86400, description="The delay never grows past this.")
 
     security: Security = Field(default_factory=Security, description="Capabilities, user, read-only root.")
-    volume_path: str = Field("/data", max_length=4096,
+    volume_path: Text = Field("/data", max_length=4096,
                              description="Where the instance's volume (resources.disk_mb > 0) is mounted.")
 
     @field_validator("volume_path")

@@ -20,7 +20,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolic
 
 ROOT = "noops"
 # App and host ids become subject tokens, so they are restricted to this alphabet.
+MAX_TOKEN = 63
 TOKEN_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# An instance id is never a subject token, but it is its app's id, "-" and 12 hex digits: bounded
+# the same way (the alphabet, at most 63 + 13 characters).
+MAX_INSTANCE_ID = MAX_TOKEN + 13
+INSTANCE_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,74}[a-z0-9])?$")
 
 
 def _token(value: str, what: str) -> str:

@@ -25,10 +25,11 @@ def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: o
     app.state.relay = relay
     app.state.queries = db.Queries("gateway", "control", "deadletters", "access")
     app.state.ui_html = ops.load_ui()
-    errors.install(app)
+    routers = [m.router for m in (apps, instances, hosts, control, discovery, events, deadletters, tokens, ops)]
+    errors.install(app, [route for router in routers for route in router.routes])
     # Every route passes authorize(): its rule in policy.RULES decides (open, or the least role).
-    for module in (apps, instances, hosts, control, discovery, events, deadletters, tokens, ops):
-        app.include_router(module.router, dependencies=[Depends(authorize)])
+    for router in routers:
+        app.include_router(router, dependencies=[Depends(authorize)])
     # The last added is the outermost: metrics see every answer, 413s included; the body limit
     # stands before FastAPI, so an oversized body is refused before anything parses it.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

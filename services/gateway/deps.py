@@ -2,7 +2,8 @@
 (no import-time globals, so tests build as many apps as they like)."""
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -30,6 +31,11 @@ def _nats(request: Request) -> NATS:
 
 def _settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
+
+
+def reads_task_log(calls: Iterable[Callable[..., Any] | None]) -> bool:
+    """Whether a route with these dependencies talks to PostgreSQL (so it can answer 503)."""
+    return _pool in set(calls)
 
 
 PoolDep = Annotated[asyncpg.Pool, Depends(_pool)]

@@ -1,21 +1,34 @@
-"""Every error the API returns has the same shape, ``{"error": ..., "details": [...]}``, and none
-carries a traceback.  Handlers raise ``ApiError``; validation, unknown routes and a task log that
-cannot be reached are mapped here, in one place."""
+"""Every error the API returns has the same shape, ``{"error": ..., "details": [...]}`` (``ErrorBody``,
+which the OpenAPI document declares for every error status), and none carries a traceback.
+Handlers raise ``ApiError``; validation, unknown routes, wrong methods and a task log that cannot
+be reached are mapped here, in one place."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pydantic
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute
 
 from libs import db
+from services.gateway.params import NOUNS
 
 log = logging.getLogger("noops.gateway")
+
+
+class ErrorDetail(pydantic.BaseModel):
+    field: str = pydantic.Field(description='Where: "resources.cpus", "3.id" (bulk item 3), "query.limit"; "" for the whole body.')
+    reason: str
+
+
+class ErrorBody(pydantic.BaseModel):
+    error: str = pydantic.Field(description="What went wrong, for a person to read.")
+    details: list[ErrorDetail] = pydantic.Field(default_factory=list, description="Present when there are some.")
 
 
 class ApiError(Exception):
@@ -44,8 +57,13 @@ def field_of(loc: Sequence[str | int]) -> str:
 
 
 def validation_body(errors: Sequence[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
-    """Map pydantic/FastAPI errors to (status, body).  Malformed JSON is the client's syntax, not
-    a spec problem, so it gets 400 instead of 422."""
+    """Map pydantic/FastAPI errors to (status, body).  A path id no app, host or instance can have
+    names nothing: 404, as for an unknown one.  Malformed JSON is the client's syntax, not a spec
+    problem, so it gets 400 instead of 422."""
+    for e in errors:
+        loc = e.get("loc", ())
+        if len(loc) == 2 and loc[0] == "path" and loc[1] in NOUNS:
+            return 404, body(f"{NOUNS[str(loc[1])]} {e.get('input')!r} not found")
     if any(e.get("type") == "json_invalid" for e in errors):
         reasons = [f"{(e.get('ctx') or {}).get('error', e.get('msg', ''))} at position {e['loc'][-1]}"
                    for e in errors if e.get("type") == "json_invalid"]
@@ -55,7 +73,22 @@ def validation_body(errors: Sequence[dict[str, Any]]) -> tuple[int, dict[str, An
     return 422, body("invalid app spec" if in_body else "invalid request", details)
 
 
-def install(app: FastAPI) -> None:
+METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(routes: Iterable[BaseRoute], path: str) -> list[str]:
+    """Every method some route serves at this path, and OPTIONS, in a fixed order."""
+    methods = {"OPTIONS"}
+    for route in routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods, key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER))
+
+
+def install(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """``routes``: every route the app serves, flat (an included router is one entry of
+    ``app.routes`` in recent FastAPI versions, so the caller passes the routers' own)."""
     async def on_api_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         return JSONResponse(body(exc.error, exc.details), status_code=exc.status, headers=exc.headers)
@@ -71,10 +104,17 @@ def install(app: FastAPI) -> None:
         details = [{"field": field_of(e["loc"]), "reason": e["msg"]} for e in exc.errors()]
         return JSONResponse(body("invalid app spec", details), status_code=422)
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> Response:
         # Unknown routes and wrong methods come through here.
         assert isinstance(exc, StarletteHTTPException)
-        return JSONResponse(body(str(exc.detail).lower()), status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route matching the path only; the truth is
+            # all of them.  OPTIONS is answered, not refused: the same list, no body.
+            headers["Allow"] = ", ".join(allowed_methods([*app.router.routes, *routes], request.url.path))
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=headers)
+        return JSONResponse(body(str(exc.detail).lower()), status_code=exc.status_code, headers=headers)
 
     async def on_task_log_down(request: Request, exc: Exception) -> JSONResponse:
         # Transient by definition: the client should retry, and nothing was half-written because

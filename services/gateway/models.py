@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
-from libs.appspec import AppId, AppSpec, Strict
+from libs.appspec import AppId, AppSpec, InstanceId, Strict
 from services.gateway.access import PATTERN_RE, TOKEN_NAME_RE
 
 
@@ -23,8 +23,12 @@ class ScaleRequest(Strict):
     instances: int = Field(ge=0)
 
 
+# Versions are PostgreSQL integers: a larger one names no version (422, not a driver error).
+MAX_VERSION = 2**31 - 1
+
+
 class RollbackRequest(Strict):
-    version: int = Field(ge=1, description="The earlier version whose spec becomes the app's new version.")
+    version: int = Field(ge=1, le=MAX_VERSION, description="The earlier version whose spec becomes the app's new version.")
 
 
 class CancelRequest(Strict):
@@ -32,7 +36,7 @@ class CancelRequest(Strict):
 
 
 class KillRequest(Strict):
-    instances: list[str] = Field(min_length=1, max_length=10000, description="Instance ids of this app.")
+    instances: list[InstanceId] = Field(min_length=1, max_length=10000, description="Instance ids of this app.")
     scale: bool = Field(True, description="Lower the desired count by as many (no replacements).")
 
 
@@ -51,3 +55,57 @@ class TokenCreate(Strict):
         if self.expires_in_s is not None and self.expires_at is not None:
             raise ValueError("give expires_in_s or expires_at, not both")
         return self
+# Answers of a fixed shape, for the OpenAPI document (views of whole apps, instances and hosts
+# stay plain objects: views.py builds them from rows).
+
+class Created(BaseModel):
+    id: str
+    version: int
+
+
+class BulkCreated(BaseModel):
+    created: list[Created] = Field(description="In request order.")
+
+
+class Deleting(BaseModel):
+    id: str
+    status: Literal["deleting"]
+
+
+class NewVersion(BaseModel):
+    id: str
+    version: int = Field(description="The app's new version.")
+
+
+class RolledBack(NewVersion):
+    spec_of_version: int = Field(description="The earlier version whose spec it has.")
+
+
+class DeploymentAction(BaseModel):
+    id: int = Field(description="The deployment's id.")
+    app: str
+    action: Literal["pause", "resume", "cancel"]
+    rollback: bool
+
+
+class Backoff(BaseModel):
+    delay_s: float
+    launch_after: str | None
+
+
+class DelayReset(BaseModel):
+    id: str
+    backoff: Backoff
+
+
+class Killing(BaseModel):
+    id: str
+    killing: list[str] = Field(description="The instances being stopped.")
+    scaled: bool = Field(description="Whether the desired count was lowered by as many.")
+
+
+class HostFlags(BaseModel):
+    id: str
+    draining: bool
+    cordoned: bool
+    apps_affected: int = Field(description="Apps with instances on the host, asked to look again.")

@@ -11,15 +11,16 @@ from fastapi.responses import JSONResponse
 
 from libs.appspec import AppSpec
 from libs.messages import STATES
-from libs.subjects import TOKEN_RE
 from services.gateway import store, views
 from services.gateway.access import Principal, cap_add_problems, spec_for
 from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep, RelayDep, SettingsDep
 from services.gateway.errors import ApiError, invalid_spec, not_found
-from services.gateway.models import AppUpdate, ScaleRequest
+from services.gateway.models import AppUpdate, BulkCreated, Deleting, ScaleRequest
+from services.gateway.params import AppIdPath
+from services.gateway.responses import CONFLICT, DocumentedRoute
 
-router = APIRouter(prefix="/v1/apps", tags=["apps"])
+router = APIRouter(prefix="/v1/apps", tags=["apps"], route_class=DocumentedRoute)
 
 # Apps per bulk create: one transaction, so a request holds its locks for a bounded time.
 BULK_MAX_APPS = 1000
@@ -48,7 +49,7 @@ def _check_specs(who: Principal, specs: list[tuple[str, AppSpec]]) -> None:
         raise ApiError(403, "forbidden", caps)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=CONFLICT)
 async def create_app(spec: AppSpec, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                      settings: SettingsDep, who: WhoDep) -> dict[str, Any]:
     _check_specs(who, [("", spec)])
@@ -57,7 +58,7 @@ async def create_app(spec: AppSpec, pool: PoolDep, q: QueriesDep, relay: RelayDe
     return await _view(pool, q, spec.id, who)
 
 
-@router.post("/bulk", status_code=201)
+@router.post("/bulk", status_code=201, responses=CONFLICT, response_model=BulkCreated)
 async def create_apps(specs: Annotated[list[AppSpec], Body(min_length=1, max_length=BULK_MAX_APPS)], pool: PoolDep,
                       q: QueriesDep, relay: RelayDep, settings: SettingsDep, who: WhoDep) -> dict[str, Any]:
     """Many apps in one transaction, all or none; answers ids and versions, not whole views
@@ -70,10 +71,8 @@ async def create_apps(specs: Annotated[list[AppSpec], Body(min_length=1, max_len
 
 
 @router.put("/{app_id}")
-async def replace_app(app_id: str, body: AppUpdate, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+async def replace_app(app_id: AppIdPath, body: AppUpdate, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                       settings: SettingsDep, who: WhoDep) -> dict[str, Any]:
-    if not TOKEN_RE.match(app_id):
-        raise not_found("app", app_id)  # no app can have this id
     if body.id is not None and body.id != app_id:
         raise invalid_spec("id", f"must equal the app id in the path ({app_id!r}) or be left out")
     spec = body.for_app(app_id)
@@ -84,15 +83,15 @@ async def replace_app(app_id: str, body: AppUpdate, pool: PoolDep, q: QueriesDep
 
 
 @router.patch("/{app_id}")
-async def scale_app(app_id: str, body: ScaleRequest, pool: PoolDep, q: QueriesDep, relay: RelayDep,
+async def scale_app(app_id: AppIdPath, body: ScaleRequest, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                     settings: SettingsDep, who: WhoDep) -> dict[str, Any]:
     await store.scale(pool, q, app_id, body.instances, max_instances=settings.max_instances, by=who.name)
     relay.kick()
     return await _view(pool, q, app_id, who)
 
 
-@router.delete("/{app_id}", status_code=202)
-async def delete_app(app_id: str, pool: PoolDep, q: QueriesDep, relay: RelayDep, who: WhoDep) -> JSONResponse:
+@router.delete("/{app_id}", status_code=202, response_model=Deleting)
+async def delete_app(app_id: AppIdPath, pool: PoolDep, q: QueriesDep, relay: RelayDep, who: WhoDep) -> JSONResponse:
     await store.delete(pool, q, app_id, by=who.name)
     relay.kick()
     return JSONResponse({"id": app_id, "status": "deleting"}, status_code=202)
@@ -107,12 +106,12 @@ async def list_apps(pool: PoolDep, q: QueriesDep, who: WhoDep) -> list[dict[str,
 
 
 @router.get("/{app_id}")
-async def get_app(app_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
+async def get_app(app_id: AppIdPath, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
     return await _view(pool, q, app_id, who)
 
 
 @router.get("/{app_id}/versions")
-async def app_versions(app_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep,
+async def app_versions(app_id: AppIdPath, pool: PoolDep, q: QueriesDep, who: WhoDep,
                        limit: int = Query(20, ge=1, le=500)) -> list[dict[str, Any]]:
     """Version history, newest first: each version's spec and the token that made it."""
     if await pool.fetchval(q.app_created_at, app_id) is None:
@@ -122,7 +121,7 @@ async def app_versions(app_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep,
 
 
 @router.get("/{app_id}/instances")
-async def app_instances(app_id: str, pool: PoolDep, q: QueriesDep,
+async def app_instances(app_id: AppIdPath, pool: PoolDep, q: QueriesDep,
                         state: str | None = Query(None, pattern=f"^({'|'.join(STATES)})$",
                                                   description="Only instances in this state.")
                         ) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from services.gateway import views
 from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep
+from services.gateway.responses import DocumentedRoute
 
-router = APIRouter(prefix="/v1/discovery", tags=["discovery"])
+router = APIRouter(prefix="/v1/discovery", tags=["discovery"], route_class=DocumentedRoute)
 
 
 @router.get("/prometheus")

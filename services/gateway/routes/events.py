@@ -20,9 +20,10 @@ from nats.aio.client import Client as NATS
 from libs import subjects
 from services.gateway.auth import WhoDep
 from services.gateway.deps import NatsDep
+from services.gateway.responses import DocumentedRoute
 
 log = logging.getLogger("noops.gateway")
-router = APIRouter(prefix="/v1/events", tags=["events"])
+router = APIRouter(prefix="/v1/events", tags=["events"], route_class=DocumentedRoute)
 
 # A comment line now and then makes a vanished client show up as a failed write, and keeps
 # proxies from closing an idle stream.

@@ -9,8 +9,9 @@ from fastapi import APIRouter
 from services.gateway import views
 from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep, SettingsDep
+from services.gateway.responses import DocumentedRoute
 
-router = APIRouter(prefix="/v1/hosts", tags=["hosts"])
+router = APIRouter(prefix="/v1/hosts", tags=["hosts"], route_class=DocumentedRoute)
 
 
 @router.get("")

@@ -13,8 +13,10 @@ from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep
 from services.gateway.errors import ApiError, not_found
 from services.gateway.models import TokenCreate
+from services.gateway.params import TokenNamePath
+from services.gateway.responses import DocumentedRoute
 
-router = APIRouter(tags=["access"])
+router = APIRouter(tags=["access"], route_class=DocumentedRoute)
 
 
 @router.post("/v1/tokens", status_code=201)
@@ -36,7 +38,7 @@ async def list_tokens(pool: PoolDep, q: QueriesDep) -> list[dict[str, Any]]:
 
 
 @router.delete("/v1/tokens/{name}")
-async def revoke_token(name: str, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
+async def revoke_token(name: TokenNamePath, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
     """Revoked at once: the next request with it is answered 401."""
     async with pool.acquire() as conn, conn.transaction():
         if not await tokenstore.revoke(conn, q, name, by=who.name):
@@ -46,9 +48,9 @@ async def revoke_token(name: str, pool: PoolDep, q: QueriesDep, who: WhoDep) -> 
 
 @router.get("/v1/audit")
 async def audit(pool: PoolDep, q: QueriesDep,
-                target: Annotated[str | None, Query(max_length=128, description="App, host or token name.")] = None,
-                token: Annotated[str | None, Query(max_length=64, description="Changes made with this token.")] = None,
-                action: Annotated[str | None, Query(max_length=64, description="e.g. app.scale")] = None,
+                target: Annotated[str | None, Query(max_length=128, pattern=r"^[^\x00-\x1f]*$", description="App, host or token name.")] = None,
+                token: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$", description="Changes made with this token.")] = None,
+                action: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$", description="e.g. app.scale")] = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     """Changes made through the API, newest first: when, which token, what, to what."""
     return [tokenstore.audit_view(r) for r in await pool.fetch(q.list_audit, limit, target, token, action)]

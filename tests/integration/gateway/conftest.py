@@ -183,3 +183,10 @@ class DeployWatch:
             await self._sub.unsubscribe()
             with contextlib.suppress(nats.js.errors.NotFoundError):
                 await self.js.delete_consumer(subjects.DEPLOY.name, name)
+
+
+@pytest.fixture
+def auth_headers(tokens: dict[str, str]) -> dict[str, str]:
+    """The admin's token: the OpenAPI fuzz run exercises the authenticated path (every route,
+    cluster-wide ones too)."""
+    return {"Authorization": f"Bearer {tokens['admin']}"}

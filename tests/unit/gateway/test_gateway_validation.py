@@ -54,9 +54,36 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
                  "health_checks", id="health-unknown-port"),
     pytest.param(spec(health_checks=[{"protocol": "http", "port_name": "http", "timeout_s": 0}]),
                  "health_checks.0.timeout_s", id="health-zero-timeout"),
+    # The image must be a reference Docker takes (libs/imageref.py has the full table).
+    pytest.param(spec(image="0:"), "image", id="image-empty-tag"),
+    pytest.param(spec(image="Nginx"), "image", id="image-uppercase"),
+    pytest.param(spec(image="nginx latest"), "image", id="image-space"),
+    pytest.param(spec(image=7), "image", id="image-number"),
+    # Strict types: a bool is not a number, a string is not a number or a bool.
+    pytest.param(spec(instances=False), "instances", id="strict-bool-instances"),
+    pytest.param(spec(instances="3"), "instances", id="strict-string-instances"),
+    pytest.param(spec(instances=2.0), "instances", id="strict-float-instances"),
+    pytest.param(spec(resources={"cpus": True}), "resources.cpus", id="strict-bool-cpus"),
+    pytest.param(spec(resources={"cpus": "0.5"}), "resources.cpus", id="strict-string-cpus"),
+    pytest.param(spec(upgrade_strategy={"auto_rollback": "yes"}), "upgrade_strategy.auto_rollback",
+                 id="strict-string-bool"),
+    pytest.param(spec(upgrade_strategy={"auto_rollback": 1}), "upgrade_strategy.auto_rollback", id="strict-int-bool"),
+    pytest.param(spec(ports=[{"name": "http", "container_port": "80"}]), "ports.0.container_port",
+                 id="strict-string-port"),
+    pytest.param(spec(ports=[{"name": "http", "container_port": 80}],
+                      health_checks=[{"protocol": "http", "port_name": "http", "status": [True, 299]}]),
+                 "health_checks.0.status.0", id="strict-bool-status"),
+    pytest.param(spec(env={"A": 1}), "env.A", id="strict-number-env-value"),
+    pytest.param(spec(id="a" * 64), "id", id="id-too-long"),
+    # The spec is stored as jsonb, which holds neither NUL nor a lone surrogate.
+    pytest.param(spec(env={"A": "x\x00y"}), "env.A", id="nul-in-env-value"),
+    pytest.param(spec(labels={"k\x00": "v"}), "labels.k\x00.[key]", id="nul-in-label-key"),
+    pytest.param(spec(cmd=["sh", "\ud800"]), "cmd.1", id="lone-surrogate-in-cmd"),
+    pytest.param(spec(volume_path="/data\udfff"), "volume_path", id="lone-surrogate-in-path"),
 ])
 async def test_invalid_spec_is_422_naming_the_field(client: httpx.AsyncClient, body: object, field: str) -> None:
-    r = await client.post("/v1/apps", json=body)
+    # Encoded here: json.dumps escapes a lone surrogate as JSON allows, where httpx would refuse it.
+    r = await client.post("/v1/apps", content=json.dumps(body), headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     out = r.json()
     assert out["error"] == "invalid app spec"
@@ -83,7 +110,18 @@ async def test_malformed_json_is_400(client: httpx.AsyncClient, raw: bytes) -> N
     pytest.param("PATCH", "/v1/apps/web", {}, 422, "instances", id="scale-missing"),
     pytest.param("PUT", "/v1/apps/web", {"image": ""}, 422, "image", id="put-empty-image"),
     pytest.param("GET", "/v1/apps/web/instances?state=DANCING", None, 422, "query.state", id="bad-state-filter"),
+    pytest.param("GET", "/v1/dead-letters?consumer=p%00x", None, 422, "query.consumer", id="nul-in-consumer"),
     pytest.param("PUT", "/v1/apps/web", {"id": "Bad_Id", "image": "x"}, 422, "id", id="put-bad-body-id"),
+    pytest.param("PATCH", "/v1/apps/web", {"instances": False}, 422, "instances", id="scale-strict-bool"),
+    pytest.param("PATCH", "/v1/apps/web", {"instances": "3"}, 422, "instances", id="scale-strict-string"),
+    pytest.param("POST", "/v1/apps/web/rollback", {"version": True}, 422, "version", id="rollback-strict-bool"),
+    pytest.param("POST", "/v1/apps/web/deployment/cancel", {"rollback": "true"}, 422, "rollback",
+                 id="cancel-strict-string"),
+    pytest.param("POST", "/v1/apps/web/kill", {"instances": ["Web_1"]}, 422, "instances.0", id="kill-bad-instance-id"),
+    pytest.param("POST", "/v1/apps/web/kill", {"instances": ["web-" + "a" * 80]}, 422, "instances.0",
+                 id="kill-instance-id-too-long"),
+    pytest.param("POST", "/v1/apps/web/kill", {"instances": ["web-1"], "scale": 0}, 422, "scale",
+                 id="kill-strict-int-bool"),
 ])
 async def test_other_invalid_requests(client: httpx.AsyncClient, method: str, path: str, body: object,
                                       status: int, field: str) -> None:
@@ -95,6 +133,26 @@ async def test_other_invalid_requests(client: httpx.AsyncClient, method: str, pa
 async def test_put_to_an_impossible_id_is_404(client: httpx.AsyncClient) -> None:
     r = await client.put("/v1/apps/Not_An_Id", json={"image": "nginx:1"})
     assert (r.status_code, r.json()) == (404, {"error": "app 'Not_An_Id' not found"})
+
+
+@pytest.mark.parametrize(("method", "path", "error"), [
+    pytest.param("GET", "/v1/apps/Not_An_Id", "app 'Not_An_Id' not found", id="app-pattern"),
+    pytest.param("GET", "/v1/apps/" + "a" * 64, f"app {'a' * 64!r} not found", id="app-too-long"),
+    pytest.param("DELETE", "/v1/apps/-x", "app '-x' not found", id="app-leading-dash"),
+    pytest.param("POST", "/v1/apps/x_y/restart", "app 'x_y' not found", id="app-control"),
+    pytest.param("GET", "/v1/instances/" + "a" * 77, f"instance {'a' * 77!r} not found", id="instance-too-long"),
+    pytest.param("POST", "/v1/hosts/Host/drain", "host 'Host' not found", id="host-pattern"),
+])
+async def test_an_impossible_path_id_is_404_before_the_task_log(client: httpx.AsyncClient, method: str, path: str,
+                                                                 error: str) -> None:
+    # No pool in this app: a 404 here was decided without a query.
+    r = await client.request(method, path)
+    assert (r.status_code, r.json()) == (404, {"error": error})
+
+
+async def test_an_impossible_path_id_wins_over_a_bad_body(client: httpx.AsyncClient) -> None:
+    r = await client.patch("/v1/apps/Bad_Id", json={"instances": False})
+    assert r.status_code == 404, r.text
 
 
 async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
