@@ -397,9 +397,21 @@ async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: 
                 out.append(await failed(m, exc))
         return out
 
+    async def keep_alive(msgs: list[Msg]) -> None:
+        """Tell the server the batch is still being worked on, every third of the ack wait: the
+        ack wait can stay short (a consumer that died mid-batch gets its messages back soon)
+        while a slow batch (containers started under load) is never handed out twice."""
+        while True:
+            await asyncio.sleep(consumer.ack_wait_s / 3)
+            for m in msgs:
+                with contextlib.suppress(Exception):   # NATS away: nothing to tell, it redelivers later
+                    await m.in_progress()
+
     async def process(msgs: list[Msg]) -> None:
+        beat = asyncio.create_task(keep_alive(msgs))
         try:
             verdicts = await judge(msgs)
+            beat.cancel()
             # One after the other: an ack is a buffered publish that seldom waits, and a task per
             # message (gather) cost more than the acks themselves at thousands a second.
             unsettled, error = 0, ""
@@ -416,6 +428,7 @@ async def pull_loop(js: JetStreamContext, consumer: subjects.Consumer, handler: 
                 log.warning("messages not settled; the server delivers them again", extra={
                     "consumer": consumer.durable, "messages": unsettled, "error": error})
         finally:
+            beat.cancel()
             slots.release()
 
     async def redeclare(why: str) -> None:

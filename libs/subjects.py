@@ -149,6 +149,7 @@ REGISTRY = Consumer(REPORTS, "registry", REPORT_ALL)
 
 
 def hostd_consumer(host: str) -> Consumer:
-    # Container creation can take a while under load: a long ack wait avoids a second delivery
-    # racing the first (the handler is idempotent anyway).
-    return Consumer(PLACEMENTS, f"hostd-{_token(host, 'host')}", place(host), ack_wait_s=120.0)
+    # Short: a hostd killed mid-batch (an upgrade, a crash) gets the placements it had fetched
+    # back this soon after it restarts.  A slow batch (containers created under load) is kept
+    # from a second delivery by pull_loop's in-progress beats, not by a long ack wait.
+    return Consumer(PLACEMENTS, f"hostd-{_token(host, 'host')}", place(host), ack_wait_s=15.0)

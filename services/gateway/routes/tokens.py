@@ -14,12 +14,12 @@ from services.gateway.deps import PoolDep, QueriesDep
 from services.gateway.errors import ApiError, not_found
 from services.gateway.models import TokenCreate
 from services.gateway.params import TokenNamePath
-from services.gateway.responses import DocumentedRoute
+from services.gateway.responses import CONFLICT, DocumentedRoute
 
 router = APIRouter(tags=["access"], route_class=DocumentedRoute)
 
 
-@router.post("/v1/tokens", status_code=201)
+@router.post("/v1/tokens", status_code=201, responses=CONFLICT)
 async def create_token(body: TokenCreate, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
     """Answers the token with its secret in ``token``: store it now, it is not shown again."""
     now = datetime.now(timezone.utc)
