@@ -26,7 +26,7 @@ GOOD = [
     ("localhost/app", "localhost"),
     ("localhost:5000/app:dev", "registry-port"),
     ("Registry.Example.COM/app", "uppercase-domain"),
-    ("192.168.1.1:5000/a/b/c", "ipv4-registry"),
+    ("198.18.1.1:5000/a/b/c", "ipv4-registry"),
     ("[::1]:5000/app", "ipv6-registry"),
     (f"nginx@{DIGEST}", "digest"),
     (f"nginx:1@{DIGEST}", "tag-and-digest"),

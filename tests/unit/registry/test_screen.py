@@ -7,7 +7,7 @@ from libs import messages
 from libs.ranges import Ranges
 from services.registry import screen as s
 
-RANGES = Ranges.parse("198.18.0.0/20,h2=10.9.0.0/24")
+RANGES = Ranges.parse("198.18.0.0/20,h2=198.19.9.0/24")
 
 
 def rep(**kw: object) -> messages.IpReport:
@@ -26,8 +26,8 @@ TOKEN_FIELDS = ["instance", "app", "host", "container_id", "mac", "ip", "parent"
     pytest.param(rep(), None, "", id="hostd-shaped"),
     pytest.param(rep(ip="", mac="", container_id="", parent="", state="FAILED", reason="exited with code 1"),
                  None, "", id="failure-without-interface"),
-    pytest.param(rep(host="h2", ip="10.9.0.5"), None, "", id="per-host-range"),
-    pytest.param(rep(ip="10.9.0.5"), s.OUT_OF_RANGE, "ip", id="another-hosts-range"),
+    pytest.param(rep(host="h2", ip="198.19.9.5"), None, "", id="per-host-range"),
+    pytest.param(rep(ip="198.19.9.5"), s.OUT_OF_RANGE, "ip", id="another-hosts-range"),
     pytest.param(rep(ip="198.18.16.1"), s.OUT_OF_RANGE, "ip", id="just-outside"),
     pytest.param(rep(ip="198.18.0.0"), s.OUT_OF_RANGE, "ip", id="network-address"),
     pytest.param(rep(ip="198.18.15.255"), s.OUT_OF_RANGE, "ip", id="broadcast-address"),
@@ -52,7 +52,7 @@ TOKEN_FIELDS = ["instance", "app", "host", "container_id", "mac", "ip", "parent"
     pytest.param(rep(lease_expires=float("inf")), s.BAD_NUMBER, "lease_expires", id="infinite-lease"),
     *[pytest.param(rep(**{f: getattr(rep(), f) + inj}), "any", f, id=f"{f}-{inj.encode('unicode_escape').decode()}")
       for f in TOKEN_FIELDS for inj in INJECTIONS],
-    *[pytest.param(rep(**{f: "status 500" + inj + "add server p1/x 10.0.0.1:1"}), s.BAD_TEXT, f,
+    *[pytest.param(rep(**{f: "status 500" + inj + "add server p1/x 198.18.0.99:1"}), s.BAD_TEXT, f,
                    id=f"{f}-{inj.encode('unicode_escape').decode()}") for f in ("reason", "health")
       for inj in ("\n", "\r", "\x00", "\u2028")],
 ])
