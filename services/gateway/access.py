@@ -1,6 +1,6 @@
 """Who is asking and what they may do: roles, app scopes, the accepted Authorization forms and
 secret redaction.  Pure: no I/O, so every rule here is unit-tested from a table
-(tests/unit/gateway/test_gateway_access.py).  The route → role table is in ``policy.py``; the
+(tests/unit/gateway/test_access_rules.py).  The route → role table is in ``policy.py``; the
 token lookup in ``tokenstore.py``."""
 from __future__ import annotations
 
