@@ -252,8 +252,8 @@ async def main(only: list[str], out: Path) -> None:
     p = Platform(cfg)
     rows: list[Row] = []
     order: list[str] = []
-    start_infra(cfg, fresh_db=True)
-    try:
+    try:   # start_infra inside: what a failed start left running is stopped below too
+        start_infra(cfg, fresh_db=True)
         p.start_all()
         pool = await asyncpg.create_pool(cfg.db_dsn, min_size=0, max_size=2)  # 0: no floor to restore (and log) while PostgreSQL is down
         async with p.client() as c:  # with the cluster's admin token
@@ -300,7 +300,8 @@ async def main(only: list[str], out: Path) -> None:
         stop_network(cfg)
         infra.drop_database(cfg.db_name)
         shutil.rmtree(run_dir, ignore_errors=True)
-    write(out, rows, order)
+    if rows:
+        write(out, rows, order)
 
 
 async def _rolling(ch: Chaos, app: str, name: str, service: str) -> Row:
