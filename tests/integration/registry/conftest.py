@@ -16,6 +16,17 @@ from devtools import sinks as sink_procs
 from devtools.infra import port_open
 from services.registry.sinks.haproxy import HAProxyOptions, HAProxySink
 from services.registry.sinks.haproxy_config import Paths
+from tests.integration.registry.taskrows import TaskRows
+
+
+@pytest_asyncio.fixture
+async def rows(pool) -> AsyncIterator[TaskRows]:  # type: ignore[no-untyped-def]
+    """Task-log rows a test writes (apps, hosts, instances), removed at teardown even on failure."""
+    t = TaskRows(pool)
+    try:
+        yield t
+    finally:
+        await t.cleanup()
 
 
 def free_block(n: int) -> tuple[int, int]:

@@ -3,9 +3,6 @@ a touched app reaches the sink, and a full resync brings a sink that missed chan
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 
 from libs import db, messages
 from libs.messages import Endpoint, EndpointsChanged
@@ -15,17 +12,7 @@ from services.registry.sinks import haproxy_config as hc
 from libs import retry
 from services.registry.sinks.runner import SinkRunner
 from tests.integration.registry.conftest import Backend, get
-from tests.integration.registry.taskrows import TaskRows
 from tests.support.wait import eventually
-
-
-@pytest_asyncio.fixture
-async def rows(pool) -> AsyncIterator[TaskRows]:
-    t = TaskRows(pool)
-    try:
-        yield t
-    finally:
-        await t.cleanup()
 
 
 async def test_lb_ports_are_assigned_lowest_free_and_kept(pool, rows, uid, port_range):

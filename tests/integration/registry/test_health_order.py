@@ -2,10 +2,8 @@
 delivered after a newer one (redelivery, two batches in flight) changes nothing."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest_asyncio
 from nats.aio.msg import Msg
 
 from libs import db, messages, natsauth, outbox, subjects
@@ -13,14 +11,6 @@ from services.registry.announcer import Announcer
 from services.registry.records import Records
 from tests.integration.registry.taskrows import TaskRows
 
-
-@pytest_asyncio.fixture
-async def rows(pool: asyncpg.Pool) -> AsyncIterator[TaskRows]:
-    t = TaskRows(pool)
-    try:
-        yield t
-    finally:
-        await t.cleanup()
 
 
 def verdict(iid: str, app: str, healthy: bool, at: float) -> Msg:

@@ -3,11 +3,9 @@ healthy when the instance's own version has health checks -- as every reader see
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from libs import endpoints
 from libs.db import Queries
@@ -15,14 +13,6 @@ from tests.integration.registry.taskrows import TaskRows
 
 CHECK = {"protocol": "HTTP", "port_name": "http", "path": "/"}
 
-
-@pytest_asyncio.fixture
-async def rows(pool: asyncpg.Pool) -> AsyncIterator[TaskRows]:
-    t = TaskRows(pool)
-    try:
-        yield t
-    finally:
-        await t.cleanup()
 
 
 @pytest.mark.parametrize(("checks", "state", "healthy", "serving"), [
