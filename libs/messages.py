@@ -132,11 +132,75 @@ class InventoryItem(Msg):
     container_id: str
     state: str
     ip: str = ""
+    epoch: int = 0                # the container's noops.epoch label (0: none)
 
 
 class Inventory(Msg):
+    """What one host holds right now, as the engine and the kernel say (hostd/inventory.py)."""
     host: str
     items: list[InventoryItem]
+    volumes: list[str] = []       # instances with a volume on this host (loop image or LV)
+    leases: list[str] = []        # instances with a DHCP lease in hostd's journal
+    interfaces: list[str] = []    # noops macvlans left in the root namespace (never moved into a container)
+
+
+SweepKind = Literal["container", "volume", "lease", "interface"]
+
+
+class SweepItem(Msg):
+    """One thing the reconciler found that nothing owns.  ``key``: the container id (container),
+    the interface name (interface), "" otherwise.  hostd re-checks before acting: a container is
+    removed only if it still has that id; a volume or lease only if no container of the instance
+    exists on the host."""
+    kind: SweepKind
+    instance: str = ""
+    key: str = ""
+    reason: str = ""
+
+
+class Sweep(Msg):
+    """reconciler -> hostd (noops.sweep.<host>, request/reply): remove these."""
+    host: str
+    items: list[SweepItem]
+
+
+class SweepOutcome(Msg):
+    item: SweepItem
+    outcome: Literal["removed", "absent", "refused", "failed"]
+    detail: str = ""
+
+
+class SweepResult(Msg):
+    host: str
+    outcomes: list[SweepOutcome]
+
+
+class SinkView(Msg):
+    """What one sink holds, read back from the sink itself (not from the registry's cache).
+    ``groups``: haproxy: "<lb port>" -> ["<server name> <ip>:<port>"] of servers taking traffic
+    (those in maintenance, i.e. draining, are left out); nft: "<app>" -> ["<ip>"]; ipvs:
+    "<vip>:<port>" -> ["<ip>:<port>"].  ``ok`` False: the sink could not be read (``error``)."""
+    sink: str
+    ok: bool
+    groups: dict[str, list[str]] = {}
+    error: str = ""
+
+
+class SinksObserved(Msg):
+    """registry -> reconciler, the answer to noops.sinks.observe."""
+    sinks: list[SinkView]
+
+
+class SinksRepair(Msg):
+    """reconciler -> registry (noops.sinks.repair, request/reply): sink name -> apps whose entries
+    disagree with the task log.  The registry forgets what it believed that sink holds for them,
+    reads the task log again and converges them (the answer is the same message, once queued)."""
+    repairs: dict[str, list[str]]
+
+
+class ReconcileNow(Msg):
+    """gateway -> reconciler: run a round now (POST /v1/drift)."""
+    reason: str = ""
 
 
 class Endpoint(Msg):

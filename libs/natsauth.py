@@ -9,9 +9,13 @@ hostd ``h1`` can publish on ``noops.report.h1``: NATS enforces it, with these pe
     placer          noops.place.*                               noops.heartbeat.*
     registry        noops.endpoints.*  noops.deploy.*           noops.endpoints.*
                     (stream msg get: dead letters)              $JS.EVENT.ADVISORY.CONSUMER.{MAX_DELIVERIES,MSG_TERMINATED}.>
-    reconciler      noops.inventory.* (requests)                -
+    reconciler      noops.inventory.* noops.sweep.* (requests)  noops.reconcile.now
+                    noops.sinks.observe noops.sinks.repair (requests)
                     noops.deploy.*
-    hostd-<host>    noops.report.<host>  noops.heartbeat.<host>  noops.inventory.<host> (replies only)
+    registry        (answers noops.sinks.observe / .repair)     noops.sinks.observe noops.sinks.repair
+    gateway         noops.reconcile.now
+    hostd-<host>    noops.report.<host>  noops.heartbeat.<host>  noops.inventory.<host> noops.sweep.<host>
+                                                                (replies only)
                     its own placements consumer, pinned to noops.place.<host>
     admin           everything (operators' tools, the test suite)
 
@@ -88,7 +92,8 @@ def service(name: str) -> Identity:
     """The identity of one of the central services."""
     inbox = f"{inbox_prefix(name)}.>"
     if name == "gateway":
-        return Identity(name, (subjects.DEPLOY_ALL, *_streams_admin()), (subjects.ENDPOINTS_ALL, inbox))
+        return Identity(name, (subjects.DEPLOY_ALL, subjects.RECONCILE_NOW, *_streams_admin()),
+                        (subjects.ENDPOINTS_ALL, inbox))
     if name == "placer":
         return Identity(name, (subjects.PLACE_ALL, *_streams_admin(),
                                *consumer_permissions(subjects.PLACER)),
@@ -98,9 +103,12 @@ def service(name: str) -> Identity:
         # the server's advisories and reads the message they name back from its stream.
         return Identity(name, (subjects.ENDPOINTS_ALL, subjects.DEPLOY_ALL, *_streams_admin(),
                                *consumer_permissions(subjects.REGISTRY), *_stream_msg_get()),
-                        (subjects.ENDPOINTS_ALL, *subjects.DEAD_LETTER_ADVISORIES, inbox))
+                        (subjects.ENDPOINTS_ALL, *subjects.DEAD_LETTER_ADVISORIES, subjects.SINKS_OBSERVE,
+                         subjects.SINKS_REPAIR, inbox), allow_responses=True)
     if name == "reconciler":
-        return Identity(name, (subjects.INVENTORY_ALL, subjects.DEPLOY_ALL, *_streams_admin()), (inbox,))
+        return Identity(name, (subjects.INVENTORY_ALL, subjects.SWEEP_ALL, subjects.SINKS_OBSERVE,
+                               subjects.SINKS_REPAIR, subjects.DEPLOY_ALL, *_streams_admin()),
+                        (subjects.RECONCILE_NOW, inbox))
     raise ValueError(f"unknown service {name!r} (one of {', '.join(SERVICES)})")
 
 
@@ -110,7 +118,7 @@ def hostd(host: str) -> Identity:
     return Identity(user,
                     (subjects.report(host), subjects.heartbeat(host),
                      *consumer_permissions(subjects.hostd_consumer(host))),
-                    (subjects.inventory(host), f"{inbox_prefix(user)}.>"),
+                    (subjects.inventory(host), subjects.sweep(host), f"{inbox_prefix(user)}.>"),
                     allow_responses=True)
 
 

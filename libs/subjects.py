@@ -8,6 +8,10 @@ Flow (arrows are subjects):
     registry --noops.endpoints.<app>--> anyone       (JetStream ENDPOINTS, kept 1 day)
     hostd   --noops.heartbeat.<host>--> placer       (core NATS, lossy by design: the next one follows)
     reconciler --noops.inventory.<host>--> hostd     (core NATS request/reply)
+    reconciler --noops.sweep.<host>--> hostd         (core NATS request/reply: remove orphans, leaks)
+    reconciler --noops.sinks.observe--> registry     (core NATS request/reply: what each sink holds)
+    reconciler --noops.sinks.repair--> registry      (core NATS request/reply: re-converge these apps)
+    gateway --noops.reconcile.now--> reconciler      (core NATS: run a round now)
 
 Who may publish and subscribe to which of these is in libs/natsauth.py.
 """
@@ -58,12 +62,20 @@ def endpoints(app: str) -> str:
     return f"{ROOT}.endpoints.{_token(app, 'app')}"
 
 
+def sweep(host: str) -> str:
+    return f"{ROOT}.sweep.{_token(host, 'host')}"
+
+
 DEPLOY_ALL = f"{ROOT}.deploy.*"
 PLACE_ALL = f"{ROOT}.place.*"
 REPORT_ALL = f"{ROOT}.report.*"
 HEARTBEAT_ALL = f"{ROOT}.heartbeat.*"
 INVENTORY_ALL = f"{ROOT}.inventory.*"
 ENDPOINTS_ALL = f"{ROOT}.endpoints.*"
+SWEEP_ALL = f"{ROOT}.sweep.*"
+SINKS_OBSERVE = f"{ROOT}.sinks.observe"
+SINKS_REPAIR = f"{ROOT}.sinks.repair"
+RECONCILE_NOW = f"{ROOT}.reconcile.now"
 
 
 # JetStream's own advisories (published by the server): a message delivered max_deliver times

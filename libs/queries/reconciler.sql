@@ -23,3 +23,12 @@ SELECT i, 'LOST', 'container gone (reconciler)', 'reconciler' FROM unnest($1::te
 DELETE FROM lb_ports l USING apps a
 WHERE a.id = l.app AND a.deleted AND a.updated_at < now() - make_interval(secs => $1)
 RETURNING l.app, l.port_name, l.port;
+
+-- name: fence_take
+-- A new leader: the token grows, so writes of any earlier leader are refused.
+INSERT INTO reconciler_fence (id, token, holder) VALUES (1, 1, $1)
+ON CONFLICT (id) DO UPDATE SET token = reconciler_fence.token + 1, holder = $1, acquired_at = now()
+RETURNING token;
+
+-- name: fence_check
+SELECT token FROM reconciler_fence WHERE id = 1 FOR SHARE;

@@ -1,6 +1,6 @@
 """placer: turns deployment requests into placements.  See README.md for the loop drawn out.
 
-Only the leader (leader.py) works; a standby waits for the lock.  All decisions go through one
+Only the leader (libs/leader.py) works; a standby waits for the lock.  All decisions go through one
 worker that takes the apps queued since its last batch and commits them together (commit.py),
 so requests for many apps cost one transaction, not one each.
 """
@@ -20,7 +20,7 @@ from libs.settings import PlacerSettings, load
 from services.placer import liveness, silence
 from services.placer.commit import Committer, Deposed
 from services.placer.heartbeats import HeartbeatSink
-from services.placer.leader import Leadership, LostLeadership
+from libs.leader import Leadership, LostLeadership
 
 log = logging.getLogger("noops.placer")
 

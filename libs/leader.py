@@ -1,10 +1,11 @@
-"""Leader election for running two (or more) placers: a PostgreSQL session-level advisory lock
-held on a dedicated connection.  If the leader dies (even by SIGKILL) its connection closes and
+"""Leader election for running two (or more) of a service (the placer, the reconciler): a
+PostgreSQL session-level advisory lock held on a dedicated connection.  If the leader dies (even by SIGKILL) its connection closes and
 PostgreSQL releases the lock; a standby polling every ``poll_s`` takes it within about a second.
 
-On taking the lock the new leader increments the fencing token in ``placer_fence``; every
-commit checks it, so a leader that lost its lock without noticing (a long pause, a partition)
-can no longer write a plan."""
+On taking the lock the new leader increments the fencing token in the service's fence table
+(``placer_fence``, ``reconciler_fence``: the ``fence_take`` query of its queries); every commit
+checks it, so a leader that lost its lock without noticing (a long pause, a partition) can no
+longer write."""
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,10 @@ import asyncpg
 from libs import db
 from libs.db import Queries
 
-log = logging.getLogger("noops.placer.leader")
+log = logging.getLogger("noops.leader")
 
-LOCK_KEY = 0x706C61636572  # "placer"
+# One advisory lock per service that elects a leader; the keys spell the names in ASCII.
+LOCK_KEYS = {"placer": 0x706C61636572, "reconciler": 0x7265636F6E63}
 
 
 class LostLeadership(RuntimeError):
@@ -25,9 +27,10 @@ class LostLeadership(RuntimeError):
 
 
 class Leadership:
-    def __init__(self, dsn: str, queries: Queries, holder: str, *, poll_s: float = 0.5,
+    def __init__(self, dsn: str, queries: Queries, holder: str, *, service: str = "placer", poll_s: float = 0.5,
                  retry_max_s: float = 5.0) -> None:
         self.dsn, self.q, self.holder, self.poll_s, self.retry_max_s = dsn, queries, holder, poll_s, retry_max_s
+        self.service, self.lock_key = service, LOCK_KEYS[service]
         self._conn: asyncpg.Connection | None = None
 
     async def acquire(self) -> int:
@@ -37,12 +40,12 @@ class Leadership:
             try:
                 if self._conn is None or self._conn.is_closed():
                     self._conn = await asyncpg.connect(self.dsn)
-                if await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
+                if await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self.lock_key):
                     token = await self._conn.fetchval(self.q.fence_take, self.holder)
-                    log.info("became leader", extra={"fence": token, "holder": self.holder})
+                    log.info("became leader", extra={"service": self.service, "fence": token, "holder": self.holder})
                     return token
                 if not announced:
-                    log.info("standing by: another placer leads")
+                    log.info(f"standing by: another {self.service} leads")
                     announced = True
             except db.TRANSIENT as exc:
                 log.warning("leader election: PostgreSQL unavailable", extra={"error": str(exc) or type(exc).__name__})
