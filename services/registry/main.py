@@ -2,6 +2,7 @@
 
     noops.report.<host> (JetStream) --> [judge against task log, record, outbox] --> noops.endpoints.<app>
                                                                           \\--> noops.deploy.<app> (instance ended)
+    noops.sinks.observe / .repair (request) --> [read each sink back / queue a repair] (sinkwatch.py)
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from libs.service import Health, connect_backends, run_ops_server, run_service
 from libs.settings import RegistrySettings, load
 from services.registry.announcer import Announcer
 from services.registry.records import Records
+from services.registry.sinkwatch import SinkWatch
 from services.registry.sinks import setup as sink_setup
 from services.registry.sinks.fanout import Fanout
 
@@ -50,14 +52,20 @@ async def main(settings: RegistrySettings) -> None:
     # (other writers) and by a periodic full resync; each sink runs in its own task.  No sinks
     # (NOOPS_SINKS=""): nothing to feed, so no task-log reads for them either.
     runners = sink_setup.runners(sink_setup.build_sinks(settings), settings)
-    if runners:
-        fanout = Fanout(pool, db.Queries("registry"), runners, lb_bind_host=settings.lb_bind_host,
-                        lb_port_range=settings.lb_port_range(), resync_s=settings.sinks_resync_s, policy=policy)
+    fanout = Fanout(pool, db.Queries("registry"), runners, lb_bind_host=settings.lb_bind_host,
+                    lb_port_range=settings.lb_port_range(), resync_s=settings.sinks_resync_s,
+                    policy=policy) if runners else None
+    # Read back and repair for the reconciler (sinkwatch.py); with no sinks, observe answers an
+    # empty list and every repair is refused.
+    watch = SinkWatch(runners, fanout.read if fanout else None, policy=policy)
+    if fanout is not None:
         await nc.subscribe(subjects.ENDPOINTS_ALL, cb=fanout.on_endpoints)
         handler = fanout.feeding(handler)
         sup.start("fanout", fanout.run)
         for r in runners:
             sup.start(f"sink-{r.name}", r.run)
+        sup.start("sink-repair", watch.run)
+    await watch.serve(nc)
     sup.start("outbox-relay", relay.run)
     sup.start("announcer", announcer.run)
     sup.start("reports", lambda: bus.pull_loop(

@@ -11,6 +11,7 @@ import pytest
 
 from devtools import infra
 from devtools import sinks as sink_procs
+from libs import messages, subjects
 from services.registry.sinks import haproxy_config as hc
 from services.registry.sinks.haproxy import runtime
 from tests.e2e.helpers import containers, instances, web_spec
@@ -104,7 +105,7 @@ async def _cleanup(platform, c, app_id: str) -> None:
         subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
 
 
-async def test_lb_whitelist_and_discovery_follow_the_instances(platform, uid):
+async def test_lb_whitelist_and_discovery_follow_the_instances(platform, nc, uid):
     app_id = f"fo-{uid}"
     async with platform.client() as c:
         try:
@@ -112,6 +113,11 @@ async def test_lb_whitelist_and_discovery_follow_the_instances(platform, uid):
             port = await lb_port(c, app_id)
             await eventually(lambda: converged(platform, c, app_id, port, 3), timeout=90, what="sinks hold 3 instances")
             live = await running(c, app_id)
+            # The registry reads its sinks back for the reconciler (noops.sinks.observe).
+            reply = await nc.request(subjects.SINKS_OBSERVE, b"", timeout=5)
+            views = {v.sink: v for v in messages.decode(reply.data, messages.SinksObserved).sinks}
+            assert sorted(s.split()[0] for s in views["haproxy"].groups[str(port)]) == sorted(live)
+            assert views["nft"].groups[app_id] == sorted(i["ip"] for i in live.values())
             # Round robin over the three containers (a server just added may miss the first rounds).
             answered: set = set()
 

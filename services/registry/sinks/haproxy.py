@@ -10,7 +10,8 @@ that already listens.  A reload keeps in-flight connections (the old worker fini
 passes the listening sockets to the new worker (``expose-fd listeners``), so none is refused.
 
 The sink keeps a cache of what each backend holds, refreshed from ``show servers state`` on every
-full apply and after any error, so a HAProxy that restarted with a stale file is corrected.
+full apply, after any error and when told to ``forget`` (a repair asked by the reconciler), so a
+HAProxy that restarted with a stale file, or was changed by hand, is corrected.
 """
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from libs import messages
 from services.registry.sinks import haproxy_config as hc
 from services.registry.sinks.model import AppState, Desired
 
@@ -124,6 +126,18 @@ class HAProxySink:
 
     async def close(self) -> None:
         pass
+
+    async def observe(self) -> messages.SinkView:
+        """Backends and servers as the running worker has them (one CLI session, so both answers
+        come from the same worker), not the cache."""
+        backends, servers = await runtime_batch(self.opts.paths.admin_socket, ["show backend", "show servers state"])
+        return messages.SinkView(sink=self.name, ok=True, groups=hc.view_groups(
+            hc.parse_backends(backends), hc.parse_servers_state(servers)))
+
+    def forget(self, apps: Iterable[str]) -> None:
+        # The whole cache goes, not only these apps' backends: one ``show servers state`` refreshes
+        # every backend at once, before the next converge.
+        self._servers = self._backends = None
 
     # ------------------------------------------------------------------ core
     def _frontends(self) -> dict[int, hc.Frontend]:

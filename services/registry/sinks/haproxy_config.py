@@ -211,6 +211,17 @@ def parse_backends(text: str) -> set[int]:
     return {p for p in (port_of_backend(ln.strip()) for ln in text.splitlines()) if p is not None}
 
 
+def view_groups(backends: Iterable[int], servers: Mapping[int, Mapping[str, Server]]) -> dict[str, list[str]]:
+    """What HAProxy serves, as the reconciler compares it (pure): ``"<port>"`` -> sorted
+    ``"<server> <ip>:<port>"`` per noops backend, leaving out servers not taking new traffic (in
+    maintenance or drain: a leaving server drains in maintenance).  A backend without servers is
+    listed empty."""
+    out: dict[str, list[str]] = {str(p): [] for p in backends}
+    for port, by_name in servers.items():
+        out.setdefault(str(port), []).extend(f"{n} {s.addr}:{s.port}" for n, s in by_name.items() if s.enabled)
+    return {k: sorted(v) for k, v in sorted(out.items(), key=lambda kv: int(kv[0]))}
+
+
 def parse_pid(show_info: str) -> int | None:
     m = re.search(r"^Pid:\s*(\d+)", show_info, re.MULTILINE)
     return int(m.group(1)) if m else None

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from libs import messages
 from services.registry.sinks.model import Desired
 
 FWD = {"masq": 0, "tunnel": 2, "dr": 3}
@@ -87,6 +89,12 @@ def plan(observed: Table, desired: Table, *, scope: set[VService] | None = None)
     return sorted(ops)
 
 
+def view_groups(observed: Table) -> dict[str, list[str]]:
+    """Kernel table -> ``"<vip>:<port>"`` -> sorted ``"<ip>:<port>"`` (pure)."""
+    return {f"{svc.addr}:{svc.port}": sorted(f"{r.addr}:{r.port}" for r in reals)
+            for svc, reals in sorted(observed.items())}
+
+
 def available() -> bool:
     return Path("/proc/net/ip_vs").exists()
 
@@ -97,6 +105,8 @@ class IpvsSink:
     def __init__(self, vip: str, *, scheduler: str = "wlc", fwd: str = "masq") -> None:
         self.vip, self.scheduler, self.fwd = vip, scheduler, FWD[fwd]
         self._ipvs = None
+        # One netlink socket, used from worker threads by the runner's syncs and by ``observe``.
+        self._lock = threading.Lock()
 
     def _sock(self):  # pragma: no cover - needs a kernel with IPVS
         if self._ipvs is None:
@@ -135,13 +145,25 @@ class IpvsSink:
     def _sync(self, desired: Desired, full: bool) -> None:  # pragma: no cover - kernel
         want = desired_table(desired, self.vip)
         scope = None if full else set(want)
-        self._execute(plan(self._observed(), want, scope=scope))
+        with self._lock:
+            self._execute(plan(self._observed(), want, scope=scope))
+
+    def _view(self) -> dict[str, list[str]]:  # pragma: no cover - kernel
+        with self._lock:
+            return view_groups(self._observed())
 
     async def apply_full(self, desired: Desired) -> None:  # pragma: no cover - kernel
         await asyncio.to_thread(self._sync, desired, True)
 
     async def update(self, changes: Desired) -> None:  # pragma: no cover - kernel
         await asyncio.to_thread(self._sync, changes, False)
+
+    async def observe(self) -> messages.SinkView:  # pragma: no cover - kernel
+        return messages.SinkView(sink=self.name, ok=True,
+                                 groups=await asyncio.to_thread(self._view))
+
+    def forget(self, apps: Iterable[str]) -> None:
+        """Nothing to drop: every sync already reads the kernel's table first (``_observed``)."""
 
     async def close(self) -> None:  # pragma: no cover - kernel
         if self._ipvs is not None:

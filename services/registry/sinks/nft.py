@@ -18,6 +18,7 @@ import ipaddress
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
+from libs import messages
 from services.registry.sinks import libnft
 from services.registry.sinks.model import Desired
 
@@ -73,6 +74,32 @@ def render_changes(family: str, table: str, changes: Mapping[str, tuple[Iterable
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def element_text(elem: object) -> str:
+    """One set element of ``nft -j`` output as text (pure): an address as is, a prefix as
+    ``a/len``, a range as ``a-b``; an element with options (``{"elem": {"val": ...}}``) as its value."""
+    if isinstance(elem, str):
+        return elem
+    if isinstance(elem, dict):
+        if "elem" in elem and isinstance(elem["elem"], dict):
+            return element_text(elem["elem"].get("val"))
+        if "prefix" in elem and isinstance(elem["prefix"], dict):
+            return f"{element_text(elem['prefix'].get('addr'))}/{elem['prefix'].get('len')}"
+        if "range" in elem and isinstance(elem["range"], list):
+            return "-".join(element_text(e) for e in elem["range"])
+    return json.dumps(elem, sort_keys=True)   # a form noops never writes: shown, so it reads as drift
+
+
+def view_groups(listing: Mapping[str, object]) -> dict[str, list[str]]:
+    """``nft -j list table`` output -> app -> sorted elements of its set ``app_<app>`` (pure)."""
+    out: dict[str, list[str]] = {}
+    items = listing.get("nftables", [])
+    for item in items if isinstance(items, list) else []:
+        s = item.get("set") if isinstance(item, dict) else None
+        if isinstance(s, dict) and str(s.get("name", "")).startswith(SET_PREFIX):
+            out[s["name"][len(SET_PREFIX):]] = sorted(element_text(e) for e in s.get("elem", []))
+    return dict(sorted(out.items()))
+
+
 class NftSink:
     name = "nft"
 
@@ -119,6 +146,22 @@ class NftSink:
             if "set" in item:
                 return {e for e in item["set"].get("elem", []) if isinstance(e, str)}
         return set()
+
+    async def observe(self) -> messages.SinkView:
+        """The sets as the kernel holds them (``nft -j list table``), not ``_held``.  No table yet:
+        it holds nothing."""
+        try:
+            out = await self._nft("-j", "list", "table", self.family, self.table)
+        except NftError as exc:
+            if "No such file or directory" in str(exc):
+                return messages.SinkView(sink=self.name, ok=True)
+            raise
+        return messages.SinkView(sink=self.name, ok=True, groups=view_groups(json.loads(out)))
+
+    def forget(self, apps: Iterable[str]) -> None:
+        # Unknown to ``update`` now: their sets are rewritten whole (flush + add), not diffed.
+        for app in apps:
+            self._held.pop(app, None)
 
     async def apply_full(self, desired: Desired) -> None:
         self._held = {}

@@ -39,6 +39,7 @@ class SinkRunner:
         self.name = sink.name
         self._pending: dict[str, AppState] = {}
         self._full: dict[str, AppState] | None = None
+        self._forget: set[str] = set()   # apps whose sink-side cache goes before the next step
         self._wake = asyncio.Event()
         self.failures = 0
         UP.labels(self.name).set(0)
@@ -51,6 +52,13 @@ class SinkRunner:
                 self._pending[app] = state
         PENDING.labels(self.name).set(len(self._pending))
         self._wake.set()
+
+    def submit_repair(self, changes: Desired) -> None:
+        """Like ``submit``, but the sink first forgets what it believes it holds for these apps
+        (``Sink.forget``), in this runner's task just before the next application, so a repair
+        never races an application in flight."""
+        self._forget.update(changes)
+        self.submit(changes)
 
     def submit_full(self, snapshot: Desired) -> None:
         at = max((s.read_at for s in snapshot.values()), default=self.clock())
@@ -75,6 +83,9 @@ class SinkRunner:
     async def step(self) -> bool:
         """Apply what is queued once; on failure put it back and sleep the backoff. True on success."""
         full, self._full = self._full, None
+        if self._forget:
+            forget, self._forget = self._forget, set()
+            self.sink.forget(sorted(forget))
         if full is not None:
             work: Desired = full          # changes queued meanwhile are newer: they follow next step
         else:

@@ -29,6 +29,11 @@ class RecordingSink:
             raise ConnectionError("down")
         self.held.update({a: s.ips() for a, s in changes.items()})
 
+    def forget(self, apps) -> None:
+        self.calls.append(("forget", sorted(apps)))
+        for a in apps:
+            self.held.pop(a, None)
+
     async def close(self) -> None:
         pass
 
@@ -78,3 +83,16 @@ async def test_observers_see_what_was_applied():
     r.submit({"a": st("a", at=1)})
     await r.step()
     assert seen == [("rec", ["a"])]
+
+
+async def test_a_repair_forgets_in_the_runners_step_just_before_applying():
+    sink = RecordingSink()
+    r = SinkRunner(sink)
+    r.submit_repair({"a": st("a", "198.18.0.1", at=1)})
+    r.submit_repair({"b": st("b", at=1)})
+    assert sink.calls == []                     # nothing touches the sink outside the runner's step
+    assert await r.step() and r.idle
+    assert sink.calls == [("forget", ["a", "b"]), ("update", ["a", "b"])]
+    r.submit({"a": st("a", "198.18.0.2", at=2)})   # a plain change forgets nothing
+    await r.step()
+    assert sink.calls[-1] == ("update", ["a"])
