@@ -23,6 +23,7 @@ from services.hostd.deaths import Deaths
 from services.hostd.decide import Act, Decision, Known, decide, found
 from services.hostd.lifecycle import Lifecycle
 from services.hostd.runtime import RuntimeRefused, RuntimeUnavailable
+from services.hostd.sweep import Sweeping
 from services.hostd.volumes import VolumeError
 
 log = logging.getLogger("noops.hostd.agent")
@@ -39,8 +40,8 @@ def retry_delay(num_delivered: int) -> float:
     return retry.DEFAULT.backoff(num_delivered)
 
 
-class Agent(Adoption, Lifecycle, Deaths):
-    """hostd's agent: adoption at start, placements, deaths and health news (one part per file)."""
+class Agent(Adoption, Lifecycle, Deaths, Sweeping):
+    """hostd's agent: adoption at start, placements, deaths and health news, sweeps (one part per file)."""
 
     # ------------------------------------------------------------ placements
 

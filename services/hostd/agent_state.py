@@ -73,6 +73,10 @@ class AgentState:
 
     # ------------------------------------------------------------ steps several parts use
 
+    async def _instance_containers(self, instance: str) -> list[ct.ContainerInfo]:
+        """The instance's containers on this host, in any state, as the engine says now."""
+        return await self._rt.list({**self.owner, ct.LABEL_INSTANCE: instance})
+
     async def _tell(self, *, instance: str, epoch: int, state: messages.InstanceState, **fields: object) -> None:
         """Report; an ending (KILLED, FAILED) also leaves a tombstone.  After the publish, not
         before: if it fails the placement is retried, and a tombstone would make the retried

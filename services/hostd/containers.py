@@ -23,6 +23,7 @@ LABEL_EPOCH = "noops.epoch"
 LABEL_ADDRESS = "noops.address"   # IPAM pool: the reserved address, so adoption can re-attach it
 LABEL_EGRESS = "noops.egress"     # egress_mbit, for the same reason
 LABEL_HEALTH = "noops.health"     # the health checks (JSON), so an adopted container is checked again
+LABEL_KEEP_VOLUME = "noops.keep_volume"  # "true": the volume outlives the container (a sweep keeps it)
 MIB = 1024 * 1024
 
 
@@ -55,6 +56,10 @@ class ContainerInfo:
             return 0
 
     @property
+    def keep_volume(self) -> bool:
+        return self.labels.get(LABEL_KEEP_VOLUME) == "true"
+
+    @property
     def running(self) -> bool:
         return self.state == "running"
 
@@ -81,6 +86,7 @@ def container_labels(p: messages.Placement, cluster: str, host: str) -> dict[str
         **({LABEL_ADDRESS: p.address} if p.address else {}),
         **({LABEL_EGRESS: str(p.spec.egress_mbit)} if p.spec.egress_mbit else {}),
         **({LABEL_HEALTH: messages.encode_value(p.spec.health_checks)} if p.spec.health_checks else {}),
+        **({LABEL_KEEP_VOLUME: "true"} if p.spec.keep_volume else {}),
     }
 
 

@@ -25,3 +25,7 @@ class KeyedLocks:
             self._users[key] -= 1
             if not self._users[key]:
                 del self._users[key], self._locks[key]
+
+    def busy(self) -> list[str]:
+        """Keys held or waited for right now."""
+        return list(self._locks)

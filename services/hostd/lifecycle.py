@@ -17,9 +17,6 @@ log = logging.getLogger("noops.hostd.agent")
 
 
 class Lifecycle(AgentState):
-    async def _instance_containers(self, instance: str) -> list[ct.ContainerInfo]:
-        return await self._rt.list({**self.owner, ct.LABEL_INSTANCE: instance})
-
     async def _start(self, p: messages.Placement, existing: list[ct.ContainerInfo]) -> None:
         """``existing``: the instance's containers, as listed for the decision."""
         keep = next((c for c in existing if c.running), None)

@@ -30,6 +30,7 @@ from services.hostd.network import Network
 from services.hostd.volumes import LoopVolumes, LvmVolumes, VolumeDriver, VolumeError
 from services.hostd.reports import Reporter
 from services.hostd.runtime import connect_docker
+from services.hostd.sweep import serve_sweep
 from services.hostd.tombstones import Tombstones
 
 log = logging.getLogger("noops.hostd")
@@ -123,10 +124,10 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         health.detail["stage"] = "adopting"
         await agent.adopt()
 
-        inventory = await serve_inventory(
-            nc, runtime, host=host, owner=agent.owner,
-            ip_of=lambda inst: att.ip if (att := network.attached.get(inst)) else "")
+        inventory = await serve_inventory(nc, runtime, host=host, owner=agent.owner, network=network, volumes=volumes)
         stack.push_async_callback(inventory.unsubscribe)
+        sweep = await serve_sweep(nc, agent)
+        stack.push_async_callback(sweep.unsubscribe)
 
         stop = asyncio.Event()
         # Supervised (libs/supervise.py): a crashed loop restarts with the retry policy's backoff

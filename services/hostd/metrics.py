@@ -20,3 +20,6 @@ CONTAINERS = Gauge("noops_hostd_containers", "This cluster's containers on this 
 HEALTH = Counter("noops_hostd_health_transitions_total",
                  "Health verdict changes reported (true/false) and instances killed by their checks",
                  ["verdict"])
+SWEEPS = Counter("noops_hostd_sweeps_total",
+                 "Sweep items handled (orphans and leaks the reconciler named), by kind and outcome",
+                 ["kind", "outcome"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import os
 import socket
 import struct
@@ -121,19 +122,53 @@ def create_macvlan(parent: str, name: str, pid: int) -> str:
     return str(mac)
 
 
+def _strays(ipr: IPRoute, prefix: str, parent: str) -> list[tuple[str, int]]:
+    """Macvlans in the root namespace named ``prefix…`` on ``parent``: (name, index).  A link
+    moved into a container is no longer listed here; one that stays was never moved (a crash
+    or a failure between creation and the move)."""
+    base = link_index(ipr, parent)
+    if base is None:  # not ours to judge: other hostds' links hang off other parents
+        return []
+    found = []
+    for link in ipr.get_links():
+        name = link.get_attr("IFLA_IFNAME") or ""
+        if name.startswith(prefix) and link.get_attr("IFLA_LINK") == base:
+            found.append((name, link["index"]))
+    return found
+
+
+def list_strays(prefix: str, parent: str) -> list[str]:
+    with IPRoute() as ipr:
+        return sorted(name for name, _ in _strays(ipr, prefix, parent))
+
+
 def remove_strays(prefix: str, parent: str) -> list[str]:
     """Delete macvlans left in the root namespace by a crash (named ``prefix…`` on ``parent``)."""
     gone = []
     with IPRoute() as ipr:
-        base = link_index(ipr, parent)
-        if base is None:  # not ours to judge: other hostds' links hang off other parents
-            return gone
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME") or ""
-            if name.startswith(prefix) and link.get_attr("IFLA_LINK") == base:
-                ipr.link("del", index=link["index"])
-                gone.append(name)
+        for name, idx in _strays(ipr, prefix, parent):
+            ipr.link("del", index=idx)
+            gone.append(name)
     return gone
+
+
+def remove_stray(name: str, prefix: str, parent: str) -> str:
+    """Delete the root-namespace macvlan ``name`` if it still is one of ours (named ``prefix…``
+    on ``parent``).  Returns "" when deleted, "absent" when no link of that name is in the root
+    namespace (gone, or moved into its container), else why it is not ours to delete."""
+    with IPRoute() as ipr:
+        idx = link_index(ipr, name)
+        if idx is None:
+            return "absent"
+        if not any(i == idx for _, i in _strays(ipr, prefix, parent)):
+            return f"{name} is not a noops macvlan on {parent}"
+        try:
+            ipr.link("del", index=idx)
+        except NetlinkError as exc:
+            if exc.code == errno.ENODEV:  # gone meanwhile
+                return "absent"
+            raise NetworkError(f"cannot delete {name}: {exc.args[-1]}") from None
+    return ""
 
 
 def count_links(prefix: str) -> int:

@@ -110,6 +110,19 @@ class Network:
             log.info("removed half-made interfaces", extra={"links": gone})
         return gone
 
+    async def strays(self) -> list[str]:
+        """Our macvlans still in the root namespace (never moved into a container)."""
+        return await netns.in_root(netns.list_strays, LINK_PREFIX, await self.parent())
+
+    async def remove_stray(self, name: str) -> str:
+        """Delete one of them after checking again; see ``netns.remove_stray`` for the answer."""
+        return await netns.in_root(netns.remove_stray, name, LINK_PREFIX, await self.parent())
+
+    def leased(self) -> list[str]:
+        """Instances holding a DHCP lease: journaled, or in memory (no state directory)."""
+        held = {i for i, att in self.attached.items() if att.lease is not None}
+        return sorted(held.union(self.journal.instances()))
+
     # ------------------------------------------------------------ attach / adopt / detach
 
     async def attach(self, instance: str, pid: int, *, address: str = "", egress_mbit: int = 0) -> Attachment:

@@ -243,7 +243,7 @@ async def test_inventory_lists_this_hosts_containers(hostd: HostdUnderTest) -> N
     items = {i.instance: i for i in inventory.items}
     assert items.keys() == {"web-1", "false-1"}
     assert items["web-1"] == messages.InventoryItem(instance="web-1", app="web", container_id=running.container_id,
-                                                    state="running", ip=running.ip)
+                                                    state="running", ip=running.ip, epoch=1)
     assert (items["false-1"].container_id, items["false-1"].state) == (failed.container_id, "exited")
 
 

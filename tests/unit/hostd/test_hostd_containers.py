@@ -146,3 +146,13 @@ def test_hardening_from_settings() -> None:
         settings.load(settings.HostdSettings, {"NOOPS_HOSTD_PIDS_LIMIT": "-1", "NOOPS_HOST_ID": "h1"})
     with pytest.raises(settings.SettingsError, match="BOGUS"):
         settings.load(settings.HostdSettings, {"NOOPS_HOSTD_CAP_DROP": "NET_RAW,BOGUS", "NOOPS_HOST_ID": "h1"})
+
+
+@pytest.mark.parametrize(("keep", "label"), [
+    pytest.param(True, "true", id="kept-volume-labelled"),
+    pytest.param(False, None, id="plain-container-unchanged"),
+])
+def test_keep_volume_label(keep: bool, label: str | None) -> None:
+    labels = ct.container_labels(placement(disk_mb=8, keep_volume=keep), "c1", "h1")
+    assert labels.get(ct.LABEL_KEEP_VOLUME) == label
+    assert ct.ContainerInfo(id="c", name="n", labels=labels, state="running").keep_volume is keep
