@@ -3,9 +3,11 @@ events, removed again at teardown.  Ages stay under a day and apps under 50 ende
 a reconciler with the default retention running in the same session never removes them."""
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import asyncpg
+import pytest_asyncio
 
 
 @dataclass
@@ -55,3 +57,13 @@ class EndedRows:
             await conn.execute("DELETE FROM app_failures WHERE app = ANY($1)", self.apps)
             await conn.execute("DELETE FROM apps WHERE id = ANY($1)", self.apps)
             await conn.execute("DELETE FROM hosts WHERE id = ANY($1)", self.hosts)
+
+
+@pytest_asyncio.fixture
+async def rows(pool: asyncpg.Pool) -> AsyncIterator[EndedRows]:
+    """Import it into a test module to use it (this directory has no conftest of its own)."""
+    r = EndedRows(pool)
+    try:
+        yield r
+    finally:
+        await r.cleanup()

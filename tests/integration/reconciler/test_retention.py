@@ -6,26 +6,16 @@ The session's database is shared: prune() looks at every app, so each test asser
 apps only, and on bounds that hold whatever other rows there are."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
 
 import asyncpg
-import pytest_asyncio
 
 from libs import db
 from services.reconciler.retention import Pruned, RetentionPolicy, prune
-from tests.integration.reconciler.endedrows import EndedRows
+from tests.integration.reconciler.endedrows import EndedRows, rows  # noqa: F401 (the fixture)
 
 Q = db.Queries("retention")
 HOUR = 3600.0
-
-
-@pytest_asyncio.fixture
-async def rows(pool: asyncpg.Pool) -> AsyncIterator[EndedRows]:
-    r = EndedRows(pool)
-    try:
-        yield r
-    finally:
-        await r.cleanup()
 
 
 async def _crash_history(rows: EndedRows, app: str, ended: int, *, events: int = 3) -> list[str]:
@@ -110,3 +100,18 @@ async def test_an_inactive_policy_does_nothing(rows: EndedRows, pool, uid) -> No
     for policy in (RetentionPolicy(max_batches=0), RetentionPolicy(keep_per_app=0, max_age_s=0)):
         assert await prune(pool, Q, policy) == Pruned()
     assert len(await rows.ended_ids(a)) == 3
+
+
+async def test_a_row_another_transaction_holds_is_left_not_waited_for(rows: EndedRows, pool, uid) -> None:
+    a = await rows.app(f"ret-g-{uid}")
+    failed = await _crash_history(rows, a, 4, events=1)
+    held = failed[-1]   # the oldest: a candidate
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT 1 FROM instances WHERE id = $1 FOR UPDATE", held)
+        # A wait on that lock would time out here and fail the test rather than hang it.
+        got = await asyncio.wait_for(
+            prune(pool, Q, RetentionPolicy(keep_per_app=1, max_age_s=0, batch=1000, max_batches=2)), timeout=10)
+        assert await rows.ended_ids(a) == {failed[0], held}
+    assert got.instances >= 2
+    await prune(pool, Q, RetentionPolicy(keep_per_app=1, max_age_s=0, batch=1000, max_batches=2))
+    assert await rows.ended_ids(a) == {failed[0]}
