@@ -237,6 +237,21 @@ class ReconcilerSettings:
         86400.0, "NOOPS_LB_PORT_RETAIN_S",
         "A deleted app keeps its load-balancer ports this long (re-created meanwhile, it is served where it "
         "was); then the reconciler gives them back to the range.")
+    retain_ended_per_app: int = setting(
+        50, "NOOPS_RETAIN_ENDED_PER_APP",
+        "Retention (docs/retention.md): the newest this many ended instances (FAILED, KILLED, LOST) of each app "
+        "are kept with their events, unless older than NOOPS_RETAIN_ENDED_S; older ones are removed. 0: no count rule.")
+    retain_ended_s: float = setting(
+        7 * 86400.0, "NOOPS_RETAIN_ENDED_S",
+        "Retention: an ended instance that ended longer ago than this is removed with its events, even among the "
+        "newest NOOPS_RETAIN_ENDED_PER_APP of its app. 0: no age rule.")
+    retention_batch: int = setting(
+        1000, "NOOPS_RETENTION_BATCH",
+        "Retention: ended instances removed per transaction (one short transaction each, index scans only).")
+    retention_max_batches: int = setting(
+        10, "NOOPS_RETENTION_MAX_BATCHES",
+        "Retention: most batches per reconciler round, so one round never spends long pruning; a backlog is worked "
+        "off over the next rounds. 0: retention off.")
 
 
 @dataclass(frozen=True)

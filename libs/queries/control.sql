@@ -34,8 +34,8 @@ WHERE d.app = $1 ORDER BY d.id DESC LIMIT $2;
 
 -- name: reset_delay
 UPDATE apps SET backoff_delay_s = 0, launch_after = NULL,
-       failures_seen = (SELECT count(*) FROM instances i
-                        WHERE i.app = apps.id AND i.state = 'FAILED' AND i.created_at >= apps.created_at)
+       failures_seen = coalesce((SELECT f.failures FROM app_failures f
+                                  WHERE f.app = apps.id AND f.incarnation = apps.created_at), 0)
 WHERE id = $1 AND NOT deleted
 RETURNING id;
 

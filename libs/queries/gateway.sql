@@ -57,8 +57,12 @@ SELECT a.id, a.version, a.instances, a.status, a.status_reason, a.spec::text AS 
        a.created_at, a.updated_at, COALESCE(c.counts, '{}'::jsonb)::text AS counts,
        a.last_good_version, a.backoff_delay_s, a.launch_after,
        d.id AS deployment_id, d.state AS deployment_state, d.from_version AS deployment_from,
-       d.to_version AS deployment_to, d.reason AS deployment_reason, d.progress::text AS deployment_progress
+       d.to_version AS deployment_to, d.reason AS deployment_reason, d.progress::text AS deployment_progress,
+       f.instance AS failure_instance, f.state AS failure_state, f.reason AS failure_reason, f.at AS failure_at,
+       f.version AS failure_version, f.host AS failure_host
   FROM apps a
+  -- The last failure outlives its instance row (retention): app_failures, migration 0014.
+  LEFT JOIN app_failures f ON f.app = a.id AND f.incarnation = a.created_at
   LEFT JOIN LATERAL (
         SELECT * FROM deployments dd WHERE dd.app = a.id ORDER BY dd.id DESC LIMIT 1
        ) d ON true
@@ -77,11 +81,17 @@ SELECT a.id, a.version, a.instances, a.status, a.status_reason, a.spec::text AS 
 SELECT created_at FROM apps WHERE id = $1;
 
 -- name: app_instances
+-- One page, newest first, keyset-paged on (created_at, id) (index instances_app_created): rows
+-- inserted meanwhile are newer, so they never shift a page.  $3: state or NULL; $4: 'live',
+-- 'ended' or NULL; $5/$6: the cursor (the last row of the previous page) or NULLs; $7: page size.
 SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at,
        mac, parent, lease_expires, healthy, health
   FROM instances
  WHERE app = $1 AND created_at >= $2 AND ($3::text IS NULL OR state = $3)
- ORDER BY created_at DESC, id DESC;
+   AND ($4::text IS NULL OR (state IN ('FAILED', 'KILLED', 'LOST')) = ($4 = 'ended'))
+   AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6::text))
+ ORDER BY created_at DESC, id DESC
+ LIMIT $7;
 
 -- name: instance
 SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at,

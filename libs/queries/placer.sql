@@ -27,10 +27,11 @@ FROM app_versions v JOIN unnest($1::text[], $2::int[]) AS t(app, version)
   ON v.app = t.app AND v.version = t.version;
 
 -- name: failures_of
-SELECT i.app, count(*)::int AS failures
-FROM instances i JOIN apps a ON a.id = i.app
-WHERE i.app = ANY($1::text[]) AND i.state = 'FAILED' AND i.created_at >= a.created_at
-GROUP BY i.app;
+-- How many instances of the app's current incarnation ended FAILED: a counter PostgreSQL keeps
+-- where instances end (app_failures, migration 0014), not a count of rows, which retention lowers.
+SELECT f.app, f.failures::int AS failures
+FROM app_failures f JOIN apps a ON a.id = f.app AND f.incarnation = a.created_at
+WHERE f.app = ANY($1::text[]);
 
 -- name: latest_deployments_of
 SELECT DISTINCT ON (app) id, app, from_version, to_version, state, progress, progress_at

@@ -31,9 +31,19 @@ def app(row: Mapping[str, Any]) -> dict[str, Any]:
             "id": row["deployment_id"], "state": row["deployment_state"], "from_version": row["deployment_from"],
             "to_version": row["deployment_to"], "reason": row["deployment_reason"],
             "progress": json.loads(row["deployment_progress"] or "{}")},
+        # Marathon's lastTaskFailure: the last instance of this incarnation that ended FAILED or LOST,
+        # kept after retention removed its row (app_failures, migration 0014).
+        "last_failure": last_failure(row),
         "created_at": _iso(row["created_at"]),
         "updated_at": _iso(row["updated_at"]),
     }
+
+
+def last_failure(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    if row.get("failure_instance") is None:
+        return None
+    return {"instance": row["failure_instance"], "state": row["failure_state"], "reason": row["failure_reason"],
+            "at": _iso(row["failure_at"]), "version": row["failure_version"], "host": row["failure_host"]}
 
 
 _INSTANCE_FIELDS = ("id", "app", "version", "host", "epoch", "desired", "state", "ip", "container_id", "reason")

@@ -154,7 +154,11 @@ async def test_failed_deployment_rolls_back_and_backoff_shows(platform, uid):
                 a = await app_json(c, app_id)
                 return a if a["backoff"]["delay_s"] > 0 else None
 
-            await eventually(backing_off, timeout=30, what="crash-loop backoff visible")
+            crashing = await eventually(backing_off, timeout=30, what="crash-loop backoff visible")
+            # Marathon's lastTaskFailure: what the registry recorded when the new version's instance failed.
+            last = crashing["last_failure"]
+            assert last is not None and (last["state"], last["version"]) == ("FAILED", 2), last
+            assert "noops/missing" in last["reason"] and last["host"] in ("h1", "h2"), last
 
             async def rolled_back():
                 deps = (await c.get(f"/v1/apps/{app_id}/deployments")).json()

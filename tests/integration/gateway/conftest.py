@@ -124,6 +124,7 @@ async def created(pool: asyncpg.Pool, nc: nats.NATS, relay: outbox.Relay) -> Asy
                            c.apps, c.instances)
         await conn.execute("DELETE FROM app_versions WHERE app = ANY($1::text[])", c.apps)
         await conn.execute("DELETE FROM deployments WHERE app = ANY($1::text[])", c.apps)
+        await conn.execute("DELETE FROM app_failures WHERE app = ANY($1::text[])", c.apps)
         await conn.execute("DELETE FROM apps WHERE id = ANY($1::text[])", c.apps)
         await conn.execute("DELETE FROM hosts WHERE id = ANY($1::text[])", c.hosts)
         await conn.execute("DELETE FROM audit WHERE target = ANY($1::text[])", c.apps + c.hosts + c.tokens)
