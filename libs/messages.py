@@ -159,9 +159,13 @@ class SweepItem(Msg):
 
 
 class Sweep(Msg):
-    """reconciler -> hostd (noops.sweep.<host>, request/reply): remove these."""
+    """reconciler -> hostd (noops.sweep.<host>, request/reply): remove these (at most
+    ``SWEEP_ITEMS_PER_MESSAGE``; hostd refuses the rest, to be asked again)."""
     host: str
     items: list[SweepItem]
+
+
+SWEEP_ITEMS_PER_MESSAGE = 64
 
 
 class SweepOutcome(Msg):
@@ -186,9 +190,20 @@ class SinkView(Msg):
     error: str = ""
 
 
+class SinksObserve(Msg):
+    """reconciler -> registry (noops.sinks.observe; an empty body is the first page of a new read).
+    A read of every sink is one snapshot, answered in pages that fit a NATS message."""
+    snapshot: str = ""            # "" : read the sinks now; else the read a page continues
+    offset: int = 0               # index of the first entry of the page asked for
+
+
 class SinksObserved(Msg):
-    """registry -> reconciler, the answer to noops.sinks.observe."""
+    """registry -> reconciler, one page of the answer to noops.sinks.observe: views holding the
+    page's entries (a group may continue on the next page: merge them).  ``next_offset`` 0: the
+    last page.  A page of another ``snapshot`` than asked for means that read expired: start again."""
     sinks: list[SinkView]
+    snapshot: str = ""
+    next_offset: int = 0
 
 
 class SinksRepair(Msg):

@@ -233,6 +233,37 @@ class ReconcilerSettings:
     port: int = setting(8703, "NOOPS_RECONCILER_PORT", "Port of the reconciler's /healthz and /metrics.")
     interval_s: float = setting(5.0, "NOOPS_RECONCILE_INTERVAL_S", "Seconds between two inventory rounds.")
     inventory_timeout_s: float = setting(2.0, "NOOPS_INVENTORY_TIMEOUT_S", "How long to wait for one hostd's inventory.")
+    grace_s: float = setting(
+        10.0, "NOOPS_RECONCILER_GRACE_S",
+        "A difference is acted on only once it has lasted this long, across two rounds at least (a placement in "
+        "flight, a sink a moment behind the task log are not drift).")
+    max_actions: int = setting(
+        1000, "NOOPS_RECONCILER_MAX_ACTIONS",
+        "At most this many actions of each kind (lose, sweep, repair) per round; the rest wait for the next round.")
+    dry_run: bool = setting(
+        False, "NOOPS_RECONCILER_DRY_RUN",
+        "Find and report drift (metrics, logs, GET /v1/drift) but change nothing; retention only counts.")
+    host_silent_s: float = setting(
+        30.0, "NOOPS_RECONCILER_HOST_SILENT_S",
+        "Hosts silent longer than this are not asked for their inventory; one still UP in the task log is reported "
+        "(`host_silent`: the placer marks hosts DOWN).")
+    concurrency: int = setting(
+        256, "NOOPS_RECONCILER_CONCURRENCY", "Inventory and sweep requests in flight at once.")
+    sinks_timeout_s: float = setting(
+        5.0, "NOOPS_RECONCILER_SINKS_TIMEOUT_S", "How long to wait for the registry's read-back of its sinks.")
+    sweep_timeout_s: float = setting(
+        30.0, "NOOPS_RECONCILER_SWEEP_TIMEOUT_S",
+        "How long to wait for one hostd to sweep what it was sent (a container stop takes its stop timeout).")
+    prometheus_url: str = setting(
+        "", "NOOPS_RECONCILER_PROMETHEUS_URL",
+        "Prometheus to read the discovered targets from (`/api/v1/targets`); empty: Prometheus is not compared.")
+    prometheus_job: str = setting("noops", "NOOPS_RECONCILER_PROMETHEUS_JOB", "The Prometheus job whose targets come from noops.")
+    prometheus_grace_s: float = setting(
+        30.0, "NOOPS_RECONCILER_PROMETHEUS_GRACE_S",
+        "Prometheus re-reads the discovery at its refresh interval: a target difference younger than this is not reported.")
+    rounds_kept: int = setting(100, "NOOPS_RECONCILER_ROUNDS_KEPT", "Rounds kept in the task log for GET /v1/drift.")
+    findings_kept: int = setting(
+        500, "NOOPS_RECONCILER_FINDINGS_KEPT", "Findings stored per round (the counts are always complete).")
     lb_port_retain_s: float = setting(
         86400.0, "NOOPS_LB_PORT_RETAIN_S",
         "A deleted app keeps its load-balancer ports this long (re-created meanwhile, it is served where it "

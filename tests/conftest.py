@@ -33,7 +33,10 @@ def cluster_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterCon
                         hostd_base_port=ports[6], hosts=("h1", "h2"),
                         # Room for every e2e test's instances at once, even if one leaves some behind.
                         host_cpus=8.0, host_mem_mb=16384,
+                        # The reconciler, not the registry's periodic full resync, repairs what was
+                        # changed behind the sinks' back (tests/e2e/test_reconciler.py).
                         extra_env={"NOOPS_LOG_FORMAT": "text", "NOOPS_RECONCILE_INTERVAL_S": "1",
+                                   "NOOPS_RECONCILER_GRACE_S": "2", "NOOPS_SINKS_RESYNC_S": "3600",
                                    "NOOPS_PLACER_RESYNC_S": "2", "NOOPS_SINK_BACKOFF_MAX_S": "1"},
                         lease_s=120, lease_t1_s=3)
     start_infra(cfg, fresh_db=True)

@@ -22,3 +22,4 @@ CREATE TABLE IF NOT EXISTS reconciler_rounds (
     actions     jsonb NOT NULL DEFAULT '{}',  -- action kind -> {done, failed, skipped}
     errors      jsonb NOT NULL DEFAULT '[]'   -- views that could not be read this round
 );
+ALTER TABLE reconciler_rounds ADD COLUMN IF NOT EXISTS timings jsonb NOT NULL DEFAULT '{}';  -- step -> seconds

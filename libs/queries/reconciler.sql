@@ -1,14 +1,34 @@
 -- name: recent_hosts
 SELECT id FROM hosts WHERE last_seen > now() - make_interval(secs => $1) ORDER BY id;
 
--- name: placed_instances
+-- name: silent_hosts
+-- UP in the task log but silent: the placer should mark them DOWN (reported, not repaired here).
+SELECT id FROM hosts WHERE state = 'UP' AND last_seen <= now() - make_interval(secs => $1) ORDER BY id;
+
+-- name: live_instances
 -- Instances that should have (or may still have) a container.  PENDING ones may not have
--- reached their host yet, so they are not counted as missing (see diff.py).
-SELECT id, host, state, container_id FROM instances
+-- reached their host yet, so they are not counted as missing (see plan.py).
+SELECT id, app, host, state, epoch, container_id FROM instances
 WHERE state NOT IN ('FAILED', 'KILLED', 'LOST');
 
+-- name: instances_named
+-- The instances an inventory names that are not live (ended, or unknown: no row).
+SELECT id, app, host, state, epoch, container_id FROM instances
+WHERE id = ANY($1::text[]) AND state IN ('FAILED', 'KILLED', 'LOST');
+
+-- name: lb_ports
+SELECT app, port_name, port FROM lb_ports;
+
+-- name: record_round
+INSERT INTO reconciler_rounds (started_at, holder, fence, dry_run, trigger, counts, findings, actions, errors, timings)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8::jsonb, $9::jsonb, $10::jsonb)
+RETURNING id;
+
+-- name: trim_rounds
+DELETE FROM reconciler_rounds WHERE id <= (SELECT max(id) FROM reconciler_rounds) - $1;
+
 -- name: lose_missing
--- Still RUNNING in the task log although its host, asked twice, has no running container for it.
+-- Still RUNNING in the task log although its host, asked in two rounds, has no running container for it.
 UPDATE instances SET state = 'LOST', reason = 'container gone from ' || host || ' (found by the reconciler)',
        updated_at = now()
 WHERE id = ANY($1::text[]) AND state = 'RUNNING'

@@ -12,7 +12,7 @@ from services.gateway import errors
 from services.gateway.auth import authorize
 from services.gateway.metrics import MetricsMiddleware
 from services.gateway.limits import BodyLimit
-from services.gateway.routes import apps, control, deadletters, discovery, events, hosts, instances, ops, tokens
+from services.gateway.routes import apps, control, deadletters, discovery, drift, events, hosts, instances, ops, tokens
 
 
 def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: outbox.Relay, *,
@@ -23,9 +23,9 @@ def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: o
     app.state.pool = pool
     app.state.nc = nc
     app.state.relay = relay
-    app.state.queries = db.Queries("gateway", "control", "deadletters", "access")
+    app.state.queries = db.Queries("gateway", "control", "deadletters", "access", "drift")
     app.state.ui_html = ops.load_ui()
-    routers = [m.router for m in (apps, instances, hosts, control, discovery, events, deadletters, tokens, ops)]
+    routers = [m.router for m in (apps, instances, hosts, control, discovery, events, drift, deadletters, tokens, ops)]
     errors.install(app, [route for router in routers for route in router.routes])
     # Every route passes authorize(): its rule in policy.RULES decides (open, or the least role).
     for router in routers:

@@ -42,6 +42,8 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/hosts"): V,
     ("GET", "/v1/discovery/prometheus"): V,
     ("GET", "/v1/events"): V,
+    ("GET", "/v1/drift"): V,
+    ("POST", "/v1/drift"): O,
     # the cluster
     ("POST", "/v1/hosts/{host_id}/drain"): A,
     ("DELETE", "/v1/hosts/{host_id}/drain"): A,

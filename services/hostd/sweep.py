@@ -37,7 +37,7 @@ from services.hostd.network import LINK_PREFIX, temp_link_name
 log = logging.getLogger("noops.hostd.sweep")
 
 # Items handled from one request; the rest are refused (the reconciler sends them next round).
-MAX_ITEMS = 64
+MAX_ITEMS = messages.SWEEP_ITEMS_PER_MESSAGE
 
 Result = tuple[str, str]   # (outcome, detail)
 

@@ -1,8 +1,10 @@
 """Read back and repair, for the reconciler (which compares; the registry owns the sinks).
 
     noops.sinks.observe (request) ─> every enabled sink's observe(), concurrently, each read from
-                                     the sink itself ─> SinksObserved (a sink that cannot be read:
-                                     ok=False with the error; the others still answer)
+                                     the sink itself ─> one snapshot, answered in pages that fit a
+                                     NATS message (SinksObserved; the requester asks for the next
+                                     page with the snapshot's id and next_offset).  A sink that
+                                     cannot be read: ok=False with the error; the others still answer
     noops.sinks.repair  (request) ─> queue sink -> apps ─> answer at once: the SinksRepair queued
                                      └─> repair loop: Fanout.read(apps) (the task log) ─> that
                                          sink's SinkRunner.submit_repair: the sink forgets what it
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from nats.aio.client import Client as NATS
@@ -36,6 +40,56 @@ REPAIRS = Counter("noops_registry_sink_repairs_total", "Apps handed to a sink fo
 OBSERVE_TIMEOUT_S = 5.0
 
 Reader = Callable[[list[str]], Awaitable[Desired]]   # Fanout.read: apps -> their states from the task log
+
+# A snapshot's later pages are served from memory this long after the read (a requester walks the
+# pages at once; one that comes back later gets a fresh read).
+SNAPSHOT_TTL_S = 30.0
+# One page's entries, in bytes of member text, at most this share of the server's max_payload
+# (the JSON around them and the group keys fit in the rest).
+PAGE_SHARE = 0.5
+
+Entry = tuple[int, str | None, str | None]   # (view index, group or None: unreadable, member or None: empty group)
+
+
+def flatten(views: Sequence[messages.SinkView]) -> list[Entry]:
+    """Every view as entries (pure): an unreadable view is one entry, an empty group one entry."""
+    out: list[Entry] = []
+    for i, v in enumerate(views):
+        if not v.ok:
+            out.append((i, None, None))
+            continue
+        for group in sorted(v.groups):
+            members = v.groups[group]
+            out.extend((i, group, m) for m in members) if members else out.append((i, group, None))
+    return out
+
+
+def page(views: Sequence[messages.SinkView], entries: Sequence[Entry], offset: int, max_bytes: int
+         ) -> tuple[list[messages.SinkView], int]:
+    """The views holding ``entries[offset:]`` up to ``max_bytes`` of text, and the next offset
+    (0: this page is the last) (pure).  At least one entry per page, so a page always advances."""
+    groups: dict[int, dict[str, list[str]]] = {}
+    unreadable: set[int] = set()
+    size, k = 0, offset
+    while k < len(entries):
+        i, group, member = entries[k]
+        cost = 8 + len(group or "") + len(member or "")
+        if k > offset and size + cost > max_bytes:
+            break
+        size += cost
+        if group is None:
+            unreadable.add(i)
+        else:
+            members = groups.setdefault(i, {}).setdefault(group, [])
+            if member is not None:
+                members.append(member)
+        k += 1
+    out = [messages.SinkView(sink=views[i].sink, ok=False, error=views[i].error) for i in sorted(unreadable)]
+    out += [messages.SinkView(sink=views[i].sink, ok=True, groups=g) for i, g in sorted(groups.items())]
+    if offset == 0:   # a view with nothing at all (no groups) still says it was read
+        seen = unreadable | set(groups)
+        out += [messages.SinkView(sink=v.sink, ok=True) for i, v in enumerate(views) if i not in seen and v.ok]
+    return out, (k if k < len(entries) else 0)
 
 
 def accepted(req: messages.SinksRepair, known: Iterable[str]) -> tuple[dict[str, list[str]], list[str]]:
@@ -63,6 +117,9 @@ class SinkWatch:
         self.read, self.policy, self.observe_timeout_s = read, policy, observe_timeout_s
         self._pending: dict[str, set[str]] = {}
         self._wake = asyncio.Event()
+        # The last read: (id, taken at (monotonic), views, entries); later pages come from it.
+        self._snapshot: tuple[str, float, list[messages.SinkView], list[Entry]] | None = None
+        self._max_payload = 1 << 20   # the server's, once serve() connected
 
     # ------------------------------------------------------------------ observe
     async def observe(self) -> messages.SinksObserved:
@@ -107,12 +164,30 @@ class SinkWatch:
                 log.info("sink repair handed to the runner", extra={"sink": sink, "apps": sorted(apps)[:20],
                                                                    "count": len(apps)})
 
+    async def observe_page(self, req: messages.SinksObserve, max_bytes: int) -> messages.SinksObserved:
+        snap = self._snapshot
+        if not req.snapshot or snap is None or snap[0] != req.snapshot or time.monotonic() - snap[1] > SNAPSHOT_TTL_S:
+            views = (await self.observe()).sinks
+            snap = self._snapshot = (uuid.uuid4().hex, time.monotonic(), views, flatten(views))
+            offset = 0
+        else:
+            offset = max(0, req.offset)
+        sid, _, views, entries = snap
+        sinks, nxt = page(views, entries, offset, max_bytes)
+        return messages.SinksObserved(sinks=sinks, snapshot=sid, next_offset=nxt)
+
     # ------------------------------------------------------------------ NATS
     async def on_observe(self, msg: Msg) -> None:
         if not msg.reply:
             return
         try:
-            await msg.respond(messages.encode(await self.observe()))
+            req = messages.decode(msg.data, messages.SinksObserve) if msg.data else messages.SinksObserve()
+        except messages.DecodeError as exc:
+            log.warning("sinks observe: malformed request, answered as a new read", extra={"error": str(exc)[:200]})
+            req = messages.SinksObserve()
+        try:
+            max_bytes = int(self._max_payload * PAGE_SHARE)
+            await msg.respond(messages.encode(await self.observe_page(req, max_bytes)))
         except Exception as exc:   # NATS away: the requester times out and asks again
             log.warning("sinks observe not answered", extra={"error": retry.describe(exc)})
 
@@ -136,6 +211,7 @@ class SinkWatch:
 
     async def serve(self, nc: NATS) -> list[Subscription]:
         """Subscribe both subjects; the caller unsubscribes (or closes the connection) at shutdown."""
+        self._max_payload = nc.max_payload or self._max_payload
         subs = [await nc.subscribe(subjects.SINKS_OBSERVE, cb=self.on_observe),
                 await nc.subscribe(subjects.SINKS_REPAIR, cb=self.on_repair)]
         await nc.flush()   # the server has both subscriptions: a request from now on finds a responder

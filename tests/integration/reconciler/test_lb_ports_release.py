@@ -3,7 +3,7 @@ deleted apps keep theirs (real task log)."""
 from __future__ import annotations
 
 from libs import db
-from services.reconciler.main import release_lb_ports
+from services.reconciler.rounds import release_lb_ports
 
 
 async def test_ports_of_long_deleted_apps_are_released(pool, uid) -> None:
