@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import atexit
+import concurrent.futures
+import dataclasses
 import os
 import zlib
 import sys
@@ -227,6 +228,10 @@ def stop_network(cfg: ClusterConfig, extra_hosts: tuple[str, ...] = ()) -> None:
 
 
 def up(cfg: ClusterConfig) -> None:
+    # The reconciler compares Prometheus' targets with the in-service set (the tests' clusters
+    # run no Prometheus of their own, so only `make up` sets this).
+    cfg = dataclasses.replace(cfg, extra_env={
+        "NOOPS_RECONCILER_PROMETHEUS_URL": f"http://127.0.0.1:{cfg.prometheus_port}", **cfg.extra_env})
     start_infra(cfg)
     names = process_names(cfg)
     for name in names:

@@ -52,3 +52,21 @@ RETURNING token;
 
 -- name: fence_check
 SELECT token FROM reconciler_fence WHERE id = 1 FOR SHARE;
+
+-- name: leaked_addresses
+-- Pool addresses (IPAM mode `pool`) held longer than $1 s by an instance that ended or does not
+-- exist: every path that ends an instance releases its address in the same transaction, so these
+-- are leaks.  Dry run: only listed.
+SELECT a.instance, host(a.address) AS address FROM ipam_addresses a LEFT JOIN instances i ON i.id = a.instance
+ WHERE a.instance IS NOT NULL AND a.taken_at < now() - make_interval(secs => $1)
+   AND (i.id IS NULL OR i.state IN ('FAILED', 'KILLED', 'LOST'))
+ ORDER BY a.address LIMIT $2;
+
+-- name: release_leaked_addresses
+UPDATE ipam_addresses a SET instance = NULL, taken_at = NULL
+  FROM (SELECT a2.address, a2.instance AS was FROM ipam_addresses a2 LEFT JOIN instances i ON i.id = a2.instance
+         WHERE a2.instance IS NOT NULL AND a2.taken_at < now() - make_interval(secs => $1)
+           AND (i.id IS NULL OR i.state IN ('FAILED', 'KILLED', 'LOST'))
+         ORDER BY a2.address LIMIT $2 FOR UPDATE OF a2 SKIP LOCKED) t
+ WHERE a.address = t.address
+RETURNING t.was AS instance, host(a.address) AS address;

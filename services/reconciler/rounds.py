@@ -166,9 +166,16 @@ class Reconciler:
         else:
             rnd.done.add("prune_instances", "removed", pruned.instances)
             rnd.done.add("prune_events", "removed", pruned.events)
-        if not self.s.dry_run:
-            rnd.done.add("release_lb_ports", "done",
-                         len(await release_lb_ports(self.pool, self.q, self.s.lb_port_retain_s)))
+        if self.s.dry_run:
+            rows = await self.pool.fetch(self.q.leaked_addresses, self.s.grace_s, self.s.max_actions)
+            rnd.done.add("release_addresses", "would release", len(rows))
+            return
+        rnd.done.add("release_lb_ports", "done", len(await release_lb_ports(self.pool, self.q, self.s.lb_port_retain_s)))
+        rows = await self.pool.fetch(self.q.release_leaked_addresses, self.s.grace_s, self.s.max_actions)
+        if rows:
+            log.warning("pool addresses released: held by instances that ended or do not exist",
+                        extra={"addresses": [f"{r['address']} ({r['instance']})" for r in rows][:50], "count": len(rows)})
+        rnd.done.add("release_addresses", "done", len(rows))
 
     async def _record(self, rnd: Round, started: datetime, v: views.Views) -> None:
         assert rnd.result is not None

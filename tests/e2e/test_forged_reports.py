@@ -16,6 +16,7 @@ import pytest
 from libs import messages, subjects
 from services.registry import screen
 from tests.e2e.helpers import instances, running_count, web_spec
+from tests.e2e.test_fanout import nft_members
 from tests.support.wait import eventually
 
 pytestmark = pytest.mark.e2e
@@ -101,7 +102,11 @@ async def test_forged_reports_change_nothing_and_the_registry_keeps_working(plat
         assert (now["state"], now["ip"], now["container_id"]) == ("RUNNING", inst["ip"], inst["container_id"])
         r = await c.patch(f"/v1/apps/{app_id}", json={"instances": 2})
         assert r.status_code in (200, 202), r.text
-        await eventually(lambda: _running(c, app_id, 2), timeout=60, what="2 RUNNING instances after the forgeries")
+        two = await eventually(lambda: _running(c, app_id, 2), timeout=60, what="2 RUNNING instances after the forgeries")
+        # ... and handed to the sinks: a forged app id (a newline and a command in it) did not
+        # wedge the whitelist sink (it would fail every batch, and only a full resync cleared it).
+        ips = {i["ip"] for i in two if i["state"] == "RUNNING"}
+        await eventually(lambda: nft_members(platform, app_id) == ips, timeout=30, what="both in the whitelist")
         assert (await c.delete(f"/v1/apps/{app_id}")).status_code in (200, 202, 204)
 
 

@@ -214,6 +214,11 @@ async def test_drift_shows_the_last_round_to_viewers_and_hides_hosts_from_scoped
             assert (await v.post("/v1/drift")).status_code == 403
         r = await c.post("/v1/drift")
         assert r.status_code == 202, r.text
+
+        async def ran_on_demand() -> bool:
+            d = (await c.get("/v1/drift", params={"history": 5})).json()
+            return any(x["trigger"].startswith("on demand") for x in [d["last"], *d["history"]])
+        await eventually(ran_on_demand, timeout=CONVERGE_S, what="a round on demand")
     finally:
         await pool.execute("DELETE FROM hosts WHERE id = $1", ghost)
         await c.delete(f"/v1/tokens/v-{uid}")

@@ -22,7 +22,7 @@ import asyncpg
 from nats.aio.msg import Msg
 from prometheus_client import Counter, Histogram
 
-from libs import bus, endpoints, messages, retry
+from libs import bus, endpoints, messages, retry, subjects
 from libs.db import Queries
 from libs.messages import Endpoint
 from services.registry.sinks.model import AppState, LbPort
@@ -48,7 +48,10 @@ class Fanout:
 
     # ------------------------------------------------------------------ key sources
     def touch(self, apps: Iterable[str]) -> None:
-        self._dirty.update(apps)
+        # Only ids of the task log's form: a report is touched before it is screened (the wrapped
+        # handler judges it), and an app id ends up in nft set names and HAProxy commands.  A
+        # forged "app" would otherwise fail every batch of a sink, or be run as a command.
+        self._dirty.update(a for a in apps if subjects.TOKEN_RE.fullmatch(a))
         if self._dirty:
             self._wake.set()
 

@@ -18,7 +18,7 @@ import ipaddress
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
-from libs import messages
+from libs import messages, subjects
 from services.registry.sinks import libnft
 from services.registry.sinks.model import Desired
 
@@ -30,6 +30,9 @@ class NftError(RuntimeError):
 
 
 def set_name(app: str) -> str:
+    """The set of an app; an id not of the task log's form is refused, never written into a script."""
+    if not subjects.TOKEN_RE.fullmatch(app):
+        raise NftError(f"refused to name a set after {app!r:.80}: not an app id")
     return f"{SET_PREFIX}{app}"
 
 

@@ -47,6 +47,8 @@ EXPECTED: dict[tuple[str, str], tuple[object, dict[str, int]]] = {
     ("GET", "/v1/hosts"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v1/discovery/prometheus"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v1/events"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
+    ("GET", "/v1/drift"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
+    ("POST", "/v1/drift"): (None, dict(viewer=D, operator=202, admin=202, payments=202)),
     ("POST", "/v1/hosts/{host_id}/drain"): (None, dict(viewer=D, operator=D, admin=404, payments=D)),
     ("DELETE", "/v1/hosts/{host_id}/drain"): (None, dict(viewer=D, operator=D, admin=404, payments=D)),
     ("POST", "/v1/hosts/{host_id}/cordon"): (None, dict(viewer=D, operator=D, admin=404, payments=D)),

@@ -20,8 +20,8 @@ from tests.support.wait import eventually
 
 def settings(cluster_cfg, **over) -> ReconcilerSettings:
     common = dataclasses.replace(CommonSettings(), db_dsn=cluster_cfg.db_dsn)
-    return ReconcilerSettings(common=common, http=HttpSettings(), grace_s=0.0, interval_s=0.2,
-                              sinks_timeout_s=0.5, inventory_timeout_s=5.0, **over)
+    return ReconcilerSettings(common=common, http=HttpSettings(), **{
+        "grace_s": 0.0, "interval_s": 0.2, "sinks_timeout_s": 0.5, "inventory_timeout_s": 5.0, **over})
 
 
 async def hand_made(h: HostdUnderTest, instance: str, app: str) -> str:
@@ -117,3 +117,30 @@ async def test_a_reconciler_with_a_stale_fence_writes_nothing(cluster_cfg, pool,
 
 async def exists_not(h: HostdUnderTest, cid: str) -> bool:
     return not await exists(h, cid)
+
+
+async def test_pool_addresses_held_by_ended_or_unknown_instances_are_released(cluster_cfg, pool, nc, uid):
+    addrs = {f"198.19.254.{10 + k}": who for k, who in enumerate(
+        [f"nobody{uid}-000000000001", f"ended{uid}-000000000001", f"live{uid}-000000000001", f"young{uid}-000000000001"])}
+    await pool.execute("INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb, state) VALUES "
+                       "($1, 'a', 1, 'hz', 1, 0, 0, 'KILLED'), ($2, 'a', 1, 'hz', 1, 0, 0, 'RUNNING')",
+                       f"ended{uid}-000000000001", f"live{uid}-000000000001")
+    for k, (ip, who) in enumerate(addrs.items()):
+        age = "0 s" if who.startswith("young") else "1 hour"
+        await pool.execute("INSERT INTO ipam_addresses (address, prefix, instance, taken_at) "
+                           "VALUES ($1::inet, 24, $2, now() - $3::text::interval)", ip, who, age)
+    try:
+        dry = await reconciler(cluster_cfg, pool, nc, dry_run=True, grace_s=60.0)
+        assert (await dry.one_round()).done.as_json()["release_addresses"]["would release"] >= 2
+        assert await pool.fetchval("SELECT count(*) FROM ipam_addresses WHERE address = ANY($1::inet[]) "
+                                   "AND instance IS NOT NULL", list(addrs)) == 4
+        rnd = await (await reconciler(cluster_cfg, pool, nc, grace_s=60.0)).one_round()
+        assert rnd.done.as_json()["release_addresses"]["done"] >= 2
+        held = {r["a"]: r["instance"] for r in await pool.fetch(
+            "SELECT host(address) AS a, instance FROM ipam_addresses WHERE address = ANY($1::inet[])", list(addrs))}
+        assert held == {"198.19.254.10": None, "198.19.254.11": None, "198.19.254.12": f"live{uid}-000000000001",
+                        "198.19.254.13": f"young{uid}-000000000001"}
+    finally:
+        await pool.execute("DELETE FROM ipam_addresses WHERE address = ANY($1::inet[])", list(addrs))
+        await pool.execute("DELETE FROM instances WHERE id = ANY($1::text[])",
+                           [f"ended{uid}-000000000001", f"live{uid}-000000000001"])

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest_asyncio
 
 from devtools import infra
@@ -14,6 +15,7 @@ from devtools import sinks as sink_procs
 from libs import outbox
 from libs.settings import CommonSettings, GatewaySettings, HttpSettings
 from services.gateway.app import create_app
+from services.reconciler import views
 from tests.integration.registry.taskrows import TaskRows
 from tests.support.serve import serving
 from tests.support.wait import eventually
@@ -61,6 +63,13 @@ async def test_prometheus_discovers_in_service_instances(pool, uid, prometheus, 
                                timeout=30, what="targets discovered")
         assert got[f"{app}-2"] | {"job": "noops"} == {"app": app, "version": "1", "host": "h2", "instance": f"{app}-2",
                                                      "port_name": "metrics", "job": "noops"}
+        # What the reconciler reads back from Prometheus (services/reconciler/views.py).
+        async with httpx.AsyncClient(timeout=5) as http:
+            seen, why = await views.prometheus_targets(http, prometheus, "noops")
+            assert not why and {t for t in seen if t[0].startswith(f"{app}-")} == {(f"{app}-1", "metrics"),
+                                                                                   (f"{app}-2", "metrics")}
+            missing, why = await views.prometheus_targets(http, f"http://127.0.0.1:{dead_port}", "noops")
+            assert missing is None and "prometheus" in why
         await rows.set_state(f"{app}-1", "KILLED")
         await eventually(lambda: set(ours()) == {f"{app}-2"}, timeout=30, what="target gone")
     finally:
