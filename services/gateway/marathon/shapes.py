@@ -1,0 +1,126 @@
+"""Rows of the task log -> Marathon's response objects (apps, tasks, deployments, info).  Pure.
+Only fields marathon-python knows appear (its models raise on any other: docs/marathon.md)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from services.gateway import views
+from services.gateway.marathon import ids, translate
+
+STATE = {"PENDING": "TASK_STAGING", "STARTING": "TASK_STAGING", "RUNNING": "TASK_RUNNING",
+         "FAILED": "TASK_FAILED", "KILLED": "TASK_KILLED", "LOST": "TASK_LOST"}
+# Marathon's version, as dcos-cli and others check it (>= 0.8.1); buildref says who answers.
+VERSION = "1.11.0"
+
+
+def task_state(row: Mapping[str, Any]) -> str:
+    """An instance being stopped is TASK_KILLING, so load balancers drop it before it goes
+    (marathon-lb kept killed tasks in rotation: its issues #129, #194)."""
+    if row["state"] not in ("FAILED", "KILLED", "LOST") and (row["desired"] != "RUNNING" or row["kill_requested"]):
+        return "TASK_KILLING"
+    return STATE[row["state"]]
+
+
+def task(row: Mapping[str, Any], *, checks: int, service_ports: Mapping[str, int]) -> dict[str, Any]:
+    ports = json.loads(row["ports"] or "[]")
+    running = row["state"] == "RUNNING"
+    results = []
+    if running and checks and row["healthy"] is not None:
+        # noops keeps one verdict over all of an instance's checks: each check shows it.
+        results = [{"alive": bool(row["healthy"]), "consecutiveFailures": 0 if row["healthy"] else 1,
+                    "firstSuccess": None, "lastFailure": None, "lastSuccess": None,
+                    "lastFailureCause": None if row["healthy"] else (row["health"] or None),
+                    "taskId": row["id"], "instanceId": row["id"]} for _ in range(checks)]
+    return {
+        "id": row["id"],
+        "appId": ids.to_marathon(row["app"]),
+        "host": row["host"],
+        "slaveId": row["host"],
+        "state": task_state(row),
+        "ports": [p["container_port"] for p in ports],
+        "servicePorts": [service_ports.get(p["name"], 0) for p in ports],
+        "ipAddresses": [{"ipAddress": row["ip"], "protocol": "IPv4"}] if row["ip"] else [],
+        "stagedAt": ids.timestamp(row["created_at"]),
+        "startedAt": ids.timestamp(row["updated_at"]) if running else None,
+        "version": ids.timestamp(row["version_at"]),
+        "healthCheckResults": results,
+        "localVolumes": [],
+    }
+
+
+def counts(tasks: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    out = {"tasksRunning": 0, "tasksStaged": 0, "tasksHealthy": 0, "tasksUnhealthy": 0}
+    for t in tasks:
+        if t["state"] == "RUNNING":
+            out["tasksRunning"] += 1
+            out["tasksHealthy"] += t["healthy"] is True
+            out["tasksUnhealthy"] += t["healthy"] is False
+        elif t["state"] in ("PENDING", "STARTING"):
+            out["tasksStaged"] += 1
+    return out
+
+
+def open_deployments(row: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The app's deployment in progress, from an apps_view row."""
+    if row["deployment_id"] is None or row["deployment_state"] not in ("running", "paused"):
+        return []
+    return [{"id": ids.deployment_id(row["id"], row["deployment_to"])}]
+
+
+def last_task_failure(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    f = views.last_failure(row)
+    if f is None:
+        return None
+    at = ids.timestamp(row["failure_at"])
+    return {"appId": ids.to_marathon(row["id"]), "host": f["host"], "message": f["reason"],
+            "state": STATE.get(f["state"], "TASK_FAILED"), "taskId": f["instance"], "instanceId": f["instance"],
+            "slaveId": f["host"], "timestamp": at, "version": at}
+
+
+def app(row: Mapping[str, Any], spec: Mapping[str, Any], *, version_at: datetime | None,
+        service_ports: Mapping[str, int], tasks: list[Mapping[str, Any]], embed_tasks: bool,
+        embed_failure: bool) -> dict[str, Any]:
+    """``row``: an apps_view row; ``spec``: its spec as the token may see it (env redacted);
+    ``tasks``: live_tasks rows of the app (counts always, the tasks themselves if embedded)."""
+    out = translate.spec_to_app(spec, service_ports=service_ports)
+    at = ids.timestamp(version_at)
+    checks = len(spec.get("health_checks") or [])
+    out.update(version=at, versionInfo={"lastScalingAt": at, "lastConfigChangeAt": at}, **counts(tasks),
+               deployments=open_deployments(row))
+    if embed_tasks:
+        out["tasks"] = [task(t, checks=checks, service_ports=service_ports) for t in tasks]
+    if embed_failure:
+        out["lastTaskFailure"] = last_task_failure(row)
+    return out
+
+
+def _action(row: Mapping[str, Any]) -> str:
+    return "StartApplication" if row["from_version"] is None else "RestartApplication"
+
+
+def deployment(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An open_deployments row: one step, one action (noops rolls one app per deployment)."""
+    mid = ids.to_marathon(row["app"])
+    action = _action(row)
+    return {"id": ids.deployment_id(row["app"], row["to_version"]), "version": ids.timestamp(row["version_at"]),
+            "affectedApps": [mid], "affectedPods": [],
+            "steps": [{"actions": [{"action": action, "app": mid}]}],
+            "currentActions": [{"action": action, "app": mid, "readinessCheckResults": []}],
+            "currentStep": 1, "totalSteps": 1}
+
+
+def deployment_result(app_id: str, version: int, at: datetime | None) -> dict[str, Any]:
+    return {"deploymentId": ids.deployment_id(app_id, version), "version": ids.timestamp(at)}
+
+
+def info(*, leader: str, framework_id: str, http_port: int) -> dict[str, Any]:
+    # The three config objects must be objects (marathon-python builds them with **fields, and
+    # crashes on null or on keys it does not know).
+    return {"name": "marathon", "version": VERSION, "buildref": "noops", "elected": True, "leader": leader,
+            "frameworkId": framework_id,
+            "marathon_config": {"framework_name": "noops", "hostname": leader.rsplit(":", 1)[0], "ha": True,
+                                "checkpoint": True},
+            "zookeeper_config": {}, "http_config": {"http_port": http_port}}
