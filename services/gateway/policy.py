@@ -54,6 +54,26 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("POST", "/v1/tokens"): A,
     ("DELETE", "/v1/tokens/{name}"): A,
     ("GET", "/v1/audit"): A,
+    # Marathon's /v2 API (docs/marathon.md): the same roles as the /v1 routes doing the same
+    ("GET", "/v2/apps"): V,
+    ("POST", "/v2/apps"): O,
+    ("PUT", "/v2/apps"): O,
+    ("GET", "/v2/apps/{marathon_id}"): V,
+    ("PUT", "/v2/apps/{marathon_id}"): O,
+    ("PATCH", "/v2/apps/{marathon_id}"): O,
+    ("DELETE", "/v2/apps/{marathon_id}"): O,
+    ("POST", "/v2/apps/{marathon_id}/restart"): O,
+    ("GET", "/v2/apps/{marathon_id}/tasks"): V,
+    ("DELETE", "/v2/apps/{marathon_id}/tasks"): O,
+    ("DELETE", "/v2/apps/{marathon_id}/tasks/{task_id}"): O,
+    ("GET", "/v2/tasks"): V,
+    ("POST", "/v2/tasks/delete"): O,
+    ("GET", "/v2/deployments"): V,
+    ("DELETE", "/v2/deployments/{deployment_id}"): O,
+    ("GET", "/v2/info"): V,
+    ("GET", "/v2/leader"): V,
+    ("GET", "/v2/events"): V,
+    ("GET", "/ping"): OPEN,
 }
 
 MISSING = object()

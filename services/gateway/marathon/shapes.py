@@ -24,7 +24,9 @@ def task_state(row: Mapping[str, Any]) -> str:
     return STATE[row["state"]]
 
 
-def task(row: Mapping[str, Any], *, checks: int, service_ports: Mapping[str, int]) -> dict[str, Any]:
+def task(row: Mapping[str, Any], *, service_ports: Mapping[str, int]) -> dict[str, Any]:
+    """A live_tasks row (its ``checks``: how many health checks its version has)."""
+    checks = row["checks"]
     ports = json.loads(row["ports"] or "[]")
     running = row["state"] == "RUNNING"
     results = []
@@ -87,11 +89,10 @@ def app(row: Mapping[str, Any], spec: Mapping[str, Any], *, version_at: datetime
     ``tasks``: live_tasks rows of the app (counts always, the tasks themselves if embedded)."""
     out = translate.spec_to_app(spec, service_ports=service_ports)
     at = ids.timestamp(version_at)
-    checks = len(spec.get("health_checks") or [])
     out.update(version=at, versionInfo={"lastScalingAt": at, "lastConfigChangeAt": at}, **counts(tasks),
                deployments=open_deployments(row))
     if embed_tasks:
-        out["tasks"] = [task(t, checks=checks, service_ports=service_ports) for t in tasks]
+        out["tasks"] = [task(t, service_ports=service_ports) for t in tasks]
     if embed_failure:
         out["lastTaskFailure"] = last_task_failure(row)
     return out

@@ -289,7 +289,7 @@ def test_embedded_apps_decode_as_go_clients_decode_them() -> None:
            "failure_instance": None}
     tasks = [{"id": f"prod--web-{n:012x}", "app": "prod--web", "version": 2, "host": "h1", "state": state,
               "desired": "RUNNING", "kill_requested": False, "ip": "198.18.0.9" if state == "RUNNING" else "",
-              "healthy": healthy, "health": "", "created_at": now, "updated_at": now, "version_at": now,
+              "healthy": healthy, "health": "", "created_at": now, "updated_at": now, "version_at": now, "checks": 1,
               "ports": json.dumps([{"name": "http", "container_port": 80}])}
              for n, (state, healthy) in enumerate([("RUNNING", True), ("STARTING", None)])]
     body = {"apps": [shapes.app(row, native.model_dump(mode="json"), version_at=now, service_ports={"http": 10001},
