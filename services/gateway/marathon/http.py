@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+import msgspec
+from fastapi.responses import JSONResponse, Response
 
 from services.gateway.auth import require_app
 from services.gateway.access import Principal
@@ -50,6 +51,12 @@ def app_id_of(marathon_id: str, who: Principal, path: str = "/id") -> tuple[str,
         raise bad_id(exc, path) from None
     require_app(who, app_id)
     return mid, app_id
+
+
+def encoded(body: Any) -> Response:
+    """A big answer (every app with its tasks) encoded by msgspec: FastAPI's own encoding walks
+    every value in Python and takes seconds for 10,000 apps (bench/marathon_apps.py)."""
+    return Response(msgspec.json.encode(body), media_type="application/json")
 
 
 def deployment(result: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:

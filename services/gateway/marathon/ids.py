@@ -79,7 +79,10 @@ def parse_deployment_id(dep_id: str) -> tuple[str, int] | None:
 def timestamp(t: datetime | None) -> str | None:
     """Marathon's format, which marathon-python alone parses: UTC with ``Z``, microseconds
     (exact, so a version's timestamp names it: rollback sends it back)."""
-    return None if t is None else t.astimezone(timezone.utc).strftime(TIME_FORMAT)
+    if t is None:
+        return None
+    # isoformat, not strftime: this runs for every task of /v2/apps, and isoformat is 5x faster.
+    return t.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_timestamp(text: str) -> datetime | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,30 +25,47 @@ def task_state(row: Mapping[str, Any]) -> str:
     return STATE[row["state"]]
 
 
-def task(row: Mapping[str, Any], *, service_ports: Mapping[str, int]) -> dict[str, Any]:
-    """A live_tasks row (its ``checks``: how many health checks its version has)."""
-    checks = row["checks"]
+@dataclass(frozen=True)
+class RunSpec:
+    """What the tasks of one app version share (a task_versions row, with the app's assigned
+    load-balancer ports): shaped once per version, not once per task."""
+    app: str                   # the Marathon id
+    version: str | None
+    ports: list[int]
+    service_ports: list[int]
+    checks: int
+
+
+def run_spec(row: Mapping[str, Any], service_ports: Mapping[str, int]) -> RunSpec:
     ports = json.loads(row["ports"] or "[]")
+    return RunSpec(ids.to_marathon(row["app"]), ids.timestamp(row["created_at"]), [p["container_port"] for p in ports],
+                   [service_ports.get(p["name"], 0) for p in ports], row["checks"])
+
+
+def task(row: Mapping[str, Any], rs: RunSpec) -> dict[str, Any]:
+    """A live_tasks row, of the version ``rs`` describes."""
     running = row["state"] == "RUNNING"
+    healthy = row["healthy"]
     results = []
-    if running and checks and row["healthy"] is not None:
+    if running and rs.checks and healthy is not None:
         # noops keeps one verdict over all of an instance's checks: each check shows it.
-        results = [{"alive": bool(row["healthy"]), "consecutiveFailures": 0 if row["healthy"] else 1,
+        results = [{"alive": bool(healthy), "consecutiveFailures": 0 if healthy else 1,
                     "firstSuccess": None, "lastFailure": None, "lastSuccess": None,
-                    "lastFailureCause": None if row["healthy"] else (row["health"] or None),
-                    "taskId": row["id"], "instanceId": row["id"]} for _ in range(checks)]
+                    "lastFailureCause": None if healthy else (row["health"] or None),
+                    "taskId": row["id"], "instanceId": row["id"]}] * rs.checks
+    ip = row["ip"]
     return {
         "id": row["id"],
-        "appId": ids.to_marathon(row["app"]),
+        "appId": rs.app,
         "host": row["host"],
         "slaveId": row["host"],
         "state": task_state(row),
-        "ports": [p["container_port"] for p in ports],
-        "servicePorts": [service_ports.get(p["name"], 0) for p in ports],
-        "ipAddresses": [{"ipAddress": row["ip"], "protocol": "IPv4"}] if row["ip"] else [],
+        "ports": rs.ports,
+        "servicePorts": rs.service_ports,
+        "ipAddresses": [{"ipAddress": ip, "protocol": "IPv4"}] if ip else [],
         "stagedAt": ids.timestamp(row["created_at"]),
         "startedAt": ids.timestamp(row["updated_at"]) if running else None,
-        "version": ids.timestamp(row["version_at"]),
+        "version": rs.version,
         "healthCheckResults": results,
         "localVolumes": [],
     }
@@ -82,17 +100,16 @@ def last_task_failure(row: Mapping[str, Any]) -> dict[str, Any] | None:
             "slaveId": f["host"], "timestamp": at, "version": at}
 
 
-def app(row: Mapping[str, Any], spec: Mapping[str, Any], *, version_at: datetime | None,
-        service_ports: Mapping[str, int], tasks: list[Mapping[str, Any]], embed_tasks: bool,
-        embed_failure: bool) -> dict[str, Any]:
-    """``row``: an apps_view row; ``spec``: its spec as the token may see it (env redacted);
-    ``tasks``: live_tasks rows of the app (counts always, the tasks themselves if embedded)."""
+def app(row: Mapping[str, Any], spec: Mapping[str, Any], *, service_ports: Mapping[str, int],
+        tasks: list[Mapping[str, Any]], shaped: list[dict[str, Any]] | None, embed_failure: bool) -> dict[str, Any]:
+    """``row``: a marathon_apps row; ``spec``: its spec as the token may see it (env redacted);
+    ``tasks``: live_tasks rows of the app (for the counts); ``shaped``: its tasks if embedded."""
     out = translate.spec_to_app(spec, service_ports=service_ports)
-    at = ids.timestamp(version_at)
+    at = ids.timestamp(row["version_at"])
     out.update(version=at, versionInfo={"lastScalingAt": at, "lastConfigChangeAt": at}, **counts(tasks),
                deployments=open_deployments(row))
-    if embed_tasks:
-        out["tasks"] = [task(t, service_ports=service_ports) for t in tasks]
+    if shaped is not None:
+        out["tasks"] = shaped
     if embed_failure:
         out["lastTaskFailure"] = last_task_failure(row)
     return out

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from libs.appspec import AppSpec
 from services.gateway import control, store
@@ -21,7 +21,7 @@ from services.gateway.deps import PoolDep, QueriesDep, RelayDep, SettingsDep
 from services.gateway.errors import ApiError
 from services.gateway.marathon import ids, reads, shapes, translate
 from services.gateway.marathon.errors import MarathonError, MarathonRoute, app_not_found, invalid
-from services.gateway.marathon.http import app_id_of, deployment, embeds, json_body
+from services.gateway.marathon.http import app_id_of, deployment, embeds, encoded, json_body
 from services.gateway.routes.apps import check_specs
 
 router = APIRouter(prefix="/v2/apps", tags=["marathon"], route_class=MarathonRoute, include_in_schema=False)
@@ -42,7 +42,7 @@ def _label_match(labels: dict[str, str], selector: str) -> bool:
 
 @router.get("")
 async def list_apps(pool: PoolDep, q: QueriesDep, who: WhoDep, embed: Embed = [], id: str | None = None,  # noqa: A002
-                    cmd: str | None = None, label: str | None = None) -> dict[str, Any]:
+                    cmd: str | None = None, label: str | None = None) -> Response:
     e = embeds(embed)
     async with pool.acquire() as conn:
         out = await reads.apps(conn, q, who, embed_tasks="tasks" in e,
@@ -53,7 +53,7 @@ async def list_apps(pool: PoolDep, q: QueriesDep, who: WhoDep, embed: Embed = []
         out = [a for a in out if a["cmd"] and cmd in a["cmd"]]
     if label:
         out = [a for a in out if all(_label_match(a["labels"], s.strip()) for s in label.split(","))]
-    return {"apps": out}
+    return encoded({"apps": out})
 
 
 async def _created(pool: PoolDep, q: QueriesDep, who: WhoDep, spec: AppSpec, mid: str, version: int) -> JSONResponse:

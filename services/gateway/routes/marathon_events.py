@@ -27,7 +27,7 @@ from nats.aio.client import Client as NATS
 from libs import db, subjects
 from services.gateway.auth import WhoDep
 from services.gateway.deps import NatsDep, PoolDep, QueriesDep
-from services.gateway.marathon import events, ids, shapes
+from services.gateway.marathon import events, ids, reads, shapes
 from services.gateway.marathon.errors import MarathonRoute
 
 log = logging.getLogger("noops.gateway")
@@ -43,8 +43,8 @@ def _now() -> str:
 
 async def _look(pool: asyncpg.Pool, q: db.Queries, app: str) -> events.AppView:
     async with pool.acquire() as conn:
-        live = await conn.fetchval(q.desired_version, app) is not None and bool(await conn.fetch(q.version_times, app))
-        tasks = [shapes.task(r, service_ports={}) for r in await conn.fetch(q.live_tasks, app)]
+        live = bool(await conn.fetch(q.marathon_apps, app))
+        tasks = await reads.tasks(conn, q, lambda _: True, app)
         dep = await conn.fetchrow(q.latest_deployment, app)
     deployment = None if dep is None else events.Deployment(
         ids.deployment_id(app, dep["to_version"]), dep["state"], ids.timestamp(dep["version_at"]) or "",

@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from services.gateway import control
 from services.gateway.auth import WhoDep, require_app
@@ -16,7 +16,7 @@ from services.gateway.deps import PoolDep, QueriesDep, RelayDep
 from services.gateway.errors import ApiError
 from services.gateway.marathon import ids, reads, translate
 from services.gateway.marathon.errors import MarathonError, MarathonRoute, app_not_found, invalid
-from services.gateway.marathon.http import app_id_of, deployment, flag, json_body
+from services.gateway.marathon.http import app_id_of, deployment, encoded, flag, json_body
 
 router = APIRouter(tags=["marathon"], route_class=MarathonRoute, include_in_schema=False)
 
@@ -25,7 +25,7 @@ async def _app_tasks(pool: PoolDep, q: QueriesDep, who: WhoDep, mid: str, app_id
     async with pool.acquire() as conn:
         if await conn.fetchval(q.app_created_at, app_id) is None:
             raise app_not_found(mid)
-        return await reads.tasks(conn, q, who, app_id)
+        return await reads.tasks(conn, q, who.sees, app_id)
 
 
 async def _kill(pool: PoolDep, q: QueriesDep, relay: RelayDep, who: WhoDep, app_id: str, task_ids: list[str], *,
@@ -81,12 +81,12 @@ async def kill_app_tasks(marathon_id: str, pool: PoolDep, q: QueriesDep, relay: 
 
 
 @router.get("/v2/tasks")
-async def all_tasks(pool: PoolDep, q: QueriesDep, who: WhoDep, status: str | None = None) -> dict[str, Any]:
+async def all_tasks(pool: PoolDep, q: QueriesDep, who: WhoDep, status: str | None = None) -> Response:
     """``status``: running or staging (Marathon's filter); none: every live task."""
     want = {"running": {"TASK_RUNNING"}, "staging": {"TASK_STAGING"}}.get((status or "").lower())
     async with pool.acquire() as conn:
-        out = await reads.tasks(conn, q, who)
-    return {"tasks": [t for t in out if want is None or t["state"] in want]}
+        out = await reads.tasks(conn, q, who.sees)
+    return encoded({"tasks": [t for t in out if want is None or t["state"] in want]})
 
 
 @router.post("/v2/tasks/delete")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import collections.abc
-import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,25 +13,22 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 
-from services.gateway.marathon import ids
-from tests.support.serve import serving
-
-# marathon 0.13 predates Python 3.10, which removed the collections aliases (its issue #283).
+# marathon 0.13 predates Python 3.10, which removed the collections aliases:
+# aliased here, before the import, not in noops.
 collections.Iterable = collections.abc.Iterable  # type: ignore[attr-defined]
-marathon = pytest.importorskip("marathon")
+import marathon  # noqa: E402
 from marathon.models import MarathonApp, MarathonHealthCheck  # noqa: E402
 from marathon.models.container import MarathonContainer, MarathonContainerPortMapping, MarathonDockerContainer  # noqa: E402
+
+from services.gateway.marathon import ids  # noqa: E402
+from tests.support.serve import serving  # noqa: E402
 
 T = TypeVar("T")
 
 
-@dataclasses.dataclass
-class Sync:
+async def call(fn: Callable[..., T], *args: Any, **kw: Any) -> T:
     """The client is synchronous (requests): each call runs in a thread, the gateway on this loop."""
-    client: Any
-
-    async def __call__(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        return await asyncio.to_thread(fn, *args, **kw)
+    return await asyncio.to_thread(fn, *args, **kw)
 
 
 async def _run(pool: asyncpg.Pool, created, app_id: str, start: int, n: int) -> list[str]:
@@ -54,7 +50,6 @@ async def test_a_deploy_script_runs_unchanged(gateway_app: FastAPI, tokens: dict
     app_id = created.app(ids.to_noops(mid))
     async with serving(gateway_app) as url:
         c = marathon.MarathonClient(url, auth_token=tokens["operator"], timeout=10)
-        call = Sync(c)
         assert await call(c.ping) == b"pong"
         info = await call(c.get_info)
         assert info.version and info.marathon_config is not None

@@ -286,14 +286,15 @@ def test_embedded_apps_decode_as_go_clients_decode_them() -> None:
                    "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0}]})
     now = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
     row = {"id": "prod--web", "deployment_id": 3, "deployment_state": "running", "deployment_to": 2,
-           "failure_instance": None}
+           "failure_instance": None, "version_at": now}
+    rs = shapes.run_spec({"app": "prod--web", "created_at": now, "checks": 1, "ports": json.dumps([{"name": "http", "container_port": 80}])},
+                         {"http": 10001})
     tasks = [{"id": f"prod--web-{n:012x}", "app": "prod--web", "version": 2, "host": "h1", "state": state,
               "desired": "RUNNING", "kill_requested": False, "ip": "198.18.0.9" if state == "RUNNING" else "",
-              "healthy": healthy, "health": "", "created_at": now, "updated_at": now, "version_at": now, "checks": 1,
-              "ports": json.dumps([{"name": "http", "container_port": 80}])}
+              "healthy": healthy, "health": "", "created_at": now, "updated_at": now}
              for n, (state, healthy) in enumerate([("RUNNING", True), ("STARTING", None)])]
-    body = {"apps": [shapes.app(row, native.model_dump(mode="json"), version_at=now, service_ports={"http": 10001},
-                                tasks=tasks, embed_tasks=True, embed_failure=True)]}
+    body = {"apps": [shapes.app(row, native.model_dump(mode="json"), service_ports={"http": 10001}, tasks=tasks,
+                                shaped=[shapes.task(t, rs) for t in tasks], embed_failure=True)]}
     got = msgspec.json.decode(json.dumps(body).encode(), type=GoApps, strict=True)
     app = got.apps[0]
     assert app.id == "/prod/web" and app.constraints == [["hostname", "MAX_PER", "2"]]
