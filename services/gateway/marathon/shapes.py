@@ -3,6 +3,7 @@ Only fields marathon-python knows appear (its models raise on any other: docs/ma
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,7 +105,7 @@ def app(row: Mapping[str, Any], spec: Mapping[str, Any], *, service_ports: Mappi
         tasks: list[Mapping[str, Any]], shaped: list[dict[str, Any]] | None, embed_failure: bool) -> dict[str, Any]:
     """``row``: a marathon_apps row; ``spec``: its spec as the token may see it (env redacted);
     ``tasks``: live_tasks rows of the app (for the counts); ``shaped``: its tasks if embedded."""
-    out = translate.spec_to_app(spec, service_ports=service_ports)
+    out = definition(spec, service_ports=service_ports)
     at = ids.timestamp(row["version_at"])
     out.update(version=at, versionInfo={"lastScalingAt": at, "lastConfigChangeAt": at}, **counts(tasks),
                deployments=open_deployments(row))
@@ -142,3 +143,61 @@ def info(*, leader: str, framework_id: str, http_port: int) -> dict[str, Any]:
             "marathon_config": {"framework_name": "noops", "hostname": leader.rsplit(":", 1)[0], "ha": True,
                                 "checkpoint": True},
             "zookeeper_config": {}, "http_config": {"http_port": http_port}}
+
+
+def definition(spec: Mapping[str, Any], *, service_ports: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """A stored native spec (``model_dump(mode="json")``, env redacted for viewers) as the fields
+    of a Marathon app; the caller adds version, counts, tasks and deployments."""
+    sp = service_ports or {}
+    ports = spec.get("ports") or []
+    names = [p["name"] for p in ports]
+    res = spec.get("resources") or {}
+    us = spec.get("upgrade_strategy") or {}
+    cmd = list(spec.get("cmd") or [])
+    shell = translate.from_shell(cmd)
+    out: dict[str, Any] = {
+        "id": ids.to_marathon(spec["id"]),
+        "cmd": shell,
+        "args": cmd if shell is None and cmd else None,
+        "container": {
+            "type": "DOCKER",
+            "docker": {"image": spec["image"], "privileged": False, "forcePullImage": False},
+            "portMappings": [{"name": p["name"], "containerPort": p["container_port"], "hostPort": p["host_port"],
+                              "servicePort": sp.get(p["name"], 0), "protocol": p["protocol"], "labels": {}}
+                             for p in ports],
+            "volumes": [],
+        },
+        "networks": [{"mode": "container", "name": "noops"}],
+        "portDefinitions": [],
+        "requirePorts": any(p["host_port"] for p in ports),
+        "cpus": res.get("cpus", 0.1), "mem": res.get("mem_mb", 32), "disk": res.get("disk_mb", 0), "gpus": 0,
+        "instances": spec.get("instances", 1),
+        "env": dict(spec.get("env") or {}),
+        "labels": dict(spec.get("labels") or {}),
+        "constraints": [list(c) for c in spec.get("constraints") or []],
+        "healthChecks": [_hc_out(hc, names) for hc in spec.get("health_checks") or []],
+        "upgradeStrategy": {"minimumHealthCapacity": us.get("minimum_health_capacity", 1.0),
+                            "maximumOverCapacity": us.get("maximum_over_capacity", 1.0)},
+        "backoffSeconds": spec.get("backoff_seconds", 1.0),
+        "backoffFactor": spec.get("backoff_factor", 1.15),
+        "maxLaunchDelaySeconds": spec.get("max_launch_delay_seconds", 300.0),
+        "killSelection": "YOUNGEST_FIRST",
+        "user": (spec.get("security") or {}).get("user"),
+    }
+    return out
+
+
+def _hc_out(hc: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "protocol": hc["protocol"], "gracePeriodSeconds": hc.get("grace_period_s", 300.0),
+        "intervalSeconds": hc.get("interval_s", 60.0), "timeoutSeconds": hc.get("timeout_s", 20.0),
+        "maxConsecutiveFailures": hc.get("max_consecutive_failures", 3), "ignoreHttp1xx": False,
+    }
+    if hc["protocol"] == "COMMAND":
+        command = list(hc.get("command") or [])
+        out["command"] = {"value": translate.from_shell(command) or shlex.join(command)}
+    else:
+        out["portIndex"] = names.index(hc["port_name"]) if hc.get("port_name") in names else 0
+        if hc["protocol"] == "HTTP":
+            out["path"] = hc.get("path", "/")
+    return out

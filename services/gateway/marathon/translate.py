@@ -1,16 +1,14 @@
-"""Marathon app JSON <-> the native spec (libs/appspec.AppSpec).  Pure: no I/O.
+"""Marathon app JSON -> the native spec (libs/appspec.AppSpec).  Pure: no I/O.
 
 ``app_to_spec`` reads a Marathon app definition onto a base spec (the current one for a
 partial update, none for a create) and returns an ``AppSpec``, or raises ``Invalid`` with
 Marathon's 422 details (``[{"path": "/container/docker/privileged", "errors": [...]}]``).  What
 noops cannot honour is refused, never dropped; read-only fields a client sends back after a GET
-are accepted and ignored; unknown fields are refused.  ``spec_to_app`` is the other way, with
-only fields marathon-python knows (docs/marathon.md: the one trap).  The table of what maps to
-what is in docs/marathon.md."""
+are accepted and ignored; unknown fields are refused.  The other way is ``shapes.definition``.
+The table of what maps to what is in docs/marathon.md."""
 from __future__ import annotations
 
 import math
-import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -132,7 +130,7 @@ def _shell(command: str) -> list[str]:
     return [*SHELL, command]
 
 
-def _from_shell(argv: list[str]) -> str | None:
+def from_shell(argv: list[str]) -> str | None:
     return argv[2] if len(argv) == 3 and argv[:2] == SHELL else None
 
 
@@ -401,61 +399,3 @@ def marathon_path(loc: tuple[Any, ...] | list[Any], ports_path: str = "/containe
             rest = [_LEAVES.get(p, p) for p in parts[n:]]
             return "/".join([root, *rest])
     return "/" + "/".join(parts) if parts else "/"
-
-
-def spec_to_app(spec: Mapping[str, Any], *, service_ports: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """A stored native spec (``model_dump(mode="json")``, env redacted for viewers) as the fields
-    of a Marathon app; the caller adds version, counts, tasks and deployments."""
-    sp = service_ports or {}
-    ports = spec.get("ports") or []
-    names = [p["name"] for p in ports]
-    res = spec.get("resources") or {}
-    us = spec.get("upgrade_strategy") or {}
-    cmd = list(spec.get("cmd") or [])
-    shell = _from_shell(cmd)
-    out: dict[str, Any] = {
-        "id": ids.to_marathon(spec["id"]),
-        "cmd": shell,
-        "args": cmd if shell is None and cmd else None,
-        "container": {
-            "type": "DOCKER",
-            "docker": {"image": spec["image"], "privileged": False, "forcePullImage": False},
-            "portMappings": [{"name": p["name"], "containerPort": p["container_port"], "hostPort": p["host_port"],
-                              "servicePort": sp.get(p["name"], 0), "protocol": p["protocol"], "labels": {}}
-                             for p in ports],
-            "volumes": [],
-        },
-        "networks": [{"mode": "container", "name": "noops"}],
-        "portDefinitions": [],
-        "requirePorts": any(p["host_port"] for p in ports),
-        "cpus": res.get("cpus", 0.1), "mem": res.get("mem_mb", 32), "disk": res.get("disk_mb", 0), "gpus": 0,
-        "instances": spec.get("instances", 1),
-        "env": dict(spec.get("env") or {}),
-        "labels": dict(spec.get("labels") or {}),
-        "constraints": [list(c) for c in spec.get("constraints") or []],
-        "healthChecks": [_hc_out(hc, names) for hc in spec.get("health_checks") or []],
-        "upgradeStrategy": {"minimumHealthCapacity": us.get("minimum_health_capacity", 1.0),
-                            "maximumOverCapacity": us.get("maximum_over_capacity", 1.0)},
-        "backoffSeconds": spec.get("backoff_seconds", 1.0),
-        "backoffFactor": spec.get("backoff_factor", 1.15),
-        "maxLaunchDelaySeconds": spec.get("max_launch_delay_seconds", 300.0),
-        "killSelection": "YOUNGEST_FIRST",
-        "user": (spec.get("security") or {}).get("user"),
-    }
-    return out
-
-
-def _hc_out(hc: Mapping[str, Any], names: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "protocol": hc["protocol"], "gracePeriodSeconds": hc.get("grace_period_s", 300.0),
-        "intervalSeconds": hc.get("interval_s", 60.0), "timeoutSeconds": hc.get("timeout_s", 20.0),
-        "maxConsecutiveFailures": hc.get("max_consecutive_failures", 3), "ignoreHttp1xx": False,
-    }
-    if hc["protocol"] == "COMMAND":
-        command = list(hc.get("command") or [])
-        out["command"] = {"value": _from_shell(command) or shlex.join(command)}
-    else:
-        out["portIndex"] = names.index(hc["port_name"]) if hc.get("port_name") in names else 0
-        if hc["protocol"] == "HTTP":
-            out["path"] = hc.get("path", "/")
-    return out

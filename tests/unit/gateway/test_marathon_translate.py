@@ -162,7 +162,7 @@ def test_the_service_port_it_assigned_may_come_back() -> None:
 ], ids=["full", "args"])
 def test_round_trip_through_marathon_json(body: dict) -> None:
     first = spec(body)
-    again = spec(translate.spec_to_app(first.model_dump(mode="json")))
+    again = spec(shapes.definition(first.model_dump(mode="json")))
     assert again == first
 
 
