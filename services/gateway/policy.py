@@ -63,6 +63,8 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("PATCH", "/v2/apps/{marathon_id}"): O,
     ("DELETE", "/v2/apps/{marathon_id}"): O,
     ("POST", "/v2/apps/{marathon_id}/restart"): O,
+    ("GET", "/v2/apps/{marathon_id}/versions"): V,
+    ("GET", "/v2/apps/{marathon_id}/versions/{version}"): V,
     ("GET", "/v2/apps/{marathon_id}/tasks"): V,
     ("DELETE", "/v2/apps/{marathon_id}/tasks"): O,
     ("DELETE", "/v2/apps/{marathon_id}/tasks/{task_id}"): O,

@@ -7,6 +7,7 @@ Ids are paths, so they are matched with ``{marathon_id:path}``; the routes with 
 (``/restart``, ``/tasks``) come first, so an app cannot be named ``.../restart``."""
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 
 from libs.appspec import AppSpec
 from services.gateway import control, store
+from services.gateway.access import spec_for
 from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep, RelayDep, SettingsDep
 from services.gateway.errors import ApiError
@@ -168,6 +170,36 @@ async def restart_app(marathon_id: str, pool: PoolDep, q: QueriesDep, relay: Rel
     relay.kick()
     async with pool.acquire() as conn:
         return deployment(await reads.result(conn, q, app_id, version))
+
+
+# Versions Marathon lists: the newest of noops' history (GET /v1/apps/{id}/versions has it all).
+MAX_VERSIONS = 500
+
+
+async def _versions(pool: PoolDep, q: QueriesDep, mid: str, app_id: str) -> list[Any]:
+    if await pool.fetchval(q.app_created_at, app_id) is None:
+        raise app_not_found(mid)
+    return await pool.fetch(q.versions_of, app_id, MAX_VERSIONS)
+
+
+@router.get("/{marathon_id:path}/versions")
+async def app_versions(marathon_id: str, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
+    """Newest first, as timestamps (what ``PUT {"version": ts}`` rolls back to)."""
+    mid, app_id = app_id_of(marathon_id, who)
+    return {"versions": [ids.timestamp(r["created_at"]) for r in await _versions(pool, q, mid, app_id)]}
+
+
+@router.get("/{marathon_id:path}/versions/{version}")
+async def app_version(marathon_id: str, version: str, pool: PoolDep, q: QueriesDep, who: WhoDep) -> dict[str, Any]:
+    """The definition the app had at that version (no tasks or counts)."""
+    mid, app_id = app_id_of(marathon_id, who)
+    at = ids.parse_timestamp(version)
+    for r in await _versions(pool, q, mid, app_id):
+        if at is not None and r["created_at"] == at:
+            ts = ids.timestamp(at)
+            return {**shapes.definition(spec_for(who, app_id, json.loads(r["spec"]))), "version": ts,
+                    "versionInfo": {"lastScalingAt": ts, "lastConfigChangeAt": ts}}
+    raise MarathonError(404, f"Version '{version}' of app '{mid}' does not exist")
 
 
 @router.get("/{marathon_id:path}")

@@ -68,6 +68,9 @@ EXPECTED: dict[tuple[str, str], tuple[object, dict[str, int]]] = {
     ("PATCH", "/v2/apps/{marathon_id}"): ({}, dict(viewer=D, operator=404, admin=404, payments=F)),
     ("DELETE", "/v2/apps/{marathon_id}"): (None, dict(viewer=D, operator=404, admin=404, payments=F)),
     ("POST", "/v2/apps/{marathon_id}/restart"): (None, dict(viewer=D, operator=404, admin=404, payments=F)),
+    ("GET", "/v2/apps/{marathon_id}/versions"): (None, dict(viewer=404, operator=404, admin=404, payments=F)),
+    ("GET", "/v2/apps/{marathon_id}/versions/{version}"): (None, dict(viewer=404, operator=404, admin=404,
+                                                                      payments=F)),
     ("GET", "/v2/apps/{marathon_id}/tasks"): (None, dict(viewer=404, operator=404, admin=404, payments=F)),
     ("DELETE", "/v2/apps/{marathon_id}/tasks"): (None, dict(viewer=D, operator=404, admin=404, payments=F)),
     ("DELETE", "/v2/apps/{marathon_id}/tasks/{task_id}"): (None, dict(viewer=D, operator=404, admin=404, payments=F)),
@@ -128,7 +131,8 @@ async def status_of(app: FastAPI, method: str, path: str, headers: dict[str, str
 def fill(path: str) -> str:
     for p in ("{app_id}", "{host_id}", "{instance_id}", "{name}", "{marathon_id}"):
         path = path.replace(p, NOPE)
-    return path.replace("{task_id}", f"{NOPE}-000000000000").replace("{deployment_id}", f"{NOPE}.1")
+    return (path.replace("{task_id}", f"{NOPE}-000000000000").replace("{deployment_id}", f"{NOPE}.1")
+            .replace("{version}", "2001-01-01T00:00:00.000000Z"))
 
 
 async def openapi_routes(app: FastAPI) -> set[tuple[str, str]]:

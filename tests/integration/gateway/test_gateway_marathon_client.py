@@ -97,6 +97,10 @@ async def test_a_deploy_script_runs_unchanged(gateway_app: FastAPI, tokens: dict
         assert [d.id for d in deps] == [f"{app_id}.6"] and deps[0].current_actions[0].app == mid
         assert await call(c.delete_deployment, deps[0].id, force=True) == {}
 
+        versions = await call(c.list_versions, mid)
+        assert len(versions) == 6 and versions[-1] == made.version
+        old = await call(c.get_version, mid, made.version)
+        assert old.instances == 2 and old.cmd is None and old.health_checks[0].path == "/"
         rolled = await call(c.rollback_app, mid, made.version)
         assert rolled["deploymentId"] == f"{app_id}.7"
         assert (await call(c.get_app, mid)).cmd is None
