@@ -15,7 +15,6 @@ from typing import Any
 import pydantic
 
 from libs.appspec import AppSpec
-from services.gateway.marathon import ids
 
 # Sent back by clients after a GET (marathon-python's update_app does): accepted, ignored.
 READ_ONLY = frozenset({"tasksRunning", "tasksStaged", "tasksHealthy", "tasksUnhealthy", "tasks", "deployments",
