@@ -64,3 +64,15 @@ SELECT d.id, d.app, d.from_version, d.to_version, d.state, v.created_at AS versi
 -- name: instance_states
 -- The states of these instances ($1: ids), for the tasks a stream saw end.
 SELECT id, state FROM instances WHERE id = ANY($1::text[]);
+
+-- name: queue
+-- Live apps waiting for instances: fewer live ones than desired, or a relaunch delayed by the
+-- crash-loop backoff (launch_after in the future).
+SELECT a.id, a.instances - COALESCE(n.live, 0) AS missing, a.launch_after,
+       GREATEST(0, EXTRACT(EPOCH FROM a.launch_after - now()))::integer AS delay_s, a.updated_at
+  FROM apps a
+  LEFT JOIN (SELECT i.app, count(*) AS live FROM instances i
+              WHERE i.desired = 'RUNNING' AND i.state NOT IN ('FAILED', 'KILLED', 'LOST')
+              GROUP BY i.app) n ON n.app = a.id
+ WHERE NOT a.deleted AND (a.instances > COALESCE(n.live, 0) OR a.launch_after > now())
+ ORDER BY a.id;

@@ -72,6 +72,8 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("POST", "/v2/tasks/delete"): O,
     ("GET", "/v2/deployments"): V,
     ("DELETE", "/v2/deployments/{deployment_id}"): O,
+    ("GET", "/v2/queue"): V,
+    ("DELETE", "/v2/queue/{marathon_id}/delay"): O,
     ("GET", "/v2/info"): V,
     ("GET", "/v2/leader"): V,
     ("GET", "/v2/events"): V,

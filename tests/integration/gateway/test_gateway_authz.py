@@ -78,6 +78,8 @@ EXPECTED: dict[tuple[str, str], tuple[object, dict[str, int]]] = {
     ("POST", "/v2/tasks/delete"): ({}, dict(viewer=D, operator=422, admin=422, payments=422)),
     ("GET", "/v2/deployments"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("DELETE", "/v2/deployments/{deployment_id}"): (None, dict(viewer=D, operator=404, admin=404, payments=F)),
+    ("GET", "/v2/queue"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
+    ("DELETE", "/v2/queue/{marathon_id}/delay"): (None, dict(viewer=D, operator=404, admin=404, payments=F)),
     ("GET", "/v2/info"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v2/leader"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v2/events"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),

@@ -64,7 +64,11 @@ async def test_a_deploy_script_runs_unchanged(gateway_app: FastAPI, tokens: dict
         assert made is not False and made.id == mid and made.instances == 2
         assert made.health_checks[0].path == "/" and made.container.docker.image == "nginx:1.27"
 
+        waiting = [i for i in await call(c.list_queue) if i.app.id == mid]
+        assert [i.count for i in waiting] == [2] and waiting[0].delay.time_left_seconds == 0
+        await call(c.reset_delay, mid)
         first = await _run(pool, created, app_id, 0, 2)
+        assert [i for i in await call(c.list_queue) if i.app.id == mid] == []
         got = await call(c.get_app, mid, embed_tasks=True)
         assert got.tasks_running == 2 and sorted(t.id for t in got.tasks) == first
         assert got.tasks[0].health_check_results[0].alive is True and got.tasks[0].started_at is not None
