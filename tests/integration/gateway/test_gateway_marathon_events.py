@@ -80,5 +80,26 @@ async def test_marathon_lb_sees_status_updates(cluster_cfg: ClusterConfig, setti
                 lines = r.aiter_lines()
                 [first] = await _events(lines, 1)
                 assert first["eventType"] == "event_stream_attached" and first["remoteAddress"] == "127.0.0.1"
+            # A token limited to apps payments-* hears only theirs: the change of the other app
+            # published first never reaches it, the payments app's does.
+            theirs = created.app(f"payments--mev-{uid}")
+            created.endpoint_subjects.append(subjects.endpoints(theirs))
+            tid = f"{theirs}-{2:012x}"
+            created.instances.append(tid)
+            made = await http.post("/v2/apps", headers={"Authorization": f"Bearer {tokens['operator']}"},
+                                   json={"id": ids.to_marathon(theirs), "container": DOCKER, "cpus": 0.1, "mem": 32})
+            assert made.status_code == 201, made.text
+            await pool.execute("INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb, state, ip) "
+                               "VALUES ($1, $2, 1, 'mev-host', 1, 0.1, 32, 'RUNNING', '198.18.9.2')", tid, theirs)
+            scoped = {"Authorization": f"Bearer {tokens['payments-viewer']}"}
+            async with http.stream("GET", "/v2/events", params={"event_type": "status_update_event"},
+                                   headers=scoped) as r:
+                lines = r.aiter_lines()
+                assert await anext(lines) == ""
+                for target in (app_id, theirs):
+                    await nc.publish(subjects.endpoints(target), messages.encode(
+                        messages.EndpointsChanged(app=target, seq=3, endpoints=[])))
+                [only] = await _events(lines, 1)
+                assert (only["appId"], only["taskId"]) == (ids.to_marathon(theirs), tid)
     finally:
         await gw_nc.close()
