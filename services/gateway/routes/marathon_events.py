@@ -6,7 +6,8 @@
 Level-triggered: a message is only a key (the app), so a burst of changes of one app costs one
 re-read, and the frames say what the task log says, not what a message claimed.  Apps with
 something in flight (a deployment, a task not running yet) are looked at again with each
-heartbeat, so a deployment that ends between two endpoint changes is still reported.
+heartbeat, so a deployment that ends between two endpoint changes is still reported; so are apps
+whose look failed because the task log was away (the stream stays up).
 ``event_type`` (repeatable) keeps only those types; none: all.  A token limited to some apps
 hears only theirs."""
 from __future__ import annotations
@@ -53,11 +54,14 @@ async def _look(pool: asyncpg.Pool, q: db.Queries, app: str) -> events.AppView:
 
 
 async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[str], bool],
-                  wanted: Callable[[str], bool], remote: str) -> AsyncIterator[bytes]:
+                  wanted: Callable[[str], bool], remote: str, *, heartbeat_s: float = HEARTBEAT_S
+                  ) -> AsyncIterator[bytes]:
     # Keys, not payloads: each app waits at most once, so the queue is bounded by the apps.
     queue: asyncio.Queue[str] = asyncio.Queue()
     waiting: set[str] = set()
     views: dict[str, events.AppView] = {}
+    # Apps whose look failed (the task log was away): looked at again with the next heartbeat.
+    later: set[str] = set()
 
     def again(app: str) -> None:
         if app not in waiting:
@@ -72,9 +76,15 @@ async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[s
     async def look(app: str) -> list[bytes]:
         waiting.discard(app)
         before = views.get(app)
-        after = await _look(pool, q, app)
-        gone = [t for t in (before.tasks if before else {}) if t not in after.tasks]
-        ended = {r["id"]: shapes.STATE[r["state"]] for r in await pool.fetch(q.instance_states, gone)} if gone else {}
+        try:
+            after = await _look(pool, q, app)
+            gone = [t for t in (before.tasks if before else {}) if t not in after.tasks]
+            ended = ({r["id"]: shapes.STATE[r["state"]] for r in await pool.fetch(q.instance_states, gone)}
+                     if gone else {})
+        except (*db.TRANSIENT, db.TaskLogUnavailable) as exc:
+            log.warning("event stream: task log unavailable", extra={"app": app, "error": str(exc) or type(exc).__name__})
+            later.add(app)
+            return []
         if after.live:
             views[app] = after
         else:
@@ -90,11 +100,12 @@ async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[s
         yield events.frame(kind, payload) if wanted(kind) else events.HEARTBEAT
         while True:
             try:
-                app = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                app = await asyncio.wait_for(queue.get(), heartbeat_s)
             except asyncio.TimeoutError:
                 yield events.HEARTBEAT
-                for a in [a for a, v in views.items() if not v.settled]:
+                for a in [a for a, v in views.items() if not v.settled] + sorted(later):
                     again(a)
+                later.clear()
                 continue
             for chunk in await look(app):
                 yield chunk

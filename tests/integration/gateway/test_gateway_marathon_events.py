@@ -13,10 +13,14 @@ import httpx
 import nats
 
 from devtools.cluster import ClusterConfig
-from libs import bus, messages, natsauth, outbox, subjects
+import logging
+
+from libs import bus, db, messages, natsauth, outbox, subjects
 from libs.settings import GatewaySettings
 from services.gateway.app import create_app
 from services.gateway.marathon import ids
+from services.gateway.routes import marathon_events
+from tests.support.wait import eventually
 from tests.support.serve import serving
 
 DOCKER = {"docker": {"image": "nginx:1.27"}, "portMappings": [{"containerPort": 80, "name": "http"}]}
@@ -103,3 +107,24 @@ async def test_marathon_lb_sees_status_updates(cluster_cfg: ClusterConfig, setti
                 assert (only["appId"], only["taskId"]) == (ids.to_marathon(theirs), tid)
     finally:
         await gw_nc.close()
+
+
+async def test_the_stream_outlives_a_task_log_that_went_away(cluster_cfg: ClusterConfig, nc: nats.NATS, caplog,
+                                                             uid: str) -> None:
+    closed = await db.connect(cluster_cfg.db_dsn)
+    await closed.close()   # every read now fails the way a lost database does
+    q = db.Queries("gateway", "control", "marathon")
+    stream = marathon_events._stream(nc, closed, q, lambda _: True, lambda _: True, "test", heartbeat_s=0.2)
+    app_id = f"mev-gone-{uid}"
+    try:
+        with caplog.at_level(logging.WARNING, logger="noops.gateway"):
+            assert b"event_stream_attached" in await anext(stream)
+            await nc.publish(subjects.endpoints(app_id), messages.encode(
+                messages.EndpointsChanged(app=app_id, seq=1, endpoints=[])))
+            # The look fails, the stream stays: heartbeats follow, and the app is tried again.
+            assert [await anext(stream) for _ in range(2)] == [b"\r\n", b"\r\n"]
+            await eventually(lambda: sum("task log unavailable" in r.getMessage() for r in caplog.records) >= 2,
+                             timeout=5, what="two failed looks")
+    finally:
+        await stream.aclose()
+        await nc.jetstream().purge_stream(subjects.ENDPOINTS.name, subject=subjects.endpoints(app_id))
