@@ -16,7 +16,7 @@ from typing import Any
 from services.gateway.marathon import ids
 
 MAX_EVENT_BYTES = 16 * 1024
-TYPES = frozenset({"event_stream_attached", "status_update_event", "health_status_changed_event",
+TYPES = frozenset({"event_stream_attached", "api_post_event", "status_update_event", "health_status_changed_event",
                    "app_terminated_event", "deployment_info", "deployment_success", "deployment_failed",
                    "deployment_step_success", "deployment_step_failure"})
 HEARTBEAT = b"\r\n"
@@ -47,6 +47,8 @@ class AppView:
     live: bool
     tasks: Mapping[str, Task] = field(default_factory=dict)
     deployment: Deployment | None = None
+    version: int = 0           # the app's noops version; a new one means its definition changed
+    version_at: str = ""
 
     @property
     def settled(self) -> bool:
@@ -111,6 +113,11 @@ def diff(before: AppView | None, after: AppView, *, ended: Mapping[str, str], no
     app, mid = after.app, ids.to_marathon(after.app)
     old = before.tasks if before is not None else {}
     out: list[tuple[str, dict[str, Any]]] = []
+    if before is not None and after.live and after.version != before.version:
+        # Through /v2 or /v1 alike: the definition changed (seen when the stream looks again).
+        out.append(("api_post_event", {"eventType": "api_post_event", "timestamp": now, "clientIp": "",
+                                       "uri": f"/v2/apps{mid}",
+                                       "appDefinition": {"id": mid, "version": after.version_at}}))
     for tid, t in after.tasks.items():
         was = old.get(tid)
         if was is None or was.state != t.state or (was.ip, was.ports) != (t.ip, t.ports):

@@ -44,13 +44,14 @@ def _now() -> str:
 
 async def _look(pool: asyncpg.Pool, q: db.Queries, app: str) -> events.AppView:
     async with pool.acquire() as conn:
-        live = bool(await conn.fetch(q.marathon_apps, app))
+        rows = await conn.fetch(q.marathon_apps, app)
         tasks = await reads.tasks(conn, q, lambda _: True, app)
         dep = await conn.fetchrow(q.latest_deployment, app)
     deployment = None if dep is None else events.Deployment(
         ids.deployment_id(app, dep["to_version"]), dep["state"], ids.timestamp(dep["version_at"]) or "",
         dep["from_version"])
-    return events.AppView(app, live, {t["id"]: events.task_of(t) for t in tasks}, deployment)
+    return events.AppView(app, bool(rows), {t["id"]: events.task_of(t) for t in tasks}, deployment,
+                          rows[0]["version"] if rows else 0, (ids.timestamp(rows[0]["version_at"]) or "") if rows else "")
 
 
 async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[str], bool],
@@ -120,8 +121,7 @@ async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[s
 @router.get("/v2/events")
 async def marathon_events(request: Request, nc: NatsDep, pool: PoolDep, q: QueriesDep, who: WhoDep,
                           event_type: Annotated[list[str], Query()] = []) -> StreamingResponse:
-    """``event_type`` may name types noops never sends (marathon-lb asks for api_post_event): the
-    stream then carries the others asked for."""
+    """``event_type`` may name types noops never sends: the stream then carries the others asked for."""
     wanted = (lambda t: True) if not event_type else set(event_type).__contains__
     remote = request.client.host if request.client else ""
     return StreamingResponse(_stream(nc, pool, q, who.sees, wanted, remote), media_type="text/event-stream",

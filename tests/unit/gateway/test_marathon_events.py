@@ -18,15 +18,16 @@ def task(n: int, state: str = "TASK_RUNNING", alive: bool | None = None, ip: str
     return events.Task(f"{A}-{n:012x}", state, alive, "h1", ip, (80,), NOW)
 
 
-def view(*tasks: events.Task, live: bool = True, dep: tuple[str, str] | None = None) -> events.AppView:
+def view(*tasks: events.Task, live: bool = True, dep: tuple[str, str] | None = None, version: int = 1
+         ) -> events.AppView:
     d = None if dep is None else events.Deployment(dep[0], dep[1], NOW, 1)
-    return events.AppView(A, live, {t.id: t for t in tasks}, d)
+    return events.AppView(A, live, {t.id: t for t in tasks}, d, version, NOW)
 
 
 def kinds(before: events.AppView | None, after: events.AppView, ended: dict[str, str] | None = None) -> list[tuple]:
     out = []
     for t, p in events.diff(before, after, ended=ended or {}, now=NOW):
-        out.append((t, p.get("taskStatus", p.get("alive", p.get("id", "")))))
+        out.append((t, p.get("taskStatus", p.get("alive", p.get("id", p.get("uri", ""))))))
     return out
 
 
@@ -49,9 +50,11 @@ def kinds(before: events.AppView | None, after: events.AppView, ended: dict[str,
     (None, view(dep=(f"{A}.2", "succeeded")), {}, []),
     (view(dep=(f"{A}.2", "succeeded")), view(dep=(f"{A}.3", "running")), {}, [("deployment_info", "")]),
     (view(task(1)), view(live=False), {}, [("status_update_event", "TASK_KILLED"), ("app_terminated_event", "")]),
+    (view(task(1)), view(task(1), version=2), {}, [("api_post_event", "/v2/apps/prod/web")]),
+    (None, view(version=2), {}, []),
 ], ids=["first-look", "first-look-empty", "unchanged", "started", "killing", "gone", "gone-failed", "got-address",
         "healthy", "unhealthy", "deployment-opened", "deployment-succeeded", "deployment-failed", "old-news",
-        "next-deployment", "deleted"])
+        "next-deployment", "deleted", "new-version", "first-look-no-post"])
 def test_events_of_one_look(before, after, ended, want) -> None:
     assert kinds(before, after, ended) == want
 
@@ -83,7 +86,7 @@ def test_marathon_python_decodes_every_event() -> None:
     factory = EventFactory()
     looks = [(None, view(task(1, alive=True), dep=(f"{A}.2", "running"))),
              (view(task(1), dep=(f"{A}.2", "running")), view(live=False, dep=(f"{A}.2", "succeeded"))),
-             (view(dep=(f"{A}.2", "running")), view(dep=(f"{A}.2", "failed")))]
+             (view(dep=(f"{A}.2", "running")), view(dep=(f"{A}.2", "failed"), version=2))]
     seen = {"event_stream_attached"}
     factory.process(events.attached("127.0.0.1", NOW)[1])
     for before, after in looks:
