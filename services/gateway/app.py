@@ -12,7 +12,13 @@ from services.gateway import errors
 from services.gateway.auth import authorize
 from services.gateway.metrics import MetricsMiddleware
 from services.gateway.limits import BodyLimit
-from services.gateway.routes import apps, control, deadletters, discovery, drift, events, hosts, instances, ops, tokens
+from services.gateway.routes import (apps, control, deadletters, discovery, drift, events, hosts, instances,
+                                     marathon_apps, marathon_events, marathon_misc, marathon_tasks, ops,
+                                     tokens)
+
+# Marathon's /v2 API (docs/marathon.md).  Tasks before apps: their paths end in /tasks, which the
+# apps' {marathon_id:path} would swallow.
+MARATHON = (marathon_tasks, marathon_apps, marathon_misc, marathon_events)
 
 
 def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: outbox.Relay, *,
@@ -23,9 +29,10 @@ def create_app(settings: GatewaySettings, pool: asyncpg.Pool, nc: NATS, relay: o
     app.state.pool = pool
     app.state.nc = nc
     app.state.relay = relay
-    app.state.queries = db.Queries("gateway", "control", "deadletters", "access", "drift")
+    app.state.queries = db.Queries("gateway", "control", "deadletters", "access", "drift", "marathon")
     app.state.ui_html = ops.load_ui()
-    routers = [m.router for m in (apps, instances, hosts, control, discovery, events, drift, deadletters, tokens, ops)]
+    routers = [m.router for m in (apps, instances, hosts, control, discovery, events, drift, deadletters, tokens, ops,
+                                  *MARATHON)]
     errors.install(app, [route for router in routers for route in router.routes])
     # Every route passes authorize(): its rule in policy.RULES decides (open, or the least role).
     for router in routers:

@@ -38,7 +38,7 @@ async def _view(pool: PoolDep, q: QueriesDep, app_id: str, who: Principal) -> di
     return views.with_lb(_app_view(who, row), await pool.fetch(q.lb_ports, app_id))
 
 
-def _check_specs(who: Principal, specs: list[tuple[str, AppSpec]]) -> None:
+def check_specs(who: Principal, specs: list[tuple[str, AppSpec]]) -> None:
     """Scope first (an app out of scope refuses the whole request), then added capabilities."""
     out = [{"field": f"{prefix}id", "reason": f"token {who.name!r} is limited to apps {who.apps!r}"}
            for prefix, s in specs if not who.sees(s.id)]
@@ -52,7 +52,7 @@ def _check_specs(who: Principal, specs: list[tuple[str, AppSpec]]) -> None:
 @router.post("", status_code=201, responses=CONFLICT)
 async def create_app(spec: AppSpec, pool: PoolDep, q: QueriesDep, relay: RelayDep,
                      settings: SettingsDep, who: WhoDep) -> dict[str, Any]:
-    _check_specs(who, [("", spec)])
+    check_specs(who, [("", spec)])
     await store.create(pool, q, spec, max_instances=settings.max_instances, by=who.name)
     relay.kick()  # after commit: the row is visible to the relay now
     return await _view(pool, q, spec.id, who)
@@ -64,7 +64,7 @@ async def create_apps(specs: Annotated[list[AppSpec], Body(min_length=1, max_len
     """Many apps in one transaction, all or none; answers ids and versions, not whole views
     (read them with GET), so a large batch costs no per-app reads.  One app out of the token's
     scope refuses them all (403)."""
-    _check_specs(who, [(f"{i}.", s) for i, s in enumerate(specs)])
+    check_specs(who, [(f"{i}.", s) for i, s in enumerate(specs)])
     versions = await store.create_many(pool, q, specs, max_instances=settings.max_instances, by=who.name)
     relay.kick()
     return {"created": [{"id": s.id, "version": v} for s, v in zip(specs, versions)]}
@@ -76,7 +76,7 @@ async def replace_app(app_id: AppIdPath, body: AppUpdate, pool: PoolDep, q: Quer
     if body.id is not None and body.id != app_id:
         raise invalid_spec("id", f"must equal the app id in the path ({app_id!r}) or be left out")
     spec = body.for_app(app_id)
-    _check_specs(who, [("", spec)])
+    check_specs(who, [("", spec)])
     await store.update(pool, q, spec, max_instances=settings.max_instances, by=who.name)
     relay.kick()
     return await _view(pool, q, app_id, who)
