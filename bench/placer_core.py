@@ -6,6 +6,11 @@ Reports placements/s, peak memory, and the utilization bin-packing reaches again
 (hosts used vs the lower bound from total demand).
 
     .venv/bin/python -m bench.placer_core [--hosts 10000] [--apps 1000] [--instances 100000]
+        [--strategy binpack|spread|both] [--score-percent P] [--score-min-hosts N] [--score-max-hosts N]
+
+The scale of issue 13: ``--hosts 100000 --apps 10000 --instances 1000000``.  The ``--score-*``
+flags are NOOPS_PLACER_SCORE_* (services/placer/sampling.py); ``--score-percent 100
+--score-max-hosts 0`` scores every host, as the placer did before sampling.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import numpy as np
 
 from libs.constraints import parse
 from services.placer import core
+from services.placer.sampling import Sampling
 from services.placer.snapshot import ClusterSnapshot, HostRow
 
 SIZES = [(0.25, 256), (0.5, 512), (1.0, 1024), (2.0, 4096), (4.0, 8192)]
@@ -50,10 +56,10 @@ def make_apps(n_apps: int, n_instances: int, seed: int) -> list[core.AppView]:
     return apps
 
 
-def run(n_hosts: int, n_apps: int, n_instances: int, strategy: str) -> dict:
+def run(n_hosts: int, n_apps: int, n_instances: int, strategy: str, sampling: Sampling = Sampling()) -> dict:
     snap = make_hosts(n_hosts)
     apps = [core.AppView(**{**a.__dict__, "strategy": strategy}) for a in make_apps(n_apps, n_instances, 7)]
-    scratch = snap.scratch()
+    scratch = snap.scratch(sampling)
     t0 = time.perf_counter()
     placed = unplaced = 0
     for k, a in enumerate(apps):
@@ -75,9 +81,15 @@ def main() -> None:
     p.add_argument("--hosts", type=int, default=10_000)
     p.add_argument("--apps", type=int, default=1_000)
     p.add_argument("--instances", type=int, default=100_000)
+    p.add_argument("--strategy", choices=("binpack", "spread", "both"), default="both")
+    d = Sampling()
+    p.add_argument("--score-percent", type=float, default=d.percent)
+    p.add_argument("--score-min-hosts", type=int, default=d.min_hosts)
+    p.add_argument("--score-max-hosts", type=int, default=d.max_hosts)
     args = p.parse_args()
-    for strategy in ("binpack", "spread"):
-        print(run(args.hosts, args.apps, args.instances, strategy))
+    sampling = Sampling(args.score_percent, args.score_min_hosts, args.score_max_hosts)
+    for strategy in ("binpack", "spread") if args.strategy == "both" else (args.strategy,):
+        print(run(args.hosts, args.apps, args.instances, strategy, sampling))
     print({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)})
 
 

@@ -144,9 +144,25 @@ class PlacerSettings:
             raise SettingsError(f"NOOPS_MASS_SILENCE_SHARE must be in (0, 1], not {self.mass_silence_share:g}")
         if self.eviction_rate_per_s <= 0 or self.eviction_burst < 1:
             raise SettingsError("NOOPS_EVICTION_RATE must be above 0 and NOOPS_EVICTION_BURST at least 1")
+        if not 0 <= self.score_percent <= 100 or self.score_min_hosts < 1 or self.score_max_hosts < 0:
+            raise SettingsError("NOOPS_PLACER_SCORE_PERCENT must be in [0, 100], NOOPS_PLACER_SCORE_MIN_HOSTS at "
+                                "least 1 and NOOPS_PLACER_SCORE_MAX_HOSTS not negative")
     resync_interval_s: float = setting(
         10.0, "NOOPS_PLACER_RESYNC_S",
         "Every this many seconds the placer looks at every app again (level-triggered safety net for lost requests).")
+    score_percent: float = setting(
+        0.0, "NOOPS_PLACER_SCORE_PERCENT",
+        "Share of the hosts (percent) a placement decision looks for among the feasible ones before it ranks them, "
+        "Kubernetes' percentageOfNodesToScore: 0 is adaptive (50% minus one point per 125 hosts, at least 5%). "
+        "Bin-packing takes the tightest fits from an index of free capacity, spread a shuffled sample. A request "
+        "the sample cannot place looks further, up to every host, so \"why not\" counts stay exact.")
+    score_min_hosts: int = setting(
+        100, "NOOPS_PLACER_SCORE_MIN_HOSTS",
+        "A placement decision looks for at least this many feasible hosts (smaller clusters: all of them).")
+    score_max_hosts: int = setting(
+        1000, "NOOPS_PLACER_SCORE_MAX_HOSTS",
+        "...and at most this many, whatever NOOPS_PLACER_SCORE_PERCENT gives: beyond it a decision costs the same "
+        "however large the cluster (spread takes one host per instance at least). 0: no bound.")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from libs import ipam, messages, outbox
 from libs.appspec import AppSpec, HealthCheck
 from libs.db import Queries
 from services.placer import core, deploys, outgoing
+from services.placer.sampling import Sampling
 from services.placer.snapshot import ClusterSnapshot, HostRow
 
 log = logging.getLogger("noops.placer")
@@ -101,8 +102,10 @@ def host_row(r: asyncpg.Record, cache: dict[str, dict] | None = None) -> HostRow
 
 class Committer:
     def __init__(self, pool: asyncpg.Pool, queries: Queries, *, heartbeat_grace_s: float,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 sampling: Sampling = Sampling()) -> None:
         self.pool, self.q, self.grace, self.clock = pool, queries, heartbeat_grace_s, clock
+        self.sampling = sampling            # how many hosts a decision scores (NOOPS_PLACER_SCORE_*)
         self.token = 0                      # fencing token, set when this placer becomes leader
         self._snapshot: ClusterSnapshot | None = None
         self._scratch = None
@@ -130,7 +133,7 @@ class Committer:
         if len(self._json_cache) > 4 * len(rows) + 1000:
             self._json_cache.clear()  # hosts gone or relabelled: start over rather than grow
         self._snapshot = ClusterSnapshot([host_row(r, self._json_cache) for r in rows])
-        self._scratch = self._snapshot.scratch()
+        self._scratch = self._snapshot.scratch(self.sampling)
         self._draining = frozenset(r["id"] for r in rows if r["draining"])
         self._pool_hosts = frozenset(r["id"] for r in rows if r["ipam"] == "pool")
         self._epochs = {r["id"]: r["epoch"] for r in rows}

@@ -20,6 +20,7 @@ from libs.settings import PlacerSettings, load
 from services.placer import liveness, silence
 from services.placer.commit import Committer, Deposed
 from services.placer.heartbeats import HeartbeatSink
+from services.placer.sampling import Sampling
 from libs.leader import Leadership, LostLeadership
 
 log = logging.getLogger("noops.placer")
@@ -215,7 +216,8 @@ class Placer:
 async def lead(settings: PlacerSettings, b: Backends, queries: db.Queries, leadership: Leadership,
                health: Health, token: int, policy: retry.Policy) -> None:
     pool, nc, js, common = b.pool, b.nc, b.js, settings.common
-    committer = Committer(pool, queries, heartbeat_grace_s=settings.heartbeat_grace_s)
+    committer = Committer(pool, queries, heartbeat_grace_s=settings.heartbeat_grace_s,
+                          sampling=Sampling.from_settings(settings))
     committer.token = token
     relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("placer"), policy=policy,
                          max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
