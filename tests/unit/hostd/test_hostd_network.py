@@ -133,3 +133,11 @@ def test_gratuitous_arp_frame() -> None:
     assert f[14:22] == bytes([0, 1, 8, 0, 6, 4, 0, 1])        # Ethernet, IPv4, request
     assert f[22:28] == mac and f[28:32] == ip and f[32:38] == b"\0" * 6 and f[38:42] == ip
     assert len(f) == 42
+
+
+def test_random_macs_are_unicast_locally_administered_and_differ() -> None:
+    macs = {netns.random_mac() for _ in range(200)}
+    assert len(macs) == 200
+    for mac in macs:
+        first = int(mac[:2], 16)
+        assert len(dhcp.mac_bytes(mac)) == 6 and first & 0x01 == 0 and first & 0x02 == 0x02
