@@ -346,6 +346,11 @@ class HostdSettings:
     pool_gateway: str = setting(
         "", "NOOPS_HOSTD_POOL_GATEWAY", "IPAM `pool`: the containers' default gateway (DHCP mode learns it from the server).")
     dhcp_timeout_s: float = setting(5.0, "NOOPS_HOSTD_DHCP_TIMEOUT_S", "How long one DHCP exchange may take before the start fails.")
+    concurrency: int = setting(
+        8, "NOOPS_HOSTD_CONCURRENCY",
+        "Most instances hostd starts, stops or sweeps at once (others wait their turn; one instance is always "
+        "handled by one at a time). The engine, not hostd, is the limit on a deploy: past the engine's own "
+        "parallelism more only makes each start slower (bench/RESULTS.md, start path).")
     max_addresses: int = setting(
         0, "NOOPS_HOSTD_MAX_ADDRESSES",
         "Most container addresses this host hands out (heartbeat `addresses_free`); 0 = not limited by the host.")

@@ -35,10 +35,15 @@ BROADCAST_IP = "255.255.255.255"
 OPT_MASK, OPT_ROUTER, OPT_REQ_IP, OPT_LEASE, OPT_TYPE, OPT_SERVER, OPT_PARAMS, OPT_T1, OPT_T2, OPT_CLIENT_ID = (
     1, 3, 50, 51, 53, 54, 55, 58, 59, 61)
 OPT_END = 255
+NAK_RESTARTS = 3  # DISCOVERs again after a NAK, within the same deadline
 
 
 class DhcpError(Exception):
     """The exchange did not give a lease (timeout, NAK); the text is shown to users."""
+
+
+class DhcpRefused(DhcpError):
+    """The server answered NAK."""
 
 
 @dataclass(frozen=True)
@@ -197,9 +202,11 @@ def raw_socket(ifname: str) -> socket.socket:
 
 
 async def _transact(sock: socket.socket, out: bytes, *, xid: int, mac: str, want: set[int],
-                    timeout_s: float, retry_s: float = 1.0) -> Reply:
+                    timeout_s: float, retry_s: float = 1.0, deadline: float | None = None) -> Reply:
+    """Send ``out`` until a matching reply comes, retransmitting with backoff; DhcpError at
+    ``deadline`` (loop time; default: ``timeout_s`` from now, which the error names)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
+    deadline = loop.time() + timeout_s if deadline is None else deadline
     while True:
         await loop.sock_sendall(sock, out)
         resend = min(loop.time() + retry_s, deadline)
@@ -217,23 +224,36 @@ async def _transact(sock: socket.socket, out: bytes, *, xid: int, mac: str, want
 
 
 async def _request(sock: socket.socket, payload: bytes, *, xid: int, mac: str, timeout_s: float,
-                   clock: Callable[[], float], **addr: object) -> Lease:
+                   clock: Callable[[], float], deadline: float | None = None, **addr: object) -> Lease:
     reply = await _transact(sock, frame(payload, src_mac=mac, **addr), xid=xid, mac=mac, want={ACK, NAK},  # type: ignore[arg-type]
-                            timeout_s=timeout_s)
+                            timeout_s=timeout_s, deadline=deadline)
     if reply.kind == NAK:
         msg = reply.options.get(56, b"").decode(errors="replace")
-        raise DhcpError(f"the DHCP server refused the address{': ' + msg if msg else ''}")
+        raise DhcpRefused(f"the DHCP server refused the address{': ' + msg if msg else ''}")
     return lease_from(reply, mac=mac, now=clock())
 
 
 async def acquire(sock: socket.socket, mac: str, *, timeout_s: float = 5.0,
                   clock: Callable[[], float] = time.time) -> Lease:
-    xid = new_xid()
-    offer = await _transact(sock, frame(bootp(DISCOVER, xid=xid, mac=mac), src_mac=mac), xid=xid, mac=mac,
-                            want={OFFER}, timeout_s=timeout_s)
-    server = socket.inet_ntoa(offer.options[OPT_SERVER]) if OPT_SERVER in offer.options else ""
-    payload = bootp(REQUEST, xid=xid, mac=mac, requested=offer.yiaddr, server_id=server)
-    return await _request(sock, payload, xid=xid, mac=mac, timeout_s=timeout_s, clock=clock)
+    """DISCOVER → OFFER → REQUEST → ACK within ``timeout_s``.  A NAK to the REQUEST sends the
+    client back to DISCOVER (RFC 2131 3.1.4) while time is left: when many containers start at
+    once, a server that reserves nothing for an offer (dnsmasq with --no-ping) can offer one
+    address to two clients, and refuses the later REQUEST with "address in use"."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    for attempt in range(1, NAK_RESTARTS + 2):
+        xid = new_xid()
+        offer = await _transact(sock, frame(bootp(DISCOVER, xid=xid, mac=mac), src_mac=mac), xid=xid, mac=mac,
+                                want={OFFER}, timeout_s=timeout_s, deadline=deadline)
+        server = socket.inet_ntoa(offer.options[OPT_SERVER]) if OPT_SERVER in offer.options else ""
+        payload = bootp(REQUEST, xid=xid, mac=mac, requested=offer.yiaddr, server_id=server)
+        try:
+            return await _request(sock, payload, xid=xid, mac=mac, timeout_s=timeout_s, clock=clock,
+                                  deadline=deadline)
+        except DhcpRefused:
+            if attempt > NAK_RESTARTS or loop.time() >= deadline:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def reboot(sock: socket.socket, mac: str, ip: str, *, timeout_s: float = 5.0,

@@ -61,6 +61,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
     if s.tombstones_max < 1 or s.tombstone_ttl_s <= 0:
         raise SettingsError("NOOPS_HOSTD_TOMBSTONES_MAX must be >= 1 and NOOPS_HOSTD_TOMBSTONE_TTL_S > 0 "
                             "(without tombstones a late start recreates a stopped instance)")
+    if s.concurrency < 1:
+        raise SettingsError("NOOPS_HOSTD_CONCURRENCY must be >= 1")
     if not 0 <= s.vlan <= 4094:
         raise SettingsError("NOOPS_HOSTD_VLAN must be 0 (none) or a VLAN id up to 4094")
     return s
@@ -115,7 +117,7 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         volumes = make_volumes(cfg)
         agent = Agent(cluster=cfg.common.cluster, host=host, runtime=runtime,
                       reporter=Reporter(js, host, clock), stop_timeout_s=cfg.stop_timeout_s,
-                      network=network, volumes=volumes, clock=clock,
+                      network=network, volumes=volumes, clock=clock, concurrency=cfg.concurrency,
                       tombstones=Tombstones(state / "tombstones" if state else None, max_count=cfg.tombstones_max,
                                             max_age_s=cfg.tombstone_ttl_s, clock=clock),
                       oom_wait_s=cfg.oom_wait_s, hardening=ct.Hardening.from_settings(cfg))

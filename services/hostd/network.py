@@ -3,8 +3,8 @@
 Containers are created with Docker networking off (``NetworkMode: none``).  Once the container
 runs, ``attach`` gives it a host-like interface:
 
-    parent NIC (or <parent>.<vlan>) ── macvlan, bridge mode, temp name nm<hash>
-        → moved into the container's namespace (found by its pid), renamed eth0, up
+    parent NIC (or <parent>.<vlan>) ── macvlan, bridge mode, made inside the container's
+        namespace (found by its pid) as eth0, up, with a MAC chosen by hostd
         → address: DHCP from the macvlan's own MAC (mode "dhcp") or the placer's pool address
         → default route via the router, tbf egress rule when egress_mbit > 0
 
@@ -47,6 +47,8 @@ def ip_of(network_settings: Any) -> str:
 
 
 def temp_link_name(instance: str) -> str:
+    """The root-namespace name hostd gave a macvlan before moving it (hostds before the
+    one-request attach did): ``nm…`` links on our parent are still found and removed as strays."""
     return LINK_PREFIX + hashlib.sha256(instance.encode()).hexdigest()[:10]
 
 
@@ -128,19 +130,18 @@ class Network:
     async def attach(self, instance: str, pid: int, *, address: str = "", egress_mbit: int = 0) -> Attachment:
         """Give the running container ``pid`` its eth0 and address.  Raises NetworkError/DhcpError."""
         parent = await self.parent()
-        tmp = temp_link_name(instance)
-        mac = await netns.in_root(netns.create_macvlan, parent, tmp, pid)
+        mac = netns.random_mac()
+        await netns.in_root(netns.create_in_container, parent, pid, mac)
         if self.mode == "pool":
             if not address:
                 raise NetworkError("no address was reserved for the instance (IPAM mode pool)")
             cidr, router, lease = address, self.pool_gateway, None
         else:
-            await netns.in_netns(pid, netns.bring_up, tmp)
             lease = await self._dhcp(pid, lambda s: dhcp.acquire(s, mac, timeout_s=self.dhcp_timeout_s,
                                                                  clock=self.clock))
             cidr, router = lease.cidr, lease.router
         try:
-            await netns.in_netns(pid, netns.configure, tmp, cidr, router, egress_mbit)
+            await netns.in_netns(pid, netns.configure, cidr, router, egress_mbit, mac)
         except BaseException:
             if lease is not None:
                 await self._send_release(lease, parent)

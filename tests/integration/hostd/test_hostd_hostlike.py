@@ -37,6 +37,16 @@ def leases(hostd: HostdUnderTest) -> dict[str, str]:
     return {lease["mac"]: lease["ip"] for lease in simnet.leases(hostd.cfg.net)}
 
 
+async def running_then_stopped(hostd: HostdUnderTest, instance: str) -> tuple[Any, int]:
+    """Place ``instance``, wait for RUNNING, stop hostd (the container keeps running): (report, pid)."""
+    await hostd.start()
+    await hostd.place(instance)
+    first = await hostd.report(instance, "RUNNING")
+    await hostd.stop()
+    [c] = await hostd.containers(instance)
+    return first, (await c.show())["State"]["Pid"]
+
+
 @pytest.fixture
 async def second(hostd: HostdUnderTest, cluster_cfg, nc, docker):  # noqa: F811
     """Another simulated host on the same switch."""
@@ -129,12 +139,7 @@ async def test_lease_of_a_container_that_ended_while_hostd_was_away_is_released(
 
 async def test_half_made_start_is_finished_at_adoption(hostd: HostdUnderTest, docker) -> None:  # noqa: F811
     """A container left running without its interface (hostd died mid-start) gets one at adoption."""
-    await hostd.start()
-    await hostd.place("web-1")
-    first = await hostd.report("web-1", "RUNNING")
-    await hostd.stop()
-    [c] = await hostd.containers("web-1")
-    pid = (await c.show())["State"]["Pid"]
+    first, pid = await running_then_stopped(hostd, "web-1")
     await netns.in_netns(pid, lambda: subprocess.run(["ip", "link", "del", "eth0"], check=True))
     subprocess.run(["ip", "link", "add", "nmdeadbeef00", "link", hostd.nic, "type", "macvlan"], check=True)
     n = len(hostd.reports)
@@ -142,6 +147,20 @@ async def test_half_made_start_is_finished_at_adoption(hostd: HostdUnderTest, do
     again = await hostd.report("web-1", "RUNNING", after=n)
     assert again.ip and again.mac != first.mac
     assert subprocess.run(["ip", "link", "show", "nmdeadbeef00"], capture_output=True).returncode != 0
+    assert await eventually(lambda: tcp_ok(again.ip), timeout=10, what="httpd at the new address")
+
+
+async def test_unaddressed_eth0_is_replaced_at_adoption(hostd: HostdUnderTest) -> None:
+    """hostd died after making eth0 inside the container but before addressing it: the restart
+    makes a fresh eth0 in its place (a new MAC, a new lease) rather than failing on the name."""
+    first, pid = await running_then_stopped(hostd, "web-1")
+    await netns.in_netns(pid, lambda: subprocess.run(["ip", "addr", "flush", "dev", "eth0"], check=True))
+    n = len(hostd.reports)
+    await hostd.start()
+    again = await hostd.report("web-1", "RUNNING", after=n)
+    assert again.ip and again.mac != first.mac and leases(hostd).get(again.mac) == again.ip
+    iface = await netns.in_netns(pid, netns.read_iface, "eth0")
+    assert iface is not None and iface.mac == again.mac and iface.cidr == f"{again.ip}/20"
     assert await eventually(lambda: tcp_ok(again.ip), timeout=10, what="httpd at the new address")
 
 

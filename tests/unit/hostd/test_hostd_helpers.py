@@ -53,6 +53,7 @@ def test_host_labels(text: str, labels: dict[str, str]) -> None:
     pytest.param({"NOOPS_HOST_ID": "Bad_Host"}, "NOOPS_HOST_ID='Bad_Host' is not a valid host id", id="host-id"),
     pytest.param({"NOOPS_HOST_ID": "h1", "NOOPS_HOST_LABELS": "rack"}, "is not key=value", id="labels"),
     pytest.param({"NOOPS_HOST_ID": "h1", "NOOPS_HEARTBEAT_INTERVAL_S": "0"}, "must be > 0", id="interval"),
+    pytest.param({"NOOPS_HOST_ID": "h1", "NOOPS_HOSTD_CONCURRENCY": "0"}, "CONCURRENCY must be >= 1", id="concurrency"),
 ])
 def test_load_settings_refuses(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):

@@ -2,6 +2,7 @@
 volume binds, and the simulated network's numbering."""
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import struct
@@ -133,3 +134,55 @@ def test_gratuitous_arp_frame() -> None:
     assert f[14:22] == bytes([0, 1, 8, 0, 6, 4, 0, 1])        # Ethernet, IPv4, request
     assert f[22:28] == mac and f[28:32] == ip and f[32:38] == b"\0" * 6 and f[38:42] == ip
     assert len(f) == 42
+
+
+def test_random_macs_are_unicast_locally_administered_and_differ() -> None:
+    macs = {netns.random_mac() for _ in range(200)}
+    assert len(macs) == 200
+    for mac in macs:
+        first = int(mac[:2], 16)
+        assert len(dhcp.mac_bytes(mac)) == 6 and first & 0x01 == 0 and first & 0x02 == 0x02
+
+
+async def _serve(sock: socket.socket, answers: list[tuple[int, str]]) -> list[int]:
+    """A scripted DHCP server on the other end of a datagram pair: each client message gets the
+    next (kind, address) answer with its xid; returns the kinds of the messages it got."""
+    loop = asyncio.get_running_loop()
+    got = []
+    for kind, yiaddr in answers:
+        data = await loop.sock_recv(sock, 4096)
+        payload = data[42:]
+        got.append(payload[242])  # option 53 comes first: 53, 1, kind
+        xid = struct.unpack("!I", payload[4:8])[0]
+        options = {dhcp.OPT_SERVER: socket.inet_aton("198.18.0.1"), dhcp.OPT_LEASE: struct.pack("!I", 120)}
+        await loop.sock_sendall(sock, server_reply(kind, xid=xid, yiaddr=yiaddr, options=options))
+    return got
+
+
+@pytest.mark.parametrize(("answers", "ip"), [
+    pytest.param([(dhcp.OFFER, "198.18.0.20"), (dhcp.ACK, "198.18.0.20")], "198.18.0.20", id="plain"),
+    pytest.param([(dhcp.OFFER, "198.18.0.20"), (dhcp.NAK, "0.0.0.0"), (dhcp.OFFER, "198.18.0.21"),
+                  (dhcp.ACK, "198.18.0.21")], "198.18.0.21", id="nak-then-discover-again"),
+])
+async def test_acquire_discovers_again_after_a_nak(answers: list[tuple[int, str]], ip: str) -> None:
+    client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    client.setblocking(False)
+    server.setblocking(False)
+    with client, server:
+        served = asyncio.create_task(_serve(server, answers))
+        lease = await dhcp.acquire(client, MAC, timeout_s=2.0)
+        kinds = await served
+    assert lease.ip == ip
+    assert kinds == [dhcp.DISCOVER, dhcp.REQUEST] * (len(answers) // 2)
+
+
+async def test_acquire_gives_up_after_bounded_naks() -> None:
+    answers = [(dhcp.OFFER, "198.18.0.20"), (dhcp.NAK, "0.0.0.0")] * (dhcp.NAK_RESTARTS + 1)
+    client, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    client.setblocking(False)
+    server.setblocking(False)
+    with client, server:
+        served = asyncio.create_task(_serve(server, answers))
+        with pytest.raises(dhcp.DhcpRefused, match="refused the address"):
+            await dhcp.acquire(client, MAC, timeout_s=2.0)
+        assert len(await served) == len(answers)
