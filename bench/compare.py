@@ -36,6 +36,7 @@ ALL_BEGIN, ALL_END = "<!-- make bench --all: begin -->", "<!-- make bench --all:
 async def measure(n: int, reps: int, deadline_s: float) -> tuple[dict[str, list[dict[str, float]]], list[dict]]:
     systems = [Raw(n), Swarm(n), Noops(n)]
     results: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
+    results["load average"] = []   # 1 min, after each system's turn: was the machine shared?
     t_end = time.monotonic() + deadline_s
     try:
         for s in systems:
@@ -49,6 +50,7 @@ async def measure(n: int, reps: int, deadline_s: float) -> tuple[dict[str, list[
                 row = await s.start()
                 row |= await s.stop()
                 results[s.name].append(row)
+                results["load average"].append({"load1": os.getloadavg()[0]})
                 print(f"bench: rep {rep + 1} {s.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
         stages = systems[2].stages   # type: ignore[attr-defined]
     finally:
@@ -133,6 +135,11 @@ def section(n: int, reps: int, results: dict[str, list[dict[str, float]]], stage
                   f"{med['starting_to_started_s']:.2f} s; started → RUNNING (hostd's network step: macvlan, DHCP; "
                   f"the report and the registry's commit) {med['started_to_running_s']:.2f} s; STARTING → RUNNING "
                   f"{med['starting_to_running_s']:.2f} s (p90 {med['starting_to_running_p90_s']:.2f} s)."]
+    load = [r["load1"] for r in results.get("load average", [])]
+    if load:
+        lines += ["", f"Load average (1 min) after each system's turn: {min(load):.1f} – {max(load):.1f} on "
+                  f"{os.cpu_count()} vCPUs" + (" — the machine was shared with other runs; compare within this run "
+                                               "only." if max(load) > 2 * (os.cpu_count() or 1) else ".")]
     lines += [END, ""]
     return "\n".join(lines)
 
