@@ -33,8 +33,9 @@ BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
 ALL_BEGIN, ALL_END = "<!-- make bench --all: begin -->", "<!-- make bench --all: end -->"
 
 
-async def measure(n: int, reps: int, deadline_s: float) -> tuple[dict[str, list[dict[str, float]]], list[dict]]:
-    systems = [Raw(n), Swarm(n), Noops(n)]
+async def measure(n: int, reps: int, deadline_s: float,
+                  init: bool = True) -> tuple[dict[str, list[dict[str, float]]], list[dict]]:
+    systems = [Raw(n), Swarm(n, init=init), Noops(n, init=init)]
     results: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
     results["load average"] = []   # 1 min, after each system's turn: was the machine shared?
     t_end = time.monotonic() + deadline_s
@@ -176,8 +177,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50, help="containers per system")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--all", action="store_true", help="also run the other benchmarks (adds ~15 min)")
+    ap.add_argument("--no-init", action="store_true",
+                    help="Swarm and noops without the engine's init (what a stop costs then); printed, not written "
+                         "unless --out is given")
     ap.add_argument("--max-s", type=float, default=900.0, help="bound of the side-by-side part")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    ap.add_argument("--out", type=Path, default=None, help="default bench/RESULTS.md (with --no-init: none)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("make bench needs root (network namespaces, nftables, swarm mode)")
@@ -186,9 +190,14 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C (asyncio.run cancels the run; the other benchmarks get SIGINT),
     # through every finally: containers, swarm, platform.
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    results, stages = asyncio.run(measure(args.n, args.reps, args.max_s))
+    results, stages = asyncio.run(measure(args.n, args.reps, args.max_s, init=not args.no_init))
     others = others_section(compare_others.run_all()) if args.all else None
-    write(args.out, section(args.n, args.reps, results, stages), others)
+    text = section(args.n, args.reps, results, stages)
+    out = args.out or (None if args.no_init else Path(__file__).with_name("RESULTS.md"))
+    if out is None:
+        print(text)
+    else:
+        write(out, text, others)
 
 
 if __name__ == "__main__":

@@ -114,6 +114,7 @@ class Swarm:
     """Joins swarm mode only if this engine is in none (``inactive``), and leaves it in ``close``."""
     n: int
     timeout_s: float = 180.0
+    init: bool = True
     name: str = "Docker Swarm"
     joined: bool = False
     had_gwbridge: bool = True   # until known: a network that was there before is left alone
@@ -138,7 +139,7 @@ class Swarm:
         # --init as noops runs them (NOOPS_HOSTD_INIT), so the scale-down is not the 10 s stop grace;
         # --no-resolve-image: the image is local (no registry round trip to pin its digest).
         await docker("service", "create", "--detach", "--quiet", "--name", service, "--replicas", str(self.n),
-                     "--init", "--no-resolve-image", "--container-label", f"{BENCH_LABEL}={self.tag}", IMAGE, *CMD)
+                     *(["--init"] if self.init else []), "--no-resolve-image", "--container-label", f"{BENCH_LABEL}={self.tag}", IMAGE, *CMD)
         await until(lambda: _eq(count(self._label(service)), self.n), self.timeout_s, "swarm tasks running",
                     interval=0.2)
         return {"start_s": time.monotonic() - t0}
@@ -172,6 +173,7 @@ class Noops:
     hosts: tuple[str, ...] = ("h1", "h2")
     placement: str = "spread"
     timeout_s: float = 180.0
+    init: bool = True       # NOOPS_HOSTD_INIT
     name: str = "noops"
     cfg: ClusterConfig | None = None
     platform: Platform | None = None
@@ -188,7 +190,7 @@ class Noops:
                                  nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
                                  registry_port=ports[4], reconciler_port=ports[5], hostd_base_port=ports[6],
                                  hosts=self.hosts, host_cpus=8.0, host_mem_mb=16384,
-                                 extra_env={"NOOPS_LOG_LEVEL": "WARNING"})
+                                 extra_env={"NOOPS_LOG_LEVEL": "WARNING", "NOOPS_HOSTD_INIT": str(self.init).lower()})
         self.platform = Platform(self.cfg)   # from here on, close() removes it, even if the start fails
         # start_infra runs in a worker thread: it bootstraps tokens on a loop of its own.
         await asyncio.to_thread(start_infra, self.cfg, fresh_db=True)
