@@ -163,9 +163,11 @@ def replace_section(old: str, begin: str, end: str, text: str) -> str:
     return old.rstrip("\n") + ("\n\n" if old else "") + text
 
 
-def write(out: Path, main_text: str, others_text: str | None) -> None:
-    """Only this benchmark's own sections change; everything else in the file stays."""
-    text = replace_section(out.read_text() if out.exists() else "", BEGIN, END, main_text)
+def write(out: Path, main_text: str | None, others_text: str | None) -> None:
+    """Only this benchmark's own sections change (those given); everything else in the file stays."""
+    text = out.read_text() if out.exists() else ""
+    if main_text is not None:
+        text = replace_section(text, BEGIN, END, main_text)
     if others_text is not None:
         text = replace_section(text, ALL_BEGIN, ALL_END, others_text)
     out.write_text(text)
@@ -177,6 +179,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50, help="containers per system")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--all", action="store_true", help="also run the other benchmarks (adds ~15 min)")
+    ap.add_argument("--others-only", action="store_true",
+                    help="only the other benchmarks (their table; the side-by-side section stays as it is)")
     ap.add_argument("--no-init", action="store_true",
                     help="Swarm and noops without the engine's init (what a stop costs then); printed, not written "
                          "unless --out is given")
@@ -190,10 +194,14 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C (asyncio.run cancels the run; the other benchmarks get SIGINT),
     # through every finally: containers, swarm, platform.
     signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    default_out = Path(__file__).with_name("RESULTS.md")
+    if args.others_only:
+        write(args.out or default_out, None, others_section(compare_others.run_all()))
+        return
     results, stages = asyncio.run(measure(args.n, args.reps, args.max_s, init=not args.no_init))
     others = others_section(compare_others.run_all()) if args.all else None
     text = section(args.n, args.reps, results, stages)
-    out = args.out or (None if args.no_init else Path(__file__).with_name("RESULTS.md"))
+    out = args.out or (None if args.no_init else default_out)
     if out is None:
         print(text)
     else:
