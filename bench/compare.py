@@ -7,7 +7,7 @@ machine spreads over all three.  Median and spread (min–max) of the repetition
 bench/RESULTS.md, in a section of its own that a re-run replaces (nothing else in the file is
 touched).  ``--all`` also runs the other benchmarks and lists their figures beside their goals.
 
-    .venv/bin/python -m bench.compare [--n 50] [--reps 3] [--all] [--out bench/RESULTS.md]
+    .venv/bin/python -m bench.compare [--n 50] [--reps 3] [--all | --others-only] [--no-init] [--out FILE]
 
 Everything it makes is removed at the end, also on Ctrl-C or SIGTERM: the containers, the swarm
 (it joins swarm mode only from ``inactive`` and leaves it), the throw-away noops platform.
