@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: up down logs follow status test install docs chaos
+.PHONY: up down logs follow status test install docs chaos bench
 
 up: install
 	@$(PY) -m devtools.cluster up
@@ -24,6 +24,9 @@ test: install
 
 chaos: install
 	@$(PY) -m bench.chaos $(CHAOS_ARGS)
+
+bench: install
+	@$(PY) -m bench.compare $(BENCH_ARGS)
 
 install:
 	@bash scripts/install.sh

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import platform as pyplatform
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -30,7 +29,7 @@ import asyncpg
 import httpx
 
 from devtools import infra
-from devtools.cluster import ClusterConfig, start_infra, stop_network, stop_sinks
+from devtools.cluster import ClusterConfig, start_infra
 from devtools.platform import Platform
 
 N = 10              # instances of the app every fault runs against
@@ -291,15 +290,7 @@ async def main(only: list[str], out: Path) -> None:
                 rows.append(row)
         await pool.close()
     finally:
-        p.stop_all()
-        for pidfile in run_dir.glob("*.pid"):
-            if not pidfile.name.startswith("dockerd"):
-                infra.stop_pidfile(pidfile, timeout=5)
-        infra.remove_cluster_containers(cfg.cluster)
-        stop_sinks(cfg)
-        stop_network(cfg)
-        infra.drop_database(cfg.db_name)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        p.remove()
     if rows:
         write(out, rows, order)
 

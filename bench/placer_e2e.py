@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.hollow import HollowHosts
+from bench.hollow import ADDRESSES, HollowHosts
 from bench.placer_core import make_apps
 from devtools import infra
 from devtools.cluster import ClusterConfig, ensure_tokens, start_process, wait_healthy
@@ -70,7 +70,9 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
                         nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
                         registry_port=ports[4], reconciler_port=ports[5], hosts=(),
                         extra_env={"NOOPS_LOG_LEVEL": "WARNING", "NOOPS_PLACER_RESYNC_S": "30", "NOOPS_SINKS": "",
-                                   "NOOPS_HEARTBEAT_GRACE_S": "10"})
+                                   "NOOPS_HEARTBEAT_GRACE_S": "10",
+                                   # The hollow hosts' made-up addresses (bench/hollow.py), not a simulated network's.
+                                   "NOOPS_REGISTRY_CONTAINER_RANGES": str(ADDRESSES)})
     infra.ensure_postgres()
     infra.ensure_database(cfg.db_name, fresh=True)
     ensure_tokens(cfg)   # the admin token every request to the gateway carries

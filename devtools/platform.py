@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from devtools import infra
-from devtools.cluster import ClusterConfig, process_names, start_process, wait_healthy
+from devtools.cluster import ClusterConfig, process_names, start_process, stop_network, stop_sinks, wait_healthy
 
 
 @dataclass
@@ -74,3 +74,16 @@ class Platform:
     def stop_all(self) -> None:
         for name in process_names(self.cfg):
             infra.stop_pidfile(self.cfg.run_dir / f"{name}.pid", timeout=10)
+
+    def remove(self) -> None:
+        """A throw-away platform's end (bench/chaos.py, bench/compare.py): its processes (dockerd
+        excepted), containers, sinks, network, database and run directory."""
+        self.stop_all()
+        for pidfile in self.cfg.run_dir.glob("*.pid"):
+            if not pidfile.name.startswith("dockerd"):
+                infra.stop_pidfile(pidfile, timeout=5)
+        infra.remove_cluster_containers(self.cfg.cluster)
+        stop_sinks(self.cfg)
+        stop_network(self.cfg)
+        infra.drop_database(self.cfg.db_name)
+        shutil.rmtree(self.cfg.run_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
                       ValidationInfo, WithJsonSchema, field_validator, model_validator)
 
 from libs import constraints, imageref
+from libs.messages import MAX_STOP_TIMEOUT_S
 from libs.subjects import INSTANCE_RE, MAX_INSTANCE_ID, MAX_TOKEN, TOKEN_RE
 
 # Ids, bounded everywhere they appear (bodies here, paths in the gateway): app and host ids become
@@ -228,6 +229,9 @@ class AppSpec(Strict):
     security: Security = Field(default_factory=Security, description="Capabilities, user, read-only root.")
     volume_path: Text = Field("/data", max_length=4096,
                              description="Where the instance's volume (resources.disk_mb > 0) is mounted.")
+    kill_grace_s: int | None = Field(None, ge=1, le=MAX_STOP_TIMEOUT_S, description=(
+        "Seconds an instance's process gets between SIGTERM and SIGKILL when it is stopped (scale down, update, "
+        "health kill, sweep); null = the host's default (NOOPS_STOP_TIMEOUT_S, 5 s)."))
 
     @field_validator("volume_path")
     @classmethod

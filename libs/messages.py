@@ -52,6 +52,9 @@ class SecuritySpec(Msg):
     read_only_rootfs: bool = False
 
 
+MAX_STOP_TIMEOUT_S = 600          # ContainerSpec.stop_timeout_s: a stop holds its instance's lock this long at most
+
+
 class ContainerSpec(Msg):
     image: str
     cmd: list[str]
@@ -66,6 +69,7 @@ class ContainerSpec(Msg):
     keep_volume: bool = False     # seam for stateful services: keep the volume when the instance stops
     health_checks: list[HealthCheckSpec] = []
     security: SecuritySpec = SecuritySpec()
+    stop_timeout_s: int = 0       # SIGTERM → SIGKILL grace (appspec kill_grace_s); 0 = hostd's NOOPS_STOP_TIMEOUT_S
 
 
 class Placement(Msg):

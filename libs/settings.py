@@ -313,7 +313,8 @@ class HostdSettings:
     labels: str = setting("", "NOOPS_HOST_LABELS", "Host attributes for constraints, e.g. `rack=r1,zone=z1`.")
     heartbeat_interval_s: float = setting(1.0, "NOOPS_HEARTBEAT_INTERVAL_S", "Seconds between two heartbeats.")
     docker_url: str = setting("", "NOOPS_DOCKER_URL", "Docker engine address; empty means the local default socket.")
-    stop_timeout_s: int = setting(5, "NOOPS_STOP_TIMEOUT_S", "Seconds a container gets after SIGTERM before SIGKILL.")
+    stop_timeout_s: int = setting(5, "NOOPS_STOP_TIMEOUT_S", "Seconds a container gets after SIGTERM before SIGKILL, "
+                                  "unless its app sets `kill_grace_s`.")
     placement_max_deliver: int = setting(
         200, "NOOPS_HOSTD_PLACEMENT_MAX_DELIVER",
         "A placement message is delivered to hostd at most this many times (its consumer's `max_deliver`, in place "
@@ -396,6 +397,12 @@ class HostdSettings:
         True, "NOOPS_HOSTD_NO_NEW_PRIVILEGES",
         "Start containers with `no-new-privileges`: a setuid binary or file capabilities inside the image cannot "
         "raise a process's privileges above what it started with.")
+    init: bool = setting(
+        True, "NOOPS_HOSTD_INIT",
+        "Run every container with the engine's init (`docker run --init`: tini as PID 1, which forwards signals "
+        "to the app and reaps zombies). Without it an app that is PID 1 and installs no SIGTERM handler (busybox "
+        "httpd, many scripts) ignores the stop's SIGTERM and is killed only after its grace (kill_grace_s or "
+        "NOOPS_STOP_TIMEOUT_S).")
 
     def __post_init__(self) -> None:
         if self.pids_limit < 0:

@@ -24,6 +24,9 @@ LABEL_ADDRESS = "noops.address"   # IPAM pool: the reserved address, so adoption
 LABEL_EGRESS = "noops.egress"     # egress_mbit, for the same reason
 LABEL_HEALTH = "noops.health"     # the health checks (JSON), so an adopted container is checked again
 LABEL_KEEP_VOLUME = "noops.keep_volume"  # "true": the volume outlives the container (a sweep keeps it)
+# The app's kill grace (seconds), so every stop of the container uses it -- also those that come
+# without its spec: a sweep, a health kill, the placer's stop of a stale copy.
+LABEL_STOP_TIMEOUT = "noops.stop_timeout"
 MIB = 1024 * 1024
 
 
@@ -63,6 +66,14 @@ class ContainerInfo:
     def running(self) -> bool:
         return self.state == "running"
 
+    def stop_timeout_s(self, default_s: int) -> int:
+        """SIGTERM → SIGKILL grace for this container: its app's (label), else the host's default."""
+        try:
+            grace = int(self.labels.get(LABEL_STOP_TIMEOUT, "0"))
+        except ValueError:
+            return default_s
+        return grace if 0 < grace <= messages.MAX_STOP_TIMEOUT_S else default_s
+
 
 def container_name(cluster: str, instance: str) -> str:
     return f"noops-{cluster}-{instance}"
@@ -87,6 +98,7 @@ def container_labels(p: messages.Placement, cluster: str, host: str) -> dict[str
         **({LABEL_EGRESS: str(p.spec.egress_mbit)} if p.spec.egress_mbit else {}),
         **({LABEL_HEALTH: messages.encode_value(p.spec.health_checks)} if p.spec.health_checks else {}),
         **({LABEL_KEEP_VOLUME: "true"} if p.spec.keep_volume else {}),
+        **({LABEL_STOP_TIMEOUT: str(p.spec.stop_timeout_s)} if p.spec.stop_timeout_s > 0 else {}),
     }
 
 
@@ -107,10 +119,12 @@ class Hardening:
     cap_drop: tuple[str, ...] = ("NET_RAW", "NET_ADMIN")   # names without CAP_; "ALL" drops every one
     pids_limit: int = 4096                                 # 0: none
     no_new_privileges: bool = True
+    init: bool = True    # the engine's init (tini) as PID 1: SIGTERM reaches the app, zombies are reaped
 
     @classmethod
     def from_settings(cls, cfg: HostdSettings) -> "Hardening":
-        return cls(cap_drop=cfg.cap_drop_names(), pids_limit=cfg.pids_limit, no_new_privileges=cfg.no_new_privileges)
+        return cls(cap_drop=cfg.cap_drop_names(), pids_limit=cfg.pids_limit, no_new_privileges=cfg.no_new_privileges,
+                   init=cfg.init)
 
 
 def security_config(sec: messages.SecuritySpec, hardening: Hardening) -> dict[str, Any]:
@@ -144,6 +158,10 @@ def create_config(p: messages.Placement, cluster: str, host: str, volume: str = 
             **security_config(p.spec.security, hardening),
         },
     }
+    if hardening.init:
+        # The kernel gives PID 1 no default signal actions: busybox httpd (the base image's) ignores
+        # SIGTERM there, so every stop would wait for the whole grace and end in SIGKILL.
+        config["HostConfig"]["Init"] = True
     if p.spec.security.user:  # empty means the image's own USER
         config["User"] = p.spec.security.user
     if volume:

@@ -77,7 +77,7 @@ class Deaths(AgentState):
             await self.network.detach(w.instance)
             self._stopping.add(info.id)
             try:
-                await self._rt.stop(info.id, self._stop_timeout_s)
+                await self._rt.stop(info.id, info.stop_timeout_s(self._stop_timeout_s))
                 await self._rt.remove(info.id)
             finally:
                 self._stopping.discard(info.id)

@@ -123,7 +123,7 @@ class Lifecycle(AgentState):
         await self.network.detach(p.instance)
         for c in existing:
             self._stopping.add(c.id)
-            await self._rt.stop(c.id, self._stop_timeout_s)
+            await self._rt.stop(c.id, c.stop_timeout_s(min(p.spec.stop_timeout_s, messages.MAX_STOP_TIMEOUT_S) or self._stop_timeout_s))
             await self._rt.remove(c.id)
             self._stopping.discard(c.id)  # gone: its late 'die' event finds nothing to inspect
         if p.spec.disk_mb > 0 or p.instance in await self.volumes.list():

@@ -112,7 +112,7 @@ class Sweeping(AgentState):
             if release:
                 self.health.forget(instance)
                 await self.network.detach(instance)   # RELEASE first, while the address is surely its own
-            await self._rt.stop(container_id, self._stop_timeout_s)
+            await self._rt.stop(container_id, info.stop_timeout_s(self._stop_timeout_s))
             await self._rt.remove(container_id)
         finally:
             self._stopping.discard(container_id)

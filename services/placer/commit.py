@@ -57,7 +57,8 @@ def container_spec(spec: AppSpec) -> messages.ContainerSpec:
         disk_mb=spec.resources.disk_mb, egress_mbit=spec.resources.egress_mbit, volume_path=spec.volume_path,
         health_checks=[health_check_spec(spec, c) for c in spec.health_checks],
         security=messages.SecuritySpec(cap_add=list(spec.security.cap_add), user=spec.security.user or "",
-                                       read_only_rootfs=spec.security.read_only_rootfs))
+                                       read_only_rootfs=spec.security.read_only_rootfs),
+        stop_timeout_s=spec.kill_grace_s or 0)
 
 
 def health_check_spec(spec: AppSpec, c: HealthCheck) -> messages.HealthCheckSpec:

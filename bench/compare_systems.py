@@ -1,0 +1,309 @@
+"""The three systems `make bench` (bench/compare.py) puts side by side, each with the same image and
+command (examples/web.json's): start N containers until all run, then scale N → 0 until none is
+left.  Every wait is bounded; every system removes what it made in ``close()``.
+
+- ``Raw``: parallel ``docker run -d --network none`` (the limit), ``docker rm -f`` to stop.
+- ``Swarm``: Docker Swarm on this engine (``swarm init`` on loopback, address pool 198.19.240.0/20,
+  which no test network uses: devtools/simnet.py numbers clusters below 198.19.224.0), a service
+  of N replicas; ``docker service scale =0`` to stop.
+- ``Noops``: a throw-away platform of its own (NATS, database, run dir, simulated hosts with DHCP,
+  HAProxy), from the POST to N instances RUNNING with their DHCP addresses, healthy (an HTTP
+  check) and in HAProxy; PATCH instances 0 until no container of the app is left.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from devtools import infra
+from devtools import sinks as sink_procs
+from devtools.cluster import ClusterConfig, start_infra
+from devtools.platform import Platform
+from services.registry.sinks import haproxy_config as hc
+from services.registry.sinks.haproxy import HAProxyError, runtime
+
+IMAGE = "noops/base:latest"
+CMD: list[str] = json.loads((infra.REPO / "examples" / "web.json").read_text())["cmd"]
+SWARM_POOL = "198.19.240.0/20"
+BENCH_LABEL = "noops.bench"
+
+
+async def docker(*args: str, timeout: float = 60.0, check: bool = True) -> str:
+    proc = await asyncio.create_subprocess_exec("docker", *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise TimeoutError(f"docker {' '.join(args[:3])}: no answer within {timeout:.0f}s") from None
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args[:3])} failed: {err.decode().strip()[:300]}")
+    return out.decode()
+
+
+async def count(*filters: str, running: bool = True) -> int:
+    args = ["ps", "-q"] + ([] if running else ["-a"])
+    for f in filters:
+        args += ["--filter", f]
+    return len((await docker(*args)).split())
+
+
+async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.1) -> float:
+    """Seconds until ``cond`` holds (polled); TimeoutError past ``timeout``."""
+    t0 = time.monotonic()
+    while not await cond():
+        if time.monotonic() - t0 > timeout:
+            raise TimeoutError(f"{what}: not within {timeout:.0f}s")
+        await asyncio.sleep(interval)
+    return time.monotonic() - t0
+
+
+@dataclass
+class Raw:
+    n: int
+    parallel: int = 8        # as /work/shared/BASELINES.md's `xargs -P 8`
+    timeout_s: float = 120.0
+    name: str = "raw engine"
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def label(self) -> str:
+        return f"label={BENCH_LABEL}={self.tag}"
+
+    async def open(self) -> None: ...
+
+    async def start(self) -> dict[str, float]:
+        sem = asyncio.Semaphore(self.parallel)
+
+        async def one() -> None:
+            async with sem:
+                await docker("run", "-d", "--network", "none", "--label", f"{BENCH_LABEL}={self.tag}", IMAGE, *CMD)
+        t0 = time.monotonic()
+        await asyncio.wait_for(asyncio.gather(*(one() for _ in range(self.n))), self.timeout_s)
+        await until(lambda: _eq(count(self.label), self.n), self.timeout_s, "raw containers running")
+        return {"start_s": time.monotonic() - t0}
+
+    async def stop(self) -> dict[str, float]:
+        t0 = time.monotonic()
+        ids = (await docker("ps", "-aq", "--filter", self.label)).split()
+        if ids:
+            await docker("rm", "-f", *ids, timeout=self.timeout_s)
+        await until(lambda: _eq(count(self.label, running=False), 0), self.timeout_s, "raw containers gone")
+        return {"stop_s": time.monotonic() - t0}
+
+    async def close(self) -> None:
+        ids = (await docker("ps", "-aq", "--filter", self.label, check=False)).split()
+        if ids:
+            await docker("rm", "-f", *ids, check=False, timeout=self.timeout_s)
+
+
+@dataclass
+class Swarm:
+    """Joins swarm mode only if this engine is in none (``inactive``), and leaves it in ``close``."""
+    n: int
+    timeout_s: float = 180.0
+    init: bool = True
+    name: str = "Docker Swarm"
+    joined: bool = False
+    had_gwbridge: bool = True   # until known: a network that was there before is left alone
+    services: list[str] = field(default_factory=list)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    async def open(self) -> None:
+        state = (await docker("info", "--format", "{{.Swarm.LocalNodeState}}")).strip()
+        if state != "inactive":
+            raise RuntimeError(f"this engine's swarm state is {state!r}: not touching it")
+        self.had_gwbridge = bool((await docker("network", "ls", "-q", "--filter", "name=^docker_gwbridge$")).split())
+        await docker("swarm", "init", "--advertise-addr", "127.0.0.1", "--default-addr-pool", SWARM_POOL)
+        self.joined = True
+
+    def _label(self, service: str) -> str:
+        return f"label=com.docker.swarm.service.name={service}"
+
+    async def start(self) -> dict[str, float]:
+        service = f"nb-{self.tag}-{len(self.services)}"
+        self.services.append(service)
+        t0 = time.monotonic()
+        # --init as noops runs them (NOOPS_HOSTD_INIT), so the scale-down is not the 10 s stop grace;
+        # --no-resolve-image: the image is local (no registry round trip to pin its digest).
+        await docker("service", "create", "--detach", "--quiet", "--name", service, "--replicas", str(self.n),
+                     *(["--init"] if self.init else []), "--no-resolve-image", "--container-label", f"{BENCH_LABEL}={self.tag}", IMAGE, *CMD)
+        await until(lambda: _eq(count(self._label(service)), self.n), self.timeout_s, "swarm tasks running",
+                    interval=0.2)
+        return {"start_s": time.monotonic() - t0}
+
+    async def stop(self) -> dict[str, float]:
+        service = self.services[-1]
+        t0 = time.monotonic()
+        await docker("service", "scale", "--detach", f"{service}=0")
+        await until(lambda: _eq(count(self._label(service)), 0), self.timeout_s, "swarm tasks stopped", interval=0.2)
+        out = {"stop_s": time.monotonic() - t0}
+        # Swarm keeps stopped tasks' containers as history: removing the service removes them (untimed).
+        await docker("service", "rm", service)
+        await until(lambda: _eq(count(self._label(service), running=False), 0), self.timeout_s,
+                    "swarm containers removed", interval=0.2)
+        return out
+
+    async def close(self) -> None:
+        for service in self.services:
+            await docker("service", "rm", service, check=False)
+        if self.joined:
+            # Leaving removes the ingress and docker_gwbridge networks swarm made, and its tasks.
+            await docker("swarm", "leave", "--force", check=False)
+            if not self.had_gwbridge:
+                await docker("network", "rm", "docker_gwbridge", check=False)
+            self.joined = False
+
+
+@dataclass
+class Noops:
+    n: int
+    hosts: tuple[str, ...] = ("h1", "h2")
+    placement: str = "spread"
+    timeout_s: float = 180.0
+    init: bool = True       # NOOPS_HOSTD_INIT
+    name: str = "noops"
+    cfg: ClusterConfig | None = None
+    platform: Platform | None = None
+    pool: asyncpg.Pool | None = None
+    client: httpx.AsyncClient | None = None
+    app: str = ""
+    stages: list[dict[str, float]] = field(default_factory=list)
+
+    async def open(self) -> None:
+        run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-"))
+        tag = uuid.uuid4().hex[:8]
+        ports = [infra.free_port() for _ in range(7)]
+        self.cfg = ClusterConfig(run_dir=run_dir, cluster=f"v{tag}", db_name=f"noops_cmp_{tag}", nats_port=ports[0],
+                                 nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
+                                 registry_port=ports[4], reconciler_port=ports[5], hostd_base_port=ports[6],
+                                 hosts=self.hosts, host_cpus=8.0, host_mem_mb=16384,
+                                 extra_env={"NOOPS_LOG_LEVEL": "WARNING", "NOOPS_HOSTD_INIT": str(self.init).lower()})
+        self.platform = Platform(self.cfg)   # from here on, close() removes it, even if the start fails
+        # start_infra runs in a worker thread: it bootstraps tokens on a loop of its own.
+        await asyncio.to_thread(start_infra, self.cfg, fresh_db=True)
+        await asyncio.to_thread(self.platform.start_all)
+        self.pool = await asyncpg.create_pool(self.cfg.db_dsn, min_size=1, max_size=2)
+        self.client = self.platform.client()
+
+    def spec(self) -> dict:
+        web = json.loads((infra.REPO / "examples" / "web.json").read_text())
+        return {**web, "id": self.app, "instances": self.n, "placement": self.placement,
+                "health_checks": [{"protocol": "HTTP", "port_name": "http", "path": "/", "grace_period_s": 30,
+                                   "interval_s": 1, "timeout_s": 1}]}
+
+    async def _lb_members(self) -> set[str]:
+        assert self.client is not None and self.cfg is not None
+        addr = ((await self.client.get(f"/v1/apps/{self.app}")).json().get("lb") or {}).get("http", "")
+        if not addr:
+            return set()
+        try:
+            state = hc.parse_servers_state(await runtime(sink_procs.haproxy_paths(self.cfg.run_dir).admin_socket,
+                                                         "show servers state"))
+        except HAProxyError:
+            return set()
+        return {name for name, s in state.get(int(addr.rsplit(":", 1)[1]), {}).items() if s.enabled}
+
+    async def start(self) -> dict[str, float]:
+        assert self.client is not None
+        self.app = f"cmp-{uuid.uuid4().hex[:6]}"
+        marks: dict[str, float] = {}
+        t0 = time.monotonic()
+        r = await self.client.post("/v1/apps", json=self.spec())
+        assert r.status_code == 201, r.text
+        marks["accepted_s"] = time.monotonic() - t0
+
+        async def done() -> bool:
+            now = time.monotonic() - t0
+            insts = (await self.client.get(f"/v1/apps/{self.app}/instances",   # type: ignore[union-attr]
+                                           params={"phase": "live", "limit": 500})).json()
+            running = {i["id"] for i in insts if i["state"] == "RUNNING" and i["ip"]}
+            if len(running) == self.n:
+                marks.setdefault("running_s", now)
+                if all(i["healthy"] is True for i in insts):
+                    marks.setdefault("healthy_s", now)
+            if "running_s" in marks and await self._lb_members() == running:
+                marks.setdefault("in_lb_s", now)
+            return {"running_s", "healthy_s", "in_lb_s"} <= set(marks)
+        await until(done, self.timeout_s, "noops instances running, healthy and in HAProxy")
+        marks["start_s"] = time.monotonic() - t0
+        self.stages.append(await self._stages())
+        return marks
+
+    async def _stages(self) -> dict[str, float]:
+        """Where the start went, from the task log's events (their times are the registry's)."""
+        assert self.pool is not None
+        rows = await self.pool.fetch(
+            "SELECT e.instance, e.state, min(e.at) AS at FROM instance_events e JOIN instances i ON i.id = e.instance "
+            "WHERE i.app = $1 GROUP BY e.instance, e.state", self.app)
+        at: dict[str, dict[str, float]] = {}
+        for r in rows:
+            at.setdefault(r["instance"], {})[r["state"]] = r["at"].timestamp()
+        # The engine's own times: the process started (State.StartedAt) splits STARTING → RUNNING
+        # into the engine's start and hostd's network step (macvlan, DHCP) with its report.
+        ids = (await docker("ps", "-q", "--filter", f"label=noops.app={self.app}")).split()
+        for c in json.loads(await docker("inspect", *ids)) if ids else []:
+            inst = c["Config"]["Labels"].get("noops.instance", "")
+            if inst in at:
+                at[inst]["started"] = _unix(c["State"]["StartedAt"])
+        both = [a for a in at.values() if {"PENDING", "STARTING", "RUNNING", "started"} <= set(a)]
+        if not both:
+            return {}
+        starting = [a["STARTING"] for a in both]
+
+        def med(a: str, b: str) -> float:
+            return statistics.median(x[b] - x[a] for x in both)
+        per = sorted(a["RUNNING"] - a["STARTING"] for a in both)
+        return {"starting_spread_s": max(starting) - min(starting),
+                "pending_to_starting_s": med("PENDING", "STARTING"),
+                "starting_to_started_s": med("STARTING", "started"),
+                "started_to_running_s": med("started", "RUNNING"),
+                "starting_to_running_s": statistics.median(per),
+                "starting_to_running_p90_s": per[int(0.9 * (len(per) - 1))]}
+
+    def _containers(self, running: bool) -> Callable[[], Awaitable[int]]:
+        assert self.cfg is not None
+        return lambda: count(f"label=noops.cluster={self.cfg.cluster}", f"label=noops.app={self.app}",  # type: ignore[union-attr]
+                             running=running)
+
+    async def stop(self) -> dict[str, float]:
+        assert self.client is not None
+        t0 = time.monotonic()
+        r = await self.client.patch(f"/v1/apps/{self.app}", json={"instances": 0})
+        assert r.status_code == 200, r.text
+        none_left = self._containers(running=False)
+        await until(lambda: _eq(none_left(), 0), self.timeout_s, "noops containers gone")
+        out = {"stop_s": time.monotonic() - t0}
+        await self.client.delete(f"/v1/apps/{self.app}")
+        return out
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+        if self.pool is not None:
+            await self.pool.close()
+        if self.platform is not None:
+            self.platform.remove()
+            self.platform = None
+
+
+def _unix(rfc3339: str) -> float:
+    """Docker's '2026-12-01T13:00:00.123456789Z' → unix time (to the microsecond)."""
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00").timestamp()
+
+
+async def _eq(got: Awaitable[int], want: int) -> bool:
+    return await got == want
