@@ -182,6 +182,7 @@ def definition(spec: Mapping[str, Any], *, service_ports: Mapping[str, int] | No
         "backoffFactor": spec.get("backoff_factor", 1.15),
         "maxLaunchDelaySeconds": spec.get("max_launch_delay_seconds", 300.0),
         "killSelection": "YOUNGEST_FIRST",
+        "taskKillGracePeriodSeconds": spec.get("kill_grace_s"),
         "user": (spec.get("security") or {}).get("user"),
     }
     return out

@@ -50,12 +50,12 @@ WHY_NOT = {
     "ipAddress": "noops gives every container its own address; ipAddress is not configurable",
     "unreachableStrategy": "noops replaces LOST instances itself (no per-app unreachable strategy)",
     "taskRateLimit": "noops has no launch rate limit per app (backoffSeconds, backoffFactor)",
-    "taskKillGracePeriodSeconds": "the stop grace period is the host's NOOPS_STOP_TIMEOUT_S, not per app",
 }
-NULL_ONLY = ("residency", "ipAddress", "unreachableStrategy", "taskRateLimit", "taskKillGracePeriodSeconds")
+NULL_ONLY = ("residency", "ipAddress", "unreachableStrategy", "taskRateLimit")
 SIMPLE = ("cpus", "mem", "disk", "instances", "backoffSeconds", "backoffFactor", "maxLaunchDelaySeconds")
 KNOWN = frozenset({"id", "cmd", "args", "container", "portDefinitions", "ports", "env", "labels", "constraints",
-                   "healthChecks", "upgradeStrategy", "killSelection", "user", "networks", *SIMPLE,
+                   "healthChecks", "upgradeStrategy", "killSelection", "user", "networks",
+                   "taskKillGracePeriodSeconds", *SIMPLE,
                    *READ_ONLY, *NEUTRAL, *NULL_ONLY})
 # Marathon's defaults where they differ from noops' (a Marathon user omitting cpus expects 1).
 CREATE_DEFAULTS = {"cpus": 1.0, "mem": 128}
@@ -365,6 +365,10 @@ def app_to_spec(body: Any, *, app_id: str, base: AppSpec | None,
         r.fail("/killSelection", "noops stops the youngest instances first (YOUNGEST_FIRST only)")
     if "user" in present:
         d["security"] = {**(d.get("security") or {}), "user": present["user"]}
+    if "taskKillGracePeriodSeconds" in present:   # the app's stop grace (null: the host's default)
+        grace = present["taskKillGracePeriodSeconds"]
+        n = None if grace is None else r.number(grace, "/taskKillGracePeriodSeconds")
+        d["kill_grace_s"] = None if n is None else int(math.ceil(n))
     if r.problems:
         raise Invalid(r.problems)
     try:

@@ -45,6 +45,7 @@ def spec(body: dict[str, Any], base: AppSpec | None = None, **kw: Any) -> AppSpe
                           "auto_rollback": True}),
     ({"container": DOCKER, "backoffSeconds": 2, "backoffFactor": 2, "maxLaunchDelaySeconds": 60},
      "max_launch_delay_seconds", 60.0),
+    ({"container": DOCKER, "taskKillGracePeriodSeconds": 2.5}, "kill_grace_s", 3),
     ({"container": DOCKER, "user": "nobody"}, "security", {"cap_add": [], "user": "nobody", "read_only_rootfs": False}),
     ({"container": DOCKER, "healthChecks": [{"protocol": "HTTP", "path": "/health", "portIndex": 0,
                                              "intervalSeconds": 5, "gracePeriodSeconds": 10}]},
@@ -58,7 +59,7 @@ def spec(body: dict[str, Any], base: AppSpec | None = None, **kw: Any) -> AppSpe
        "grace_period_s": 300.0, "interval_s": 60.0, "timeout_s": 20.0, "max_consecutive_failures": 3}]),
 ], ids=["image", "cmd-shell", "args", "marathon-defaults", "resources", "instances", "instances-float", "ports",
         "udp-unnamed", "docker-portmappings-hostport", "portdefinitions", "labels", "constraints-is", "upgrade",
-        "backoff", "user", "hc-http", "hc-mesos-tcp-port", "hc-command"])
+        "backoff", "kill-grace", "user", "hc-http", "hc-mesos-tcp-port", "hc-command"])
 def test_maps_to_the_native_field(body: dict, field: str, want: Any) -> None:
     assert spec(body).model_dump(mode="json")[field] == want
 
@@ -95,7 +96,8 @@ def test_read_only_and_neutral_fields_are_accepted_and_ignored() -> None:
     ({"container": DOCKER, "labels": {"n": True}}, "/labels/n"),
     ({"container": DOCKER, "dependencies": ["/db"]}, "/dependencies"),
     ({"container": DOCKER, "killSelection": "OLDEST_FIRST"}, "/killSelection"),
-    ({"container": DOCKER, "taskKillGracePeriodSeconds": 30}, "/taskKillGracePeriodSeconds"),
+    ({"container": DOCKER, "taskKillGracePeriodSeconds": 0}, "/kill_grace_s"),
+    ({"container": DOCKER, "taskKillGracePeriodSeconds": "30"}, "/taskKillGracePeriodSeconds"),
     ({"container": DOCKER, "unreachableStrategy": {"inactiveAfterSeconds": 0}}, "/unreachableStrategy"),
     ({"container": DOCKER, "networks": [{"mode": "host"}]}, "/networks/0"),
     ({"container": DOCKER, "constraints": [["rack", "GROUP_BY", 3]]}, "/constraints/0"),
