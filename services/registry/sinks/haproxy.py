@@ -169,9 +169,21 @@ class HAProxySink:
             self._servers = self._backends = None   # unknown now: re-read before the next attempt
             raise
 
-    async def _refresh(self) -> None:
-        self._backends = hc.parse_backends(await runtime(self.opts.paths.admin_socket, "show backend"))
-        self._servers = hc.parse_servers_state(await runtime(self.opts.paths.admin_socket, "show servers state"))
+    async def _refresh(self, *, worker: int | None = None) -> None:
+        """Re-read backends and servers in one CLI session (both answers from the same worker).
+        ``worker``: the pid that must answer -- right after a reload the old worker may still
+        accept a connection on the admin socket for a moment, and its state is the old one."""
+        deadline = self.clock() + self.opts.reload_timeout_s
+        while True:
+            info, backends, servers = await runtime_batch(self.opts.paths.admin_socket,
+                                                          ["show info", "show backend", "show servers state"])
+            if worker is None or hc.parse_pid(info) == worker:
+                break
+            if self.clock() > deadline:
+                raise HAProxyError(f"HAProxy's new worker {worker} did not answer on the admin socket after a reload")
+            await asyncio.sleep(0.02)
+        self._backends = hc.parse_backends(backends)
+        self._servers = hc.parse_servers_state(servers)
 
     async def _apply_backends(self, wanted: Mapping[int, Mapping[str, tuple[str, int]]]) -> None:
         """All the backends' commands in one CLI session, then the cache follows HAProxy's answers."""
@@ -270,4 +282,4 @@ class HAProxySink:
         log.info("haproxy reloaded", extra={"frontends": len(all_fronts), "reloads": self.reloads})
         # The new worker holds exactly the configuration; servers draining in the old one are gone.
         self._draining.clear()
-        await self._refresh()
+        await self._refresh(worker=pid)
