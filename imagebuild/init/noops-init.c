@@ -88,8 +88,9 @@ static void say(const char *fmt, ...) {
 /* One field: '*', N, N-M, any of them with '/STEP', comma-separated.  0 on success. */
 static int parse_field(const char *s, int lo, int hi, uint64_t *bits, int *any) {
     char buf[256];
-    if (strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
+    size_t len = strlen(s);
+    if (!len || len >= sizeof buf || s[0] == ',' || s[len - 1] == ',' || strstr(s, ",,")) return -1;
+    strcpy(buf, s);   /* strtok_r skips empty items: ",," is refused above, as imagebuild does */
     *bits = 0;
     *any = strcmp(s, "*") == 0;
     char *save = NULL;

@@ -1,0 +1,87 @@
+"""Bad input is refused before the engine is asked anything, with the layer and the file named;
+good input is planned into layers (components, app, noops) with the merged files on top."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagebuild import layers, plan, stack
+from imagebuild.errors import BuildError
+
+
+def tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def stack_file(tmp_path: Path, components: list[str], app: str = "app", **extra: str) -> Path:
+    lines = ["name: noopstest/demo", "base: noops/base:latest", f"components: {components}",
+             "app:", "  command: [/bin/sh, -c, 'sleep 1']", *([f"  path: ./{app}"] if app else []),
+             *(f"{k}: {v}" for k, v in extra.items())]
+    return tree(tmp_path, {"stack.yaml": "\n".join(lines) + "\n"}) / "stack.yaml"
+
+
+def planned(tmp_path: Path, comps: dict[str, dict[str, str]], app: dict[str, str]) -> plan.Plan:
+    for name, files in comps.items():
+        tree(tmp_path / name, files)
+    tree(tmp_path / "app", app)
+    st = stack.load(stack_file(tmp_path, [f"./{n}" for n in comps]))
+    read = [layers.read(r) for r in [*st.components, st.app.layer]]  # type: ignore[list-item]
+    return plan.plan(base_env=["PATH=/bin"], layers=read, app=st.app, init_binary=b"\x7fELF")
+
+
+def test_three_layers_plan(tmp_path: Path) -> None:
+    p = planned(tmp_path, {"cron": {"config/etc/demo/app.conf": "a=1\nb=2\n", "crontab": "@every 1s echo x\n",
+                                    "files/usr/bin/tool": "#!/bin/sh\n"}},
+                {"config/etc/demo/app.conf": "b=3\n", "env": "LEVEL=debug\n", "files/app/run.sh": "exit 0\n"})
+    assert [name for name, _ in p.layers] == ["cron", "app", "noops"]
+    top = p.layers[-1][1]
+    assert top["etc/demo/app.conf"].data == b"a=1\nb=3\n"
+    assert top["etc/noops/crontab"].data == b"@every 1s echo x\n"
+    assert top["noops/init"].mode == 0o755
+    assert ("LEVEL", "debug") in p.env and ("PATH", "/bin") in p.env
+    assert "/etc/demo/app.conf: b <- app (over cron)" in p.explain
+
+
+@pytest.mark.parametrize(("comps", "app", "layer", "file", "message"), [
+    pytest.param({"cron": {"config/etc/x.conf": "a=1\n"}}, {"files/etc/x.conf": "raw"}, "app", "files/etc/x.conf",
+                 "is a plain file here but keyvalue in layer 'cron'", id="config-vs-plain-file"),
+    pytest.param({"cron": {"config/etc/x": "a=1\n", "layer.yaml": "formats: {etc/x: keyvalue}\n"}},
+                 {"config/etc/x": "{}", "layer.yaml": "formats: {etc/x: json}\n"}, "app", "config/etc/x",
+                 "is json here but keyvalue in layer 'cron'", id="two-declared-formats"),
+    pytest.param({"cron": {"config/etc/x.conf": "a=1\nnot a pair\n"}}, {}, "cron", "config/etc/x.conf",
+                 "line 2: expected key=value", id="bad-keyvalue"),
+    pytest.param({"cron": {"crontab": "99 * * * * x\n"}}, {}, "cron", "crontab", "out of 0-59", id="bad-crontab"),
+    pytest.param({"cron": {"config/etc/x.yaml": "a: [\n"}}, {"config/etc/x.yaml": "a: 1\n"}, "cron",
+                 "config/etc/x.yaml", "not valid YAML", id="bad-yaml-lower"),
+    pytest.param({"cron": {"config/etc/x.ini": "a=1\n"}}, {}, "cron", "config/etc/x.ini",
+                 "unknown configuration format", id="unknown-format"),
+    pytest.param({"cron": {"stray.txt": "?"}}, {}, "cron", "stray.txt", "unexpected entry", id="stray-entry"),
+])
+def test_bad_layers_name_the_layer_and_file(tmp_path: Path, comps: dict[str, dict[str, str]], app: dict[str, str],
+                                            layer: str, file: str, message: str) -> None:
+    with pytest.raises(BuildError) as err:
+        planned(tmp_path, comps, {"files/app/run.sh": "exit 0\n", **app})
+    assert err.value.layer == layer and err.value.file.endswith(file), str(err.value)
+    assert message in err.value.message
+
+
+def test_a_missing_layer_is_named(tmp_path: Path) -> None:
+    tree(tmp_path / "app", {"files/a": "x"})
+    with pytest.raises(BuildError, match=r"layer 'gone', .*/gone: does not exist"):
+        stack.load(stack_file(tmp_path, ["./gone"]))
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    pytest.param("name: x\napp: {command: [a]}\n", "base is required", id="no-base"),
+    pytest.param("name: X Y\nbase: b\napp: {command: [a]}\n", "not an image reference", id="bad-name"),
+    pytest.param("name: x\nbase: b\napp: {}\n", "command must be", id="no-command"),
+    pytest.param("name: x\nbase: b\napp: {command: [a], colour: red}\n", "unknown keys", id="unknown-app-key"),
+    pytest.param("name: x\nbase: [\n", "does not parse", id="not-yaml"),
+])
+def test_bad_stack_files(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(BuildError, match=message):
+        stack.load(tree(tmp_path, {"s.yaml": text}) / "s.yaml")
