@@ -18,6 +18,7 @@ import pytest_asyncio
 
 from imagebuild.build import BuildResult, build_async
 from imagebuild.errors import BuildError
+from libs import imageref
 from tests.integration.hostd.hostd_harness import (  # noqa: F401  (fixtures)
     HostdUnderTest, docker, hostd, spec)
 from tests.integration.hostd.test_hostd_stop_grace import stop_seconds
@@ -76,6 +77,7 @@ async def test_same_inputs_give_the_same_image(tmp_path: Path, docker: aiodocker
     again = await build_async(write_stack(tmp_path / "copy", image_name), docker=docker, explain=True)
     assert again.image_id == built.image_id and again.tags == built.tags
     assert again.tags == (f"{image_name}:latest", f"{image_name}:sha-{built.image_id[7:23]}")
+    assert all(imageref.problem(tag) is None for tag in again.tags)   # an app spec's image may name either
     assert again.layers == ("app", "noops")   # the component brings no plain files: no layer of its own
     assert "/etc/demo/app.conf: color <- app (over cron)" in again.explain
     got = await docker.images.inspect(built.content_tag)

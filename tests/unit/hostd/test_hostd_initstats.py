@@ -61,3 +61,21 @@ def test_the_grace_reaches_noops_init() -> None:
     p = messages.Placement(instance="web-1", app="web", version=1, host="h1", epoch=1, action="start", spec=spec)
     assert ct.create_config(p, "c", "h1", stop_timeout_s=7)["Env"] == ["A=1", "NOOPS_INIT_STOP_TIMEOUT_S=7"]
     assert ct.create_config(p, "c", "h1")["Env"] == ["A=1"]
+
+
+def test_the_collector_shows_the_last_round_per_host() -> None:
+    from services.hostd.metrics import InstanceStats
+    stats = initstats.InitStats(cpu_seconds=2.0, memory_bytes=10, processes=1, ready=False, counters=(("hits", 4.0),))
+    c = InstanceStats()
+    c.publish("h1", {"web-1": ("web", stats)})
+    c.publish("h2", {"api-1": ("api", stats)})
+    c.publish("h1", {})   # the next round of h1 found nothing: web-1 drops out
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for m in c.collect() for s in m.samples}
+    assert samples == {
+        ("noops_instance_cpu_seconds_total", (("app", "api"), ("instance", "api-1"))): 2.0,
+        ("noops_instance_memory_bytes", (("app", "api"), ("instance", "api-1"))): 10.0,
+        ("noops_instance_ready", (("app", "api"), ("instance", "api-1"))): 0.0,
+        ("noops_instance_counter", (("app", "api"), ("instance", "api-1"), ("name", "hits"))): 4.0,
+    }
+    c.forget("h2")
+    assert not [s for m in c.collect() for s in m.samples]

@@ -85,3 +85,27 @@ def test_a_missing_layer_is_named(tmp_path: Path) -> None:
 def test_bad_stack_files(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(BuildError, match=message):
         stack.load(tree(tmp_path, {"s.yaml": text}) / "s.yaml")
+
+
+def test_a_tarball_layer_reads_as_its_directory(tmp_path: Path) -> None:
+    import tarfile
+    src = tree(tmp_path / "src", {"config/etc/x.yaml": "a: {b: 1}\n", "files/bin/tool": "#!/bin/sh\n",
+                                  "crontab": "0 * * * * /bin/tool\n"})
+    (src / "files/bin/tool").chmod(0o755)
+    with tarfile.open(tmp_path / "comp.tar.gz", "w:gz") as tar:
+        tar.add(src, arcname=".")
+    from_dir = layers.read(stack.LayerRef("comp", src))
+    from_tar = layers.read(stack.LayerRef("comp", tmp_path / "comp.tar.gz"))
+    assert {p: (f.data, f.mode) for p, f in from_tar.files.items()} == {p: (f.data, f.mode) for p, f in from_dir.files.items()}
+    assert {p: (c.format, c.data) for p, c in from_tar.config.items()} == {"etc/x.yaml": ("yaml", b"a: {b: 1}\n")}
+    assert from_tar.crontab is not None and from_tar.crontab.data == b"0 * * * * /bin/tool\n"
+
+
+def test_the_command_line_refuses_with_one_line_and_status_1(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from imagebuild.main import app
+    tree(tmp_path / "app", {"files/a": "x"})
+    result = CliRunner().invoke(app, ["build", str(stack_file(tmp_path, ["./gone"]))])
+    assert result.exit_code == 1
+    assert "noops image build: layer 'gone'" in result.output and "does not exist" in result.output
