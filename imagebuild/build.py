@@ -10,6 +10,7 @@ from pathlib import Path
 import aiodocker
 
 from imagebuild import engine, image, initbin, layers, plan, stack, tarlayer
+from imagebuild.errors import BuildError
 
 CONTENT_TAG_PREFIX = "sha-"
 
@@ -59,7 +60,8 @@ async def build_async(stack_path: str | Path, *, explain: bool = False, docker: 
                                                 epoch=epoch))
         loaded = await engine.image_id(client, tags[-1])
         if loaded != iid:   # the engine computes ids another way (containerd's store): say so
-            raise RuntimeError(f"the engine gave the image id {loaded}, not the config's digest {iid}")
+            raise BuildError("noops", "docker load", f"the engine gave the image id {loaded}, not the config's digest "
+                             f"{iid}: this engine's image store does not keep ids reproducible")
     finally:
         if own:
             await client.close()

@@ -20,6 +20,7 @@ INIT_PATH = "noops/init"
 CRONTAB_PATH = "etc/noops/crontab"
 COUNTERS_PATH = "run/noops/counters"
 NOOPS_DIRS = ("run/noops",)
+RESERVED = frozenset({INIT_PATH, CRONTAB_PATH})
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,13 @@ def _check_one_format(layers: Sequence[Layer]) -> None:
             if seen is not None and seen[0] != kind:
                 raise BuildError(layer.name, origin, f"/{path} is {kind} here but {seen[0]} in layer {seen[1]!r} "
                                  f"({seen[2]}): two formats cannot be merged")
+            if path in RESERVED:
+                raise BuildError(layer.name, origin, f"/{path} is noops-init's: use the layer's crontab file, not "
+                                 "config/ or files/" if path == CRONTAB_PATH else f"/{path} is noops-init's")
             kinds[path] = (kind, layer.name, origin)
 
 
-def _merge(path: str, fmt: str, parts: Sequence[tuple[str, ConfigFile]]) -> merge.Merged:
+def _merge(fmt: str, parts: Sequence[tuple[str, ConfigFile]]) -> merge.Merged:
     for layer, c in parts:   # each on its own first, so the error names the file that fails
         try:
             merge.parse(fmt, c.data.decode())
@@ -86,22 +90,22 @@ def plan(*, base_env: Sequence[str], layers: Sequence[Layer], app: App, init_bin
     paths = dict.fromkeys(p for layer in layers for p in layer.config)
     for path in paths:
         parts = [(layer.name, layer.config[path]) for layer in layers if path in layer.config]
-        m = _merge(path, parts[0][1].format, parts)
+        m = _merge(parts[0][1].format, parts)
         top[path] = File(data=m.data, origin=path)
         explain += _explain("/" + path, m)
 
     app_env, app_tab = _app_parts(app)
-    tabs = [(layer.name, layer.crontab) for layer in layers if layer.crontab] + ([("app", app_tab)] if app_tab else [])
+    tabs = [(layer.name, layer.crontab) for layer in layers if layer.crontab] + ([("stack", app_tab)] if app_tab else [])
     if tabs:
-        m = _merge(CRONTAB_PATH, "crontab", tabs)  # type: ignore[arg-type]
+        m = _merge("crontab", tabs)  # type: ignore[arg-type]
         top[CRONTAB_PATH] = File(data=m.data, origin=CRONTAB_PATH)
         explain += _explain("/" + CRONTAB_PATH, m)
 
     base = ConfigFile("env", "".join(f"{e}\n" for e in base_env).encode(), "the base image's Env")
     envs = [("base", base)] + [(layer.name, layer.env) for layer in layers if layer.env]
-    envs += [("app", app_env)] if app_env else []
+    envs += [("stack", app_env)] if app_env else []
     envs += [("noops", ConfigFile("env", "".join(f"{k}={v}\n" for k, v in _init_env(app)).encode(), "noops-init"))]
-    m = _merge("env", "env", envs)  # type: ignore[arg-type]
+    m = _merge("env", envs)  # type: ignore[arg-type]
     env = tuple(merge.parse("env", m.data.decode()).items())
     explain += [line for line in _explain("ENV", m) if not line.endswith("<- noops")]
 

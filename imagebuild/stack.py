@@ -107,8 +107,9 @@ def _app(file: Path, raw: Any) -> App:
     if not command or not isinstance(command, list) or not all(isinstance(a, str) for a in command):
         raise BuildError("app", str(file), "command must be a list of strings (or one shell string)")
     env = raw.get("env") or {}
-    if not isinstance(env, dict) or not all(isinstance(k, str) and "=" not in k and k for k in env):
-        raise BuildError("app", str(file), "env must map variable names to values")
+    if not isinstance(env, dict) or not all(isinstance(k, str) and k and "=" not in k and "\n" not in str(v)
+                                            for k, v in env.items()):
+        raise BuildError("app", str(file), "env must map variable names to one-line values")
     crontab = raw.get("crontab") or []
     if not isinstance(crontab, list) or not all(isinstance(c, str) for c in crontab):
         raise BuildError("app", str(file), "crontab must be a list of crontab lines")

@@ -2,7 +2,8 @@
 (base, a component bringing a crontab and a config file, an app overriding one key) built offline
 twice to the same id; bad input builds nothing; inside hostd the override is applied, the cron
 job runs, noops-init's stats reach hostd's /metrics, a stop takes under 2 s with noops-init as
-PID 1, and a crashing app is reported with its exit code."""
+PID 1, its readiness makes the health check pass, and a crashing app is reported with its exit
+code."""
 from __future__ import annotations
 
 import asyncio
@@ -18,7 +19,7 @@ import pytest_asyncio
 
 from imagebuild.build import BuildResult, build_async
 from imagebuild.errors import BuildError
-from libs import imageref
+from libs import imageref, messages
 from tests.integration.hostd.hostd_harness import (  # noqa: F401  (fixtures)
     HostdUnderTest, docker, hostd, spec)
 from tests.integration.hostd.test_hostd_stop_grace import stop_seconds
@@ -110,8 +111,14 @@ async def metrics_of(hostd: HostdUnderTest) -> str:
 async def test_the_image_runs_under_hostd(hostd: HostdUnderTest, built: BuildResult) -> None:
     # No engine init: noops-init is PID 1 itself; hostd's default grace of 20 s would fail the stop below.
     await hostd.start(NOOPS_HOSTD_INIT="false", NOOPS_STOP_TIMEOUT_S="20", NOOPS_HOSTD_INIT_STATS_INTERVAL_S="0.3")
-    await hostd.place("web-1", container=spec(image=built.content_tag, cmd=[]))
+    # noops-init's readiness as the health check relies on it: HTTP /ready on its stats port.
+    ready = messages.HealthCheckSpec(protocol="HTTP", name="http /ready", port=9100, path="/ready", grace_period_s=0,
+                                     interval_s=0.3, timeout_s=2)
+    await hostd.place("web-1", container=msgspec.structs.replace(spec(image=built.content_tag, cmd=[]),
+                                                                 health_checks=[ready]))
     await hostd.report("web-1", "RUNNING")
+    await eventually(lambda: next((r for r in hostd.reports if r.instance == "web-1" and r.healthy), None),
+                     timeout=15, what="healthy by noops-init's /ready")
     [c] = await hostd.containers("web-1")
     assert (await exec_out(c.id, "cat", "/etc/demo/app.conf")) == "greeting=hello\ncolor=red\n"
     assert (await exec_out(c.id, "cat", "/proc/1/cmdline")).startswith("/noops/init")

@@ -109,3 +109,21 @@ def test_the_command_line_refuses_with_one_line_and_status_1(tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["build", str(stack_file(tmp_path, ["./gone"]))])
     assert result.exit_code == 1
     assert "noops image build: layer 'gone'" in result.output and "does not exist" in result.output
+
+
+def test_the_stack_env_and_crontab_are_the_top_layer(tmp_path: Path) -> None:
+    tree(tmp_path / "app", {"env": "LEVEL=info\nA=1\n", "crontab": "@every 1m /bin/a\n"})
+    text = ("name: x\nbase: b\napp:\n  path: ./app\n  command: [a]\n  env: {LEVEL: debug}\n"
+            "  crontab: ['*/5 * * * * /bin/a']\n  ready: {ports: [8080]}\n")
+    st = stack.load(tree(tmp_path, {"s.yaml": text}) / "s.yaml")
+    p = plan.plan(base_env=["PATH=/bin"], layers=[layers.read(st.app.layer)], app=st.app,  # type: ignore[arg-type]
+                  init_binary=b"")
+    assert p.env[:3] == (("PATH", "/bin"), ("LEVEL", "debug"), ("A", "1"))
+    assert ("NOOPS_INIT_READY_PORTS", "8080") in p.env
+    assert p.layers[-1][1]["etc/noops/crontab"].data == b"*/5 * * * * /bin/a\n"
+    assert "ENV: LEVEL <- stack (over app)" in p.explain
+
+
+def test_noops_inits_paths_are_reserved(tmp_path: Path) -> None:
+    with pytest.raises(BuildError, match="is noops-init's"):
+        planned(tmp_path, {}, {"files/etc/x": "x", "config/etc/noops/crontab": "@reboot x\n"})
