@@ -402,7 +402,8 @@ class HostdSettings:
         "Run every container with the engine's init (`docker run --init`: tini as PID 1, which forwards signals "
         "to the app and reaps zombies). Without it an app that is PID 1 and installs no SIGTERM handler (busybox "
         "httpd, many scripts) ignores the stop's SIGTERM and is killed only after its grace (kill_grace_s or "
-        "NOOPS_STOP_TIMEOUT_S).")
+        "NOOPS_STOP_TIMEOUT_S). Images built by `noops image build` (label org.noops.init=1) run without it: their "
+        "noops-init is PID 1 (docs/images.md).")
     init_stats_interval_s: float = setting(
         10.0, "NOOPS_HOSTD_INIT_STATS_INTERVAL_S",
         "Seconds between two rounds of reading noops-init's stats (images built by `noops image build`: the label "

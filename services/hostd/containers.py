@@ -163,9 +163,11 @@ def security_config(sec: messages.SecuritySpec, hardening: Hardening) -> dict[st
 
 
 def create_config(p: messages.Placement, cluster: str, host: str, volume: str = "",
-                  hardening: Hardening = Hardening(), stop_timeout_s: int = 0) -> dict[str, Any]:
+                  hardening: Hardening = Hardening(), stop_timeout_s: int = 0,
+                  image_has_init: bool = False) -> dict[str, Any]:
     """The body of POST /containers/create for a placement; ``volume``: host path of its volume;
-    ``stop_timeout_s``: the grace its stops get (noops-init, if the image has it, kills then too)."""
+    ``stop_timeout_s``: the grace its stops get (noops-init, if the image has it, kills then too);
+    ``image_has_init``: the image runs noops-init, which is then PID 1 instead of the engine's init."""
     env = [f"{k}={v}" for k, v in p.spec.env.items()]
     if stop_timeout_s > 0:
         env.append(f"{INIT_STOP_TIMEOUT_ENV}={stop_timeout_s}")
@@ -181,7 +183,7 @@ def create_config(p: messages.Placement, cluster: str, host: str, volume: str = 
             **security_config(p.spec.security, hardening),
         },
     }
-    if hardening.init:
+    if hardening.init and not image_has_init:
         # The kernel gives PID 1 no default signal actions: busybox httpd (the base image's) ignores
         # SIGTERM there, so every stop would wait for the whole grace and end in SIGKILL.
         config["HostConfig"]["Init"] = True

@@ -58,10 +58,12 @@ class Lifecycle(AgentState):
                     raise  # transient: the placement is retried (create starts by removing leftovers)
                 await self._send(p, "FAILED", reason=str(exc))
                 return
+        # An image with noops-init needs no engine init in front of it (asked only when that init is on).
+        has_init = self.hardening.init and (await self._rt.image_labels(p.spec.image)).get(ct.LABEL_INIT) == "1"
         try:
             cid = await self._rt.create(ct.container_name(self.cluster, p.instance),
                                         ct.create_config(p, self.cluster, self.host, volume, self.hardening,
-                                                         stop_timeout_s=self._grace(p)))
+                                                         stop_timeout_s=self._grace(p), image_has_init=has_init))
         except RuntimeRefused as exc:
             await self._remove_volume(p)
             await self._send(p, "FAILED", reason=ct.create_failure(p.spec.image, self.host, exc.status, exc.message))

@@ -70,6 +70,10 @@ class ContainerRuntime(Protocol):
         """Run cmd inside the running container; (exit code, combined output, at most 4 KiB).
         Raises asyncio.TimeoutError after timeout_s (the command may go on running in there)."""
 
+    async def image_labels(self, ref: str) -> dict[str, str]:
+        """The labels of a local image; {} when it is not there or the engine does not say (the
+        create that follows reports a missing image properly)."""
+
     async def log_tail(self, container_id: str, lines: int) -> list[str]:
         """The container's last ``lines`` log lines (stdout and stderr); [] when it has none to give
         (removed, a log driver that keeps nothing, an engine that does not answer)."""
@@ -209,6 +213,13 @@ class DockerRuntime:
             raise
         except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
+
+    async def image_labels(self, ref: str) -> dict[str, str]:
+        try:
+            data = await self._call(f"inspect image {ref[:64]}", self._docker.images.inspect(ref))
+        except (*_ENGINE_ERRORS, RuntimeUnavailable):
+            return {}
+        return dict((data.get("Config") or {}).get("Labels") or {})
 
     async def log_tail(self, container_id: str, lines: int) -> list[str]:
         # Best effort: the reason falls back to the exit code, so no error is worth more than that.

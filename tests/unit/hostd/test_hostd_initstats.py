@@ -63,6 +63,13 @@ def test_the_grace_reaches_noops_init() -> None:
     assert ct.create_config(p, "c", "h1")["Env"] == ["A=1"]
 
 
+def test_an_image_with_noops_init_gets_no_engine_init() -> None:
+    spec = messages.ContainerSpec(image="x", cmd=[], env={}, labels={}, cpus=0.1, mem_mb=32, ports=[])
+    p = messages.Placement(instance="web-1", app="web", version=1, host="h1", epoch=1, action="start", spec=spec)
+    assert ct.create_config(p, "c", "h1")["HostConfig"]["Init"] is True
+    assert "Init" not in ct.create_config(p, "c", "h1", image_has_init=True)["HostConfig"]
+
+
 def test_the_collector_shows_the_last_round_per_host() -> None:
     from services.hostd.metrics import InstanceStats
     stats = initstats.InitStats(cpu_seconds=2.0, memory_bytes=10, processes=1, ready=False, counters=(("hits", 4.0),))
