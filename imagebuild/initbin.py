@@ -25,3 +25,10 @@ def compile_init(*, timeout_s: float = 120.0) -> bytes:
         if done.returncode != 0:
             raise BuildError("noops", str(SOURCE), f"gcc failed: {done.stderr.strip()[-800:]}")
         return out.read_bytes()
+
+
+def write_init(path: Path) -> Path:
+    """noops-init compiled into ``path``, executable (for running it outside an image: tests, debugging)."""
+    path.write_bytes(compile_init())
+    path.chmod(0o755)
+    return path

@@ -28,10 +28,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("init") / "noops-init"
-    path.write_bytes(initbin.compile_init())
-    path.chmod(0o755)
-    return path
+    return initbin.write_init(tmp_path_factory.mktemp("init") / "noops-init")
 
 
 @dataclass

@@ -43,10 +43,7 @@ INVALID = ["60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8", "
 
 @pytest.fixture(scope="module")
 def noops_init(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("init") / "noops-init"
-    path.write_bytes(initbin.compile_init())
-    path.chmod(0o755)
-    return path
+    return initbin.write_init(tmp_path_factory.mktemp("init") / "noops-init")
 
 
 def c_match(binary: Path, expr: str, t: int) -> str:
