@@ -64,6 +64,16 @@ def _explain(path: str, m: merge.Merged) -> list[str]:
     return lines
 
 
+def _replaced_files(layers: Sequence[Layer]) -> list[str]:
+    """Plain files an upper layer replaces (a file only one layer has needs no explaining)."""
+    owners: dict[str, list[str]] = {}
+    for layer in layers:
+        for path in layer.files:
+            owners.setdefault(path, []).append(layer.name)
+    return [f"/{path}: file <- {who[-1]} (over {', '.join(reversed(who[:-1]))})"
+            for path, who in owners.items() if len(who) > 1]
+
+
 def _app_parts(app: App) -> tuple[ConfigFile | None, ConfigFile | None]:
     env = ConfigFile("env", "".join(f"{k}={v}\n" for k, v in app.env).encode(), "stack app.env") if app.env else None
     tab = ConfigFile("crontab", "".join(f"{c}\n" for c in app.crontab).encode(), "stack app.crontab") \
@@ -109,5 +119,6 @@ def plan(*, base_env: Sequence[str], layers: Sequence[Layer], app: App, init_bin
     env = tuple(merge.parse("env", m.data.decode()).items())
     explain += [line for line in _explain("ENV", m) if not line.endswith("<- noops")]
 
+    explain += _replaced_files(layers)
     image_layers = tuple((layer.name, layer.files) for layer in layers if layer.files) + (("noops", top),)
     return Plan(layers=image_layers, env=env, explain=tuple(explain))

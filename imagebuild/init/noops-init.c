@@ -543,6 +543,7 @@ int main(int argc, char **argv) {
     sa.sa_flags = SA_RESTART;
     int forwarded[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGQUIT};
     for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++) sigaction(forwarded[i], &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);   /* a log reader gone or a stats client that hung up must not end PID 1 */
 
     const char *crontab = getenv("NOOPS_INIT_CRONTAB");
     load_crontab(crontab && *crontab ? crontab : "/etc/noops/crontab");

@@ -86,3 +86,12 @@ def test_the_collector_shows_the_last_round_per_host() -> None:
     }
     c.forget("h2")
     assert not [s for m in c.collect() for s in m.samples]
+
+
+@pytest.mark.parametrize("env", [{"NOOPS_HOSTD_INIT_STATS_INTERVAL_S": "-1"}, {"NOOPS_HOSTD_INIT_STATS_TIMEOUT_S": "0"},
+                                 {"NOOPS_HOSTD_INIT_STATS_CONCURRENCY": "0"}], ids=["interval", "timeout", "concurrency"])
+def test_stats_settings_are_checked(env: dict[str, str]) -> None:
+    from libs.settings import SettingsError
+    from services.hostd.main import load_settings
+    with pytest.raises(SettingsError, match="NOOPS_HOSTD_INIT_STATS"):
+        load_settings({"NOOPS_HOST_ID": "h1", **env})

@@ -44,6 +44,13 @@ def test_three_layers_plan(tmp_path: Path) -> None:
     assert top["noops/init"].mode == 0o755
     assert ("LEVEL", "debug") in p.env and ("PATH", "/bin") in p.env
     assert "/etc/demo/app.conf: b <- app (over cron)" in p.explain
+    assert not [line for line in p.explain if ": file <-" in line]   # no plain file is in two layers
+
+
+def test_a_replaced_plain_file_is_explained(tmp_path: Path) -> None:
+    p = planned(tmp_path, {"cron": {"files/etc/motd": "lower\n"}}, {"files/etc/motd": "upper\n"})
+    assert [files["etc/motd"].data for _, files in p.layers[:2]] == [b"lower\n", b"upper\n"]
+    assert "/etc/motd: file <- app (over cron)" in p.explain
 
 
 @pytest.mark.parametrize(("comps", "app", "layer", "file", "message"), [
