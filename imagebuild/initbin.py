@@ -1,6 +1,6 @@
-"""noops-init, compiled for the image: `gcc -static -O2` of init/noops-init.c (never a committed
-binary).  The same source and compiler give the same bytes (no debug info, no paths, no dates),
-which the image's reproducibility depends on."""
+"""noops-init, compiled for the image: `gcc -static -O2` of init/*.c (never a committed binary).
+The same sources and compiler give the same bytes (no debug info, no paths, no dates), which the
+image's reproducibility depends on."""
 from __future__ import annotations
 
 import shutil
@@ -20,7 +20,8 @@ def compile_init(*, timeout_s: float = 120.0) -> bytes:
         raise BuildError("noops", str(SOURCE), "gcc is not installed (scripts/install.sh installs gcc and libc6-dev)")
     with tempfile.TemporaryDirectory(prefix="noops-init-") as tmp:
         out = Path(tmp) / "noops-init"
-        done = subprocess.run([gcc, *FLAGS, "-o", str(out), "noops-init.c"], cwd=SOURCE.parent,
+        sources = sorted(p.name for p in SOURCE.parent.glob("*.c"))
+        done = subprocess.run([gcc, *FLAGS, "-o", str(out), *sources], cwd=SOURCE.parent,
                               capture_output=True, text=True, timeout=timeout_s)
         if done.returncode != 0:
             raise BuildError("noops", str(SOURCE), f"gcc failed: {done.stderr.strip()[-800:]}")

@@ -6,7 +6,8 @@
  * exit code after writing one last line that hostd reads back as the instance's reason:
  *     noops-init: exited with code 3 after 2.1 s
  * One process, one thread, one poll() loop; signals arrive through a self-pipe.  Built with
- * `gcc -static -O2` by the image build: it needs nothing from the image (busybox's /bin/sh only
+ * `gcc -static -O2` (with schedule.c and procfs.c) by the image build: it needs nothing from the
+ * image (busybox's /bin/sh only
  * for cron and readiness commands).
  *
  * `noops-init --cron-match 'M H DOM MON DOW' UNIXTIME` prints 1 or 0 (exit 0/1; 2: does not
@@ -33,18 +34,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "procfs.h"
+#include "schedule.h"
+
 #define MAX_JOBS 64
 #define MAX_VARS 32
 #define MAX_PORTS 16
-#define MAX_PROCS 4096
 #define READY_CMD_TIMEOUT_S 5.0
 
 enum kind { CRON, EVERY, REBOOT };
 
 struct job {
     enum kind kind;
-    uint64_t field[5];        /* bit sets: minute, hour, day of month, month, day of week */
-    int dom_any, dow_any;     /* '*' there: the classic either-day rule needs to know */
+    struct schedule sched;    /* CRON */
     double every_s, next_at;  /* EVERY: period and next monotonic due time */
     char *cmd;
     pid_t pid;                /* > 0 while a run is going on */
@@ -83,91 +85,14 @@ static void say(const char *fmt, ...) {
     dprintf(2, "noops-init: %s\n", line);
 }
 
-/* ------------------------------------------------------------------ cron expressions */
-
-/* One field: '*', N, N-M, any of them with '/STEP', comma-separated.  0 on success. */
-static int parse_field(const char *s, int lo, int hi, uint64_t *bits, int *any) {
-    char buf[256];
-    size_t len = strlen(s);
-    if (!len || len >= sizeof buf || s[0] == ',' || s[len - 1] == ',' || strstr(s, ",,")) return -1;
-    strcpy(buf, s);   /* strtok_r skips empty items: ",," is refused above, as imagebuild does */
-    *bits = 0;
-    *any = strcmp(s, "*") == 0;
-    char *save = NULL;
-    for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-        int a = lo, b = hi, step = 1;
-        char *slash = strchr(item, '/');
-        if (slash) {
-            *slash = 0;
-            char *end;
-            long st = strtol(slash + 1, &end, 10);
-            if (!slash[1] || *end || st < 1 || st > hi) return -1;
-            step = (int)st;
-        }
-        if (strcmp(item, "*") != 0) {
-            char *end;
-            if (!isdigit((unsigned char)item[0])) return -1;
-            a = (int)strtol(item, &end, 10);
-            if (*end == '-') {
-                char *end2;
-                if (!isdigit((unsigned char)end[1])) return -1;
-                b = (int)strtol(end + 1, &end2, 10);
-                if (*end2) return -1;
-            } else if (*end) {
-                return -1;
-            } else {
-                b = slash ? hi : a;   /* "5/15": from 5 to the end, every 15 */
-            }
-        }
-        if (a < lo || b > hi || a > b) return -1;
-        for (int v = a; v <= b; v += step) *bits |= 1ULL << v;
-    }
-    return *bits ? 0 : -1;
-}
-
-static const int LOW[5] = {0, 0, 1, 1, 0}, HIGH[5] = {59, 23, 31, 12, 7};
-
-/* The five fields of `spec` (space separated) into `j`; returns a pointer past them or NULL. */
-static const char *parse_schedule(const char *spec, struct job *j) {
-    const char *p = spec;
-    for (int i = 0; i < 5; i++) {
-        while (*p == ' ' || *p == '\t') p++;
-        const char *start = p;
-        while (*p && *p != ' ' && *p != '\t') p++;
-        if (p == start || p - start > 255) return NULL;
-        char field[256];
-        memcpy(field, start, p - start);
-        field[p - start] = 0;
-        int any;
-        if (parse_field(field, LOW[i], HIGH[i], &j->field[i], &any) != 0) return NULL;
-        if (i == 2) j->dom_any = any;
-        if (i == 4) {
-            j->dow_any = any;
-            if (j->field[4] & (1ULL << 7)) j->field[4] |= 1;   /* 7 is Sunday too */
-        }
-    }
-    return p;
-}
-
-static int cron_matches(const struct job *j, time_t t) {
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    if (!(j->field[0] >> tm.tm_min & 1) || !(j->field[1] >> tm.tm_hour & 1) || !(j->field[3] >> (tm.tm_mon + 1) & 1))
-        return 0;
-    int dom = j->field[2] >> tm.tm_mday & 1, dow = j->field[4] >> tm.tm_wday & 1;
-    /* Vixie cron: when both day fields are restricted, either one matching is enough. */
-    if (!j->dom_any && !j->dow_any) return dom || dow;
-    return dom && dow;
-}
-
 static int cron_match_cli(int argc, char **argv) {
-    struct job j = {0};
+    struct schedule j = {0};
     const char *rest;
-    if (argc != 4 || !(rest = parse_schedule(argv[2], &j)) || *rest) {
+    if (argc != 4 || !(rest = schedule_parse(argv[2], &j)) || *rest) {
         printf("error\n");
         return 2;
     }
-    int m = cron_matches(&j, (time_t)strtoll(argv[3], NULL, 10));
+    int m = schedule_matches(&j, (time_t)strtoll(argv[3], NULL, 10));
     printf("%d\n", m);
     return m ? 0 : 1;
 }
@@ -216,7 +141,7 @@ static void load_crontab(const char *path) {
             if (!(j->every_s = every_seconds(s, &rest))) rest = NULL;
         } else {
             j->kind = CRON;
-            rest = parse_schedule(p, j);
+            rest = schedule_parse(p, &j->sched);
         }
         if (rest) while (*rest == ' ' || *rest == '\t') rest++;
         if (!rest || !*rest) { say("crontab line %d does not parse; ignored: %s", lineno, p); continue; }
@@ -316,96 +241,11 @@ static void handle_signal(int sig, double now) {
 
 /* ------------------------------------------------------------------ stats and readiness */
 
-struct proc { int pid, ppid; double cpu_s; long rss_pages; };
-
-static int read_proc(int pid, struct proc *p) {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return -1;
-    buf[n] = 0;
-    char *r = strrchr(buf, ')');   /* the command name may hold spaces and parentheses */
-    if (!r) return -1;
-    /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
-     * cutime cstime priority nice threads itrealvalue starttime vsize rss */
-    char state;
-    int ppid;
-    unsigned long utime, stime;
-    long cutime, cstime, rss;
-    if (sscanf(r + 2, "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld %*d %*d %*d %*d %*u %*u %ld",
-               &state, &ppid, &utime, &stime, &cutime, &cstime, &rss) != 7)
-        return -1;
-    double tick = (double)sysconf(_SC_CLK_TCK);
-    p->pid = pid;
-    p->ppid = ppid;
-    /* cutime/cstime: children this process already reaped, so short-lived workers count too */
-    p->cpu_s = (utime + stime + cutime + cstime) / tick;
-    p->rss_pages = rss;
-    return 0;
-}
-
-/* CPU seconds, RSS and process count of the app's tree (the app and its descendants). */
-static void app_tree(double *cpu_s, long *rss_bytes, int *count) {
-    static struct proc procs[MAX_PROCS];
-    static char in_tree[MAX_PROCS];
-    int n = 0;
-    *cpu_s = 0;
-    *rss_bytes = 0;
-    *count = 0;
-    DIR *d = opendir("/proc");
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < MAX_PROCS)
-        if (isdigit((unsigned char)e->d_name[0]) && read_proc(atoi(e->d_name), &procs[n]) == 0) n++;
-    closedir(d);
-    memset(in_tree, 0, n);
-    int changed = 1;
-    while (changed) {   /* a fixpoint: parents may be listed after their children */
-        changed = 0;
-        for (int i = 0; i < n; i++) {
-            if (in_tree[i]) continue;
-            int member = procs[i].pid == app_pid && !app_done;
-            for (int k = 0; !member && k < n; k++) member = in_tree[k] && procs[k].pid == procs[i].ppid;
-            if (member) in_tree[i] = changed = 1;
-        }
-    }
-    long page = sysconf(_SC_PAGESIZE);
-    for (int i = 0; i < n; i++) {
-        if (!in_tree[i]) continue;
-        *cpu_s += procs[i].cpu_s;
-        *rss_bytes += procs[i].rss_pages * page;
-        (*count)++;
-    }
-}
-
-static int listening(int port) {
-    const char *files[] = {"/proc/net/tcp", "/proc/net/tcp6"};
-    for (int f = 0; f < 2; f++) {
-        FILE *fp = fopen(files[f], "r");
-        if (!fp) continue;
-        char line[512];
-        int found = 0;
-        while (!found && fgets(line, sizeof line, fp)) {
-            char local[128];
-            unsigned st;
-            if (sscanf(line, " %*d: %127s %*s %x", local, &st) != 2) continue;
-            char *colon = strrchr(local, ':');
-            found = colon && st == 0x0A && (int)strtol(colon + 1, NULL, 16) == port;
-        }
-        fclose(fp);
-        if (found) return 1;
-    }
-    return 0;
-}
-
 /* 1 when ready; otherwise 0 and why in `why`. */
 static int ready(char *why, size_t n) {
     if (app_done || stopping) { snprintf(why, n, "the app is stopping"); return 0; }
     for (int i = 0; i < nports; i++)
-        if (!listening(ports[i])) { snprintf(why, n, "port %d is not listening", ports[i]); return 0; }
+        if (!proc_listening(ports[i])) { snprintf(why, n, "port %d is not listening", ports[i]); return 0; }
     if (ready_cmd && !ready_cmd_ok) { snprintf(why, n, "the readiness command has not passed"); return 0; }
     snprintf(why, n, "ready");
     return 1;
@@ -463,7 +303,7 @@ static void answer(int fd, double now) {
         double cpu;
         long rss;
         int count;
-        app_tree(&cpu, &rss, &count);
+        proc_tree(app_done ? 0 : app_pid, &cpu, &rss, &count);
         append(body, sizeof body, &len, "cpu_seconds %.3f\nmemory_bytes %ld\nprocesses %d\nuptime_seconds %.1f\nready %d\n",
                cpu, rss, count, now - start_at, ready(why, sizeof why));
         append_counters(body, sizeof body, &len);
@@ -583,7 +423,7 @@ int main(int argc, char **argv) {
             if (minute != last_minute) {   /* at most one run per entry per minute, no catching up */
                 last_minute = minute;
                 for (int i = 0; i < njobs; i++)
-                    if (jobs[i].kind == CRON && cron_matches(&jobs[i], minute * 60)) run_job(&jobs[i], now);
+                    if (jobs[i].kind == CRON && schedule_matches(&jobs[i].sched, minute * 60)) run_job(&jobs[i], now);
             }
             for (int i = 0; i < njobs; i++) {
                 if (jobs[i].kind != EVERY || now < jobs[i].next_at) continue;
