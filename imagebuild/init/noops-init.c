@@ -7,8 +7,7 @@
  *     noops-init: exited with code 3 after 2.1 s
  * One process, one thread, one poll() loop; signals arrive through a self-pipe.  Built with
  * `gcc -static -O2` (with schedule.c and procfs.c) by the image build: it needs nothing from the
- * image (busybox's /bin/sh only
- * for cron and readiness commands).
+ * image (busybox's /bin/sh only for cron and readiness commands).
  *
  * `noops-init --cron-match 'M H DOM MON DOW' UNIXTIME` prints 1 or 0 (exit 0/1; 2: does not
  * parse): the cron parser's own test entry (tests/unit/imagebuild).
