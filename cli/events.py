@@ -28,8 +28,9 @@ def summary(ev: Event) -> str:
         text = (f"{d.get('app')} {d.get('instance')} on {dash(d.get('host'))} {d.get('state')}"
                 f" {dash(d.get('health'))} {dash(d.get('ip'))}")
     elif ev.type == "deployment":
-        p = d.get("progress") or {}
-        extra = f" {p.get('new_running', 0)}/{p.get('target', 0)}" if isinstance(p, Mapping) and p else ""
+        # Progress as the deployment record has it, nested or flat (extra fields of the event).
+        p = d.get("progress") if isinstance(d.get("progress"), Mapping) else d
+        extra = f" {p.get('new_running', 0)}/{p['target']}" if "target" in p else ""
         text = f"{d.get('app')} #{d.get('deployment')} v{d.get('version')} {d.get('state')}{extra}"
     elif ev.type == "host":
         marks = " ".join(k for k in ("draining", "cordoned") if d.get(k))

@@ -56,7 +56,7 @@ class Progress:
         return self.state == "succeeded"
 
     def line(self) -> str:
-        dep = f"deployment {self.deployment}" if self.deployment is not None else "no deployment yet"
+        dep = f"deployment {self.deployment}" if self.deployment is not None else "waiting for the placer"
         parts = [f"{self.in_service}/{self.target} new in service", f"{self.running} running"]
         if self.healthy:
             parts.append(f"{self.healthy} healthy")
