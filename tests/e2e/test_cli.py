@@ -54,6 +54,13 @@ def test_deploy_with_progress_then_scale_and_rollback(platform, tmp_path: Path, 
         assert (a["version"], a["instances"], a["counts"]["RUNNING"]) == (3, 2, 2), a
         assert (a["deployment"]["to_version"], a["deployment"]["state"]) == (3, "succeeded"), a
 
+        victim = noops(platform, "instances", "ls", app_id, "-o", "json").json()[0]["id"]
+        r = noops(platform, "instances", "kill", victim, "--scale")
+        assert r.code == 0 and f"{app_id}: killing {victim} (desired count lowered)" in r.out, r
+        r = noops(platform, "apps", "wait", app_id, "--timeout", "60")
+        assert r.code == 0 and f"{app_id} version 4 deployed: 1/1 in service" in r.out, r
+        assert victim not in {i["id"] for i in noops(platform, "instances", "ls", app_id, "-o", "json").json()}
+
         hosts = {h["id"]: h for h in noops(platform, "hosts", "ls", "-o", "json").json()}
         assert {hosts[h]["state"] for h in platform.cfg.hosts} == {"UP"}
     finally:

@@ -56,6 +56,8 @@ async def test_errors_are_one_line_with_distinct_exit_codes(url, tokens, created
     (tmp_path / "broken.json").write_text('{"id": ')
     one_line_error(await noops("apps", "deploy", str(tmp_path / "broken.json"), gateway=url, token=admin),
                    errors.USAGE, "broken.json: not valid JSON")
+    one_line_error(await noops("instances", "kill", f"nope-{uid}", gateway=url, token=admin), errors.NOT_FOUND,
+                   f"instance 'nope-{uid}' not found")
     one_line_error(await noops("events", "--type", "nonsense", gateway=url, token=admin), errors.USAGE,
                    "choose from deployment")
 
