@@ -11,7 +11,7 @@ from cli import output, specfile
 from cli.client import Client
 from cli.context import client, config
 from cli.errors import CONFLICT, FAILED, INTERRUPTED, TIMEOUT, USAGE, CliError
-from cli.follow import Display, Hints, follow
+from cli.follow import Display, Hints, follow, read
 from cli.output import Format, OutputOpt, dash
 
 app = typer.Typer(help="Apps: deploy, inspect, scale, roll back.", no_args_is_help=True)
@@ -28,7 +28,8 @@ def watch(ctx: typer.Context, app_id: str, version: int, *, timeout_s: float, fm
     display = Display(output.err())
     with Client(cfg) as c:
         try:
-            p = follow(c, Hints(lambda: Client(cfg), app_id), app_id, version, timeout_s=timeout_s, show=display)
+            p = follow(lambda: read(c, app_id, version), Hints(lambda: Client(cfg), app_id), timeout_s=timeout_s,
+                       show=display)
         except KeyboardInterrupt:
             raise CliError(INTERRUPTED, f"stopped following; the deployment goes on (noops apps wait {app_id})") from None
         finally:

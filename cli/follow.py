@@ -14,11 +14,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cli.client import Client
-from cli.errors import CliError
+from cli.errors import SERVER, UNREACHABLE, CliError
 
 # With the stream: re-read on each event of the app, and at least this often (a deployment's own
 # state changes reach the stream only where the gateway sends deployment events).
@@ -78,27 +78,23 @@ def assess(app_id: str, version: int, app: Mapping[str, Any], deployments: Seque
     current = int(app.get("version") or 0)
     if dep is None:
         if current > version or any(int(d.get("to_version") or 0) > version for d in deployments):
-            return _with(base, state="superseded",
+            return replace(base, state="superseded",
                          reason=f"version {current} came before the placer began version {version}")
-        return _with(base, target=int(app.get("instances") or 0), reason=_waiting_reason(app, version))
+        return replace(base, target=int(app.get("instances") or 0), reason=_waiting_reason(app, version))
     progress = dep.get("progress") or {}
-    out = _with(base, deployment=dep.get("id"), state=str(dep.get("state")), record=dep,
+    out = replace(base, deployment=dep.get("id"), state=str(dep.get("state")), record=dep,
                 target=int(progress.get("target", app.get("instances") or 0)),
                 in_service=int(progress.get("new_running", 0)),
                 old_live=int(progress.get("old_live", 0)))
     if out.state == "failed":
-        return _with(out, reason=_failure(dep, app, version))
+        return replace(out, reason=_failure(dep, app, version))
     if out.state == "superseded":
-        return _with(out, reason=f"replaced by version {current}")
+        return replace(out, reason=f"replaced by version {current}")
     if out.state == "cancelled":
-        return _with(out, reason=str(dep.get("reason") or "cancelled"))
+        return replace(out, reason=str(dep.get("reason") or "cancelled"))
     if out.state in OPEN:
-        return _with(out, reason=_waiting_reason(app, version))
+        return replace(out, reason=_waiting_reason(app, version))
     return out
-
-
-def _with(p: Progress, **changes: Any) -> Progress:
-    return Progress(**{**p.__dict__, **changes})
 
 
 def _last_failure(app: Mapping[str, Any], version: int) -> str:
@@ -166,22 +162,38 @@ class Hints:
             pass
 
 
-def follow(client: Client, hints: Hints | None, app_id: str, version: int, *, timeout_s: float,
-           show: Callable[[Progress], None], clock: Callable[[], float] = time.monotonic) -> Progress:
-    """Re-read until the deployment of ``version`` ends or ``timeout_s`` passes; returns the last
-    Progress (``done`` false: timed out)."""
+# Errors worth waiting out while following (the gateway restarting, the task log away): the
+# deployment goes on without us.  Anything else (401, 404: the app was deleted) ends the watch.
+TRANSIENT = (UNREACHABLE, SERVER)
+
+
+def follow(look: Callable[[], Progress], hints: Hints | None, *, timeout_s: float,
+           show: Callable[[Progress], None], clock: Callable[[], float] = time.monotonic,
+           sleep: Callable[[float], None] = time.sleep) -> Progress:
+    """Re-read (``look``) until the deployment ends or ``timeout_s`` passes; returns the last
+    Progress (``done`` false: timed out).  After a first good reading, transient errors are shown
+    and retried until the deadline, which then re-raises the last one."""
     deadline = clock() + timeout_s
+    last: Progress | None = None
     while True:
-        p = read(client, app_id, version)
-        show(p)
+        failed: CliError | None = None
+        try:
+            last = look()
+            show(last)
+        except CliError as exc:
+            if last is None or exc.code not in TRANSIENT:
+                raise
+            failed = exc
+            show(replace(last, reason=f"{exc.message}; retrying"))
         left = deadline - clock()
-        if p.done or left <= 0:
-            return p
-        every = REFRESH_S if hints is not None and hints.alive else FALLBACK_POLL_S
-        if hints is not None and hints.alive:
-            hints.wait(min(every, left))
+        if failed is not None and left <= 0:
+            raise failed
+        if last.done or left <= 0:
+            return last
+        if failed is None and hints is not None and hints.alive:
+            hints.wait(min(REFRESH_S, left))
         else:
-            time.sleep(min(every, left))
+            sleep(min(FALLBACK_POLL_S, left))
 
 
 class Display:

@@ -1,7 +1,10 @@
-"""Where a version's deployment stands, from one reading of the API (cli.follow.assess, pure)."""
+"""Where a version's deployment stands, from one reading of the API (cli.follow.assess, pure),
+and the loop that re-reads until it ends (cli.follow.follow, on a fake clock)."""
 import pytest
 
-from cli.follow import assess
+from cli import errors
+from cli.errors import CliError
+from cli.follow import FALLBACK_POLL_S, Progress, assess, follow
 
 
 def app(version=2, instances=3, **over):
@@ -57,3 +60,60 @@ def test_a_crash_loop_shows_while_running() -> None:
     p = assess("web", 2, app(backoff={"delay_s": 1.15, "launch_after": None}, last_failure=failure), [dep()], [])
     assert p.reason == "backing off 1.15s after failures; last failure: web-x on h2 FAILED: exited 1"
     assert p.line().startswith("web v2 (deployment 17, running): 1/3 new in service, 0 running, 2 old left; backing off")
+
+
+# ---- the follow loop, on a fake clock: readings are scripted, sleeping advances the clock
+
+
+class Script:
+    """Answers one scripted reading per look (a Progress, or a CliError to raise); the last repeats."""
+
+    def __init__(self, *steps) -> None:
+        self.steps, self.now, self.looks, self.shown = list(steps), 0.0, 0, []
+
+    def look(self) -> Progress:
+        step = self.steps[min(self.looks, len(self.steps) - 1)]
+        self.looks += 1
+        if isinstance(step, CliError):
+            raise step
+        return step
+
+    def sleep(self, s: float) -> None:
+        self.now += s
+
+    def run(self, timeout_s: float) -> Progress:
+        return follow(self.look, None, timeout_s=timeout_s, show=self.shown.append, clock=lambda: self.now,
+                      sleep=self.sleep)
+
+
+RUNNING = Progress("web", 2, deployment=1, state="running", target=2)
+DONE = Progress("web", 2, deployment=1, state="succeeded", target=2, in_service=2)
+DOWN = CliError(errors.UNREACHABLE, "gateway http://gw unreachable: connection refused")
+
+
+def test_polls_until_done() -> None:
+    s = Script(RUNNING, RUNNING, DONE)
+    assert s.run(60).ok and s.looks == 3 and s.now == 2 * FALLBACK_POLL_S
+
+
+def test_times_out_with_the_last_reading() -> None:
+    s = Script(RUNNING)
+    p = s.run(3.5)
+    assert not p.done and p == RUNNING and s.now == 3.5
+
+
+def test_a_gateway_away_for_a_while_is_waited_out() -> None:
+    s = Script(RUNNING, DOWN, DOWN, DONE)
+    assert s.run(60).ok
+    assert s.shown[1].reason == "gateway http://gw unreachable: connection refused; retrying"
+
+
+@pytest.mark.parametrize("steps, code", [
+    ((DOWN,), errors.UNREACHABLE),                                     # never reached: say so at once
+    ((RUNNING, DOWN), errors.UNREACHABLE),                             # away until the deadline
+    ((RUNNING, CliError(errors.NOT_FOUND, "app 'web' not found")), errors.NOT_FOUND),  # deleted meanwhile
+], ids=["first-reading", "until-the-deadline", "not-transient"])
+def test_errors_that_end_the_watch(steps, code) -> None:
+    with pytest.raises(CliError) as e:
+        Script(*steps).run(5)
+    assert e.value.code == code
