@@ -175,3 +175,22 @@ async def test_events_tail_prints_json_lines(url, tokens, created, nc: nats.NATS
     assert len(lines) == 1, lines
     got = json.loads(lines[0])
     assert (got["event"], got["app"], got["endpoints"]) == ("endpoints", app_id, [])
+
+
+async def test_a_bug_is_one_line_unless_noops_debug(tokens) -> None:
+    """Something that answers JSON of another shape than the gateway's makes the CLI fail inside:
+    one line and exit 9, the traceback only with NOOPS_DEBUG=1."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def anything(_):  # type: ignore[no-untyped-def]
+        return JSONResponse({"not": "a list"})
+
+    async with serving(Starlette(routes=[Route("/v1/apps", anything)])) as odd:
+        one_line_error(await noops("apps", "ls", gateway=odd, token="x"), errors.INTERNAL, "internal error",
+                       "NOOPS_DEBUG=1")
+        p = await asyncio.create_subprocess_exec(*argv("apps", "ls"), cwd=REPO, env={**env(odd, "x"), "NOOPS_DEBUG": "1"},
+                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(p.communicate(), 60)
+    assert p.returncode != 0 and "Traceback" in err.decode()
