@@ -80,5 +80,9 @@ def test_a_failing_deployment_exits_non_zero_with_its_reason(platform, tmp_path:
         last = r.err.strip().splitlines()[-1]
         assert last.startswith("noops: deployment"), r.err
         assert "failed: no progress for 6s" in last and "noops/missing" in last, last
+        # A reconciler round on demand, shown once it is recorded.
+        before = (noops(platform, "drift", "-o", "json").json()["last"] or {}).get("id", 0)
+        r = noops(platform, "drift", "--now", "--timeout", "30", "-o", "json")
+        assert r.code == 0 and r.json()["last"]["id"] > before, r
     finally:
         delete(platform, app_id)
