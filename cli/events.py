@@ -46,8 +46,11 @@ def summary(ev: Event) -> str:
     return f"{text}: {reason}" if reason else text
 
 
-def _at(ev: Event) -> str:
+def at_text(ev: Event) -> str:
+    """The event's ``at`` (RFC 3339; epoch seconds are shown as such too), else now."""
     at = ev.data.get("at") if isinstance(ev.data, Mapping) else None
+    if isinstance(at, (int, float)) and not isinstance(at, bool):
+        return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds")
     return str(at) if at else datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -91,7 +94,7 @@ def events(ctx: typer.Context,
                             extra = {"event": ev.type, **({"event_id": ev.id} if ev.id else {})}
                             output.emit_json_line({**extra, **data})
                         else:
-                            output.say(f"{_at(ev)} {ev.type:<10} {summary(ev)}")
+                            output.say(f"{at_text(ev)} {ev.type:<10} {summary(ev)}")
                         seen += 1
                         if count is not None and seen >= count:
                             return

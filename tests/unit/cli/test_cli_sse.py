@@ -40,3 +40,9 @@ def test_one_line_per_event_kind() -> None:
         "h2 DOWN draining"
     assert summary(Event("endpoints", {"app": "web", "endpoints": [{}, {}], "seq": 4})) == "web 2 in service (seq 4)"
     assert summary(Event("reset", {})).startswith("reset: events were missed")
+
+
+def test_event_times() -> None:
+    from cli.events import at_text
+    assert at_text(Event("host", {"at": "2026-12-01T15:00:00Z"})) == "2026-12-01T15:00:00Z"
+    assert at_text(Event("host", {"at": 1764601200.5})) == "2025-12-01T15:00:00.500+00:00"
