@@ -25,6 +25,8 @@ from cli.errors import SERVER, UNREACHABLE, CliError
 REFRESH_S = 2.0
 # Without the stream (refused, or ended): re-read this often.
 FALLBACK_POLL_S = 1.0
+# A burst of events (a large rollout) is one look per this many seconds at most.
+MIN_LOOK_S = 0.25
 
 OPEN = ("running", "paused")
 LIVE = ("PENDING", "STARTING", "RUNNING")
@@ -147,8 +149,8 @@ class Hints:
                 for ev in c.events({"app": app_id, "type": "deployment,instance,endpoints"}):
                     if isinstance(ev.data, Mapping) and ev.data.get("app") in (app_id, None) or ev.type == "reset":
                         self._q.put(None)
-        except CliError:
-            pass  # refused or unreachable: the caller polls instead
+        except Exception:  # noqa: BLE001 - refused, unreachable, anything: the caller polls instead
+            pass
         finally:
             self.alive = False
             self._q.put(None)
@@ -191,7 +193,9 @@ def follow(look: Callable[[], Progress], hints: Hints | None, *, timeout_s: floa
         if last.done or left <= 0:
             return last
         if failed is None and hints is not None and hints.alive:
+            started = clock()
             hints.wait(min(REFRESH_S, left))
+            sleep(max(0.0, min(MIN_LOOK_S - (clock() - started), deadline - clock())))
         else:
             sleep(min(FALLBACK_POLL_S, left))
 

@@ -4,7 +4,7 @@ import pytest
 
 from cli import errors
 from cli.errors import CliError
-from cli.follow import FALLBACK_POLL_S, Progress, assess, follow
+from cli.follow import FALLBACK_POLL_S, MIN_LOOK_S, Progress, assess, follow
 
 
 def app(version=2, instances=3, **over):
@@ -81,9 +81,17 @@ class Script:
     def sleep(self, s: float) -> None:
         self.now += s
 
-    def run(self, timeout_s: float) -> Progress:
-        return follow(self.look, None, timeout_s=timeout_s, show=self.shown.append, clock=lambda: self.now,
+    def run(self, timeout_s: float, hints=None) -> Progress:
+        return follow(self.look, hints, timeout_s=timeout_s, show=self.shown.append, clock=lambda: self.now,
                       sleep=self.sleep)
+
+
+class Burst:
+    """A stream that always has an event waiting: wait() returns at once."""
+    alive = True
+
+    def wait(self, seconds: float) -> None:
+        pass
 
 
 RUNNING = Progress("web", 2, deployment=1, state="running", target=2)
@@ -94,6 +102,11 @@ DOWN = CliError(errors.UNREACHABLE, "gateway http://gw unreachable: connection r
 def test_polls_until_done() -> None:
     s = Script(RUNNING, RUNNING, DONE)
     assert s.run(60).ok and s.looks == 3 and s.now == 2 * FALLBACK_POLL_S
+
+
+def test_a_burst_of_events_is_one_look_per_min_interval() -> None:
+    s = Script(RUNNING, RUNNING, RUNNING, DONE)
+    assert s.run(60, hints=Burst()).ok and s.now == pytest.approx(3 * MIN_LOOK_S)
 
 
 def test_times_out_with_the_last_reading() -> None:
