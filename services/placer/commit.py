@@ -288,9 +288,8 @@ class Committer:
             # cheap way for the commit of 100,000 placements.
             at = now.timestamp()
             w.out += outgoing.instance_events(
-                messages.InstanceEvent(app=s.app, instance=s.id, host=s.host, state="PENDING", health=None,
-                                       ip="", epoch=s.epoch, version=s.version, desired="RUNNING",
-                                       reason="placed", at=at) for s in st)
+                messages.InstanceEvent(app=s.app, instance=s.id, host=s.host, state="PENDING", epoch=s.epoch,
+                                       version=s.version, at=at, reason="placed") for s in st)
         if w.stop_ids:
             for r in await conn.fetch(q.mark_stopping, w.stop_ids):
                 spec = w.specs[r["app"]]
