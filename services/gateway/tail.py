@@ -5,8 +5,10 @@ a time.  Unfiltered, so the stream sequences it delivers are consecutive: a gap 
 were dropped (the stream's limits) while the client lagged."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 
 import anyio
 import nats.errors
@@ -58,3 +60,18 @@ class Tail:
                 except Exception as exc:   # NATS away: the server drops it after inactive_s
                     log.debug("deleting an event consumer failed", extra={"consumer": self.name,
                                                                          "error": str(exc) or type(exc).__name__})
+
+
+async def stop(readers: list[asyncio.Task], stopping: asyncio.Event, tails: Iterable[Tail]) -> None:
+    """End the tasks reading ``tails`` (they loop while ``stopping`` is not set), then the tails."""
+    stopping.set()
+    for r in readers:
+        r.cancel()
+    # Bounded: a pull cancelled at the wrong moment may swallow the cancellation (nats-py); the
+    # reader then sees ``stopping``, or is cancelled again below, once its subscription is gone.
+    _, pending = await asyncio.wait(readers, timeout=1.0) if readers else (set(), set())
+    for t in tails:
+        with contextlib.suppress(Exception):
+            await t.close()
+    for r in pending:
+        r.cancel()

@@ -15,7 +15,6 @@ consumers, and its stream ends with a final comment frame: it reconnects with it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -31,7 +30,7 @@ from services.gateway.auth import WhoDep
 from services.gateway.deps import NatsDep
 from services.gateway.errors import ApiError
 from services.gateway.responses import DocumentedRoute
-from services.gateway.tail import Tail, span
+from services.gateway.tail import Tail, span, stop
 
 log = logging.getLogger("noops.gateway")
 router = APIRouter(prefix="/v1/events", tags=["events"], route_class=DocumentedRoute)
@@ -123,21 +122,7 @@ async def _stream(js: JetStreamContext, wanted: changes.Wanted, asked: str | Non
         # Reached when the client goes away (see marathon_events.py); shielded, as any await
         # under a cancelled anyio scope would be cancelled again.
         with anyio.CancelScope(shield=True):
-            await _stop(readers, stopping, tails.values())
-
-
-async def _stop(readers: list[asyncio.Task], stopping: asyncio.Event, tails) -> None:  # type: ignore[no-untyped-def]
-    stopping.set()
-    for r in readers:
-        r.cancel()
-    # Bounded: a pull cancelled at the wrong moment may swallow the cancellation (nats-py); the
-    # reader then sees ``stopping``, or is cancelled again below, once its subscription is gone.
-    _, pending = await asyncio.wait(readers, timeout=1.0) if readers else (set(), set())
-    for t in tails:
-        with contextlib.suppress(Exception):
-            await t.close()
-    for r in pending:
-        r.cancel()
+            await stop(readers, stopping, tails.values())
 
 
 @router.get("")

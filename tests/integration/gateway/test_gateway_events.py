@@ -20,6 +20,7 @@ from devtools.cluster import ClusterConfig
 from libs import bus, db, messages, outbox, subjects
 from libs.settings import GatewaySettings
 from services.gateway.app import create_app
+from services.gateway.marathon import ids
 from services.gateway.routes import events as events_route
 from services.placer import liveness
 from tests.integration.placer.taskrows import add_app, add_host, committer
@@ -78,12 +79,12 @@ def _client(url: str, token: str, last_event_id: str | None = None) -> httpx.Asy
     return httpx.AsyncClient(base_url=url, timeout=10, headers=headers)
 
 
-async def _report(pool, ids: list[str], state: str, healthy: bool | None = None) -> None:
+async def _report(pool, ids: list[str], state: str, healthy: bool | None = None, reason: str = "") -> None:
     """What the registry writes for a batch of reports (its one statement, record_batch)."""
     n, q = len(ids), db.Queries("registry")
     ips = [f"198.18.8.{k + 1}" for k in range(n)]
     health = "tcp http: connected" if healthy is not None else ""
-    await pool.execute(q.record_batch, ids, [state] * n, ips, [f"c{k}" for k in range(n)], [""] * n, [""] * n,
+    await pool.execute(q.record_batch, ids, [state] * n, ips, [f"c{k}" for k in range(n)], [reason] * n, [""] * n,
                        [""] * n, [0.0] * n, [healthy] * n, [health] * n, ids, [state] * n, ["reported"] * n,
                        [], [], [], [], outbox.CHANNEL, [0.0] * n)
 
@@ -261,3 +262,30 @@ async def test_a_client_that_stops_reading_is_not_buffered(gateway, pool, nc, to
 
         await holds(not_read_ahead, seconds=1.0, what="the gateway not reading ahead of its client")
         assert (await s.frame()).data["app"] == app_id   # and the client can read on
+
+
+async def test_marathon_events_hear_the_same_stream(gateway, pool, tokens, created, uid) -> None:
+    """/v2/events looks at an app again for each of its instance events: a task placed, then
+    running, then failed past its health checks is reported as Marathon reports it, with no
+    endpoint change in between."""
+    app_id = f"evm-{uid}"
+    mid = ids.to_marathon(app_id)
+    params = [("event_type", t) for t in ("status_update_event", "unhealthy_instance_kill_event")]
+    async with _client(gateway, tokens["viewer"]) as http, http.stream("GET", "/v2/events", params=params) as r:
+        lines = r.aiter_lines()
+        assert await asyncio.wait_for(anext(lines), 10) == ""   # attached (filtered out): subscribed
+
+        async def data() -> dict[str, Any]:
+            while not (line := await asyncio.wait_for(anext(lines), 10)).startswith("data: "):
+                pass
+            return json.loads(line.removeprefix("data: "))
+
+        (iid,) = await _deployed(pool, created, uid, app_id, 1)
+        staged = await data()
+        await _report(pool, [iid], "RUNNING")
+        running = await data()
+        await _report(pool, [iid], "FAILED", reason="health check tcp http failed 3 times: refused")
+        failed, killed = await data(), await data()
+    assert [(e["taskId"], e["taskStatus"], e["appId"]) for e in (staged, running, failed)] == [
+        (iid, "TASK_STAGING", mid), (iid, "TASK_RUNNING", mid), (iid, "TASK_FAILED", mid)]
+    assert killed["eventType"] == "unhealthy_instance_kill_event" and killed["taskId"] == iid
