@@ -8,6 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cli import errors
@@ -85,4 +86,43 @@ def test_a_failing_deployment_exits_non_zero_with_its_reason(platform, tmp_path:
         r = noops(platform, "drift", "--now", "--timeout", "30", "-o", "json")
         assert r.code == 0 and r.json()["last"]["id"] > before, r
     finally:
+        delete(platform, app_id)
+
+
+def test_events_tail_and_resume(platform, tmp_path: Path, uid: str) -> None:
+    """Real frames from /v1/events: deployment events of an app with no instances (no containers),
+    then `--since` replays what came after an id."""
+    app_id = f"cli-ev-{uid}"
+    tail = None
+    try:
+        r = noops(platform, "apps", "deploy", spec_file(tmp_path, web_spec(app_id, instances=0)), "--timeout", "60")
+        assert r.code == 0 and f"{app_id} version 1 deployed: 0/0 in service" in r.out, r
+        tail = subprocess.Popen(argv("events", "--app", app_id, "--type", "deployment", "--count", "1", "-o", "json"),
+                                cwd=REPO, env=env(platform.url, platform.cfg.admin_token()), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        with httpx.Client(base_url=platform.url, headers=platform.cfg.auth_headers(), timeout=10) as http:
+            # The tail subscribes some time after it starts: make versions until it has printed one.
+            for _ in range(100):
+                assert http.patch(f"/v1/apps/{app_id}", json={"instances": 0}).status_code == 200
+                try:
+                    tail.wait(timeout=0.3)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            out, err = tail.communicate(timeout=10)
+            assert tail.returncode == 0, err
+            first = json.loads(out)
+            assert (first["event"], first["app"]) == ("deployment", app_id), first
+            assert isinstance(first["deployment"], int) and first["at"].endswith("Z") and first["event_id"], first
+            assert http.patch(f"/v1/apps/{app_id}", json={"instances": 0}).status_code == 200
+        r = noops(platform, "events", "--app", app_id, "--type", "deployment", "--since", first["event_id"],
+                  "--count", "1", "-o", "json", timeout=30)
+        assert r.code == 0, r
+        after = json.loads(r.out)
+        assert after["app"] == app_id and after["event_id"] != first["event_id"], (first, after)
+        assert (after["deployment"], after["at"]) >= (first["deployment"], first["at"]), (first, after)
+    finally:
+        if tail is not None and tail.poll() is None:
+            tail.kill()
+            tail.wait()
         delete(platform, app_id)
