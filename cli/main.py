@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cli import apps, config, drift, events, hosts, instances, tokens
+from cli import apps, config, drift, events, hosts, image, instances, tokens
 from cli.errors import INTERNAL, CliError
 
 
@@ -53,6 +53,7 @@ app.add_typer(apps.app, name="apps")
 app.add_typer(instances.app, name="instances")
 app.add_typer(hosts.app, name="hosts")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(image.app, name="image")
 app.command("events")(events.events)
 app.command("drift")(drift.drift)
 
