@@ -14,12 +14,14 @@
 -- than the rest of the payload.
 
 -- Instances: one statement-level trigger on instance_events (every transition is recorded
--- there once), so a report batch costs one INSERT ... SELECT, and the rows are grouped: one
--- outbox row per app and statement holding at most 64 changes, in event order.  The reason is
--- cut to 512 characters, so every item (and every /v1 frame) stays small.
--- PENDING is left out: only the placer's commit writes it, and it announces its placements
--- itself (services/placer/outgoing.py instance_events), because JSON built here costs ~4 us an
--- instance, a quarter of the commit of 100,000 placements; msgspec in the placer, a tenth of that.
+-- there once), so a write costs one INSERT ... SELECT, and the rows are grouped: one outbox row
+-- per app and statement holding at most 64 changes, in event order.  The reason is cut to 512
+-- characters, so every item (and every /v1 frame) stays small.
+-- The two hot writers announce their own transitions and are left out here: the placer's commit
+-- (PENDING, services/placer/outgoing.py placed_events) and the registry's report batches
+-- (source 'registry', services/registry/records.py), because JSON built here costs ~4 us a
+-- change, a quarter of the commit of 100,000 placements; msgspec in the service, a fraction of
+-- that.  What is left (host-down, the reconciler's LOST) is rare.
 CREATE OR REPLACE FUNCTION noops_announce_instances() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outbox (subject, msg_id, payload)
@@ -33,7 +35,7 @@ BEGIN
                                      'reason', left(e.reason, 512), 'at', extract(epoch FROM e.at)) AS item,
                    (row_number() OVER (PARTITION BY i.app ORDER BY e.id) - 1) / 64 AS chunk
               FROM noops_new_events e JOIN instances i ON i.id = e.instance
-             WHERE e.state <> 'PENDING') t
+             WHERE e.state <> 'PENDING' AND e.source <> 'registry') t
      GROUP BY app, chunk;
     IF FOUND THEN
         PERFORM pg_notify('noops_outbox', '');   -- libs/outbox.py CHANNEL: the relay wakes at commit

@@ -100,16 +100,17 @@ async def test_a_deployments_instance_events_arrive_in_order(gateway, pool, toke
         ids = await _deployed(pool, created, uid, app_id, 3)
         await report(pool, ids, "STARTING")
         await report(pool, ids, "RUNNING", healthy=True)
-        got = await s.frames(10)
+        got = await s.frames(13)
     deployment = [f.data for f in got if f.event == "deployment"]
     assert [(d["app"], d["version"], d["state"]) for d in deployment] == [(app_id, 1, "running")]
     instance = [f.data for f in got if f.event == "instance"]
-    assert [d["state"] for d in instance] == ["PENDING"] * 3 + ["STARTING"] * 3 + ["RUNNING"] * 3
+    # A RUNNING report with a verdict is two changes: the state, then the verdict.
+    assert [d["state"] for d in instance] == ["PENDING"] * 3 + ["STARTING"] * 3 + ["RUNNING"] * 6
     assert {d["instance"] for d in instance} == set(ids)
     running = instance[-1]
     assert running["health"] == "healthy" and running["ip"].startswith("198.18.8.") and running["app"] == app_id
     assert running["at"].endswith("Z") and "T" in running["at"]
-    assert len({f.id for f in got}) == 10   # every frame its own id
+    assert len({f.id for f in got}) == 13   # every frame its own id
 
 
 async def test_a_host_marked_down_reaches_the_stream_within_two_seconds(gateway, pool, tokens, created, uid) -> None:
@@ -148,10 +149,11 @@ async def test_resume_replays_exactly_what_followed_the_id(gateway, pool, tokens
             s = Stream(r)
             assert await s.first_line() == ": subscribed"
             again = await s.frames(len(first) - 2)
-            await report(pool, ids[:1], "RUNNING")     # and then live
+            state = {"header": "RUNNING", "query": "FAILED"}[how]
+            await report(pool, ids[:1], state)           # and then live
             live = await s.frame()
         assert again == first[2:], how                    # none lost, none doubled, same ids
-        assert (live.data["instance"], live.data["state"]) == (ids[0], "RUNNING")
+        assert (live.data["instance"], live.data["state"]) == (ids[0], state)
         first = [*first, live]
 
 

@@ -127,8 +127,8 @@ async def test_only_real_host_changes_are_announced(pool, uid, made) -> None:
 
 
 async def test_report_batches_are_announced_with_the_facts_they_wrote(pool, uid, made) -> None:
-    """The registry's one-statement write (record_batch: UPDATE instances and INSERT
-    instance_events in CTEs): the trigger reads the instance as that statement left it."""
+    """The registry's report handling announces the transitions it writes, in the same
+    statement (record_batch), with the facts the reports brought."""
     host, app_id = f"cr{uid}", f"rep-{uid}"
     await _host(pool, made, host)
     await _app(pool, made, app_id, 2, host)
@@ -139,10 +139,13 @@ async def test_report_batches_are_announced_with_the_facts_they_wrote(pool, uid,
     await report(pool, ids, "RUNNING", healthy=True, ips=["198.18.7.1", "198.18.7.2"])
     batches = await _queued(pool, subjects.instance_events(app_id), messages.InstanceEvents)
     items = [i for b in batches for i in b.changes()]
-    assert [i.state for i in items] == ["PENDING"] * n + ["STARTING"] * n + ["RUNNING"] * n   # in order
+    # In order; a RUNNING report with a health verdict is two changes: the state, then the verdict.
+    assert [i.state for i in items] == ["PENDING"] * n + ["STARTING"] * n + ["RUNNING"] * 2 * n
     ips = ["198.18.7.1", "198.18.7.2"]
     assert sorted((i.instance, i.ip, i.health) for i in items[n:2 * n]) == [(i, ip, None) for i, ip in zip(ids, ips)]
-    assert sorted((i.instance, i.ip, i.health) for i in items[2 * n:]) == [(i, ip, "healthy") for i, ip in zip(ids, ips)]
+    assert sorted((i.instance, i.ip, i.health) for i in items[2 * n:]) == sorted(
+        [(i, ip, "healthy") for i, ip in zip(ids, ips)] * 2)
+    assert {i.reason for i in items[2 * n:]} == {"", "healthy: tcp http: connected"}
 
 
 async def test_deployment_changes_are_announced_and_other_writes_are_not(pool, uid, made) -> None:
