@@ -14,12 +14,14 @@
 -- than the rest of the payload.
 
 -- Instances: one statement-level trigger on instance_events (every transition is recorded
--- there once), so a report batch costs one INSERT ... SELECT, and the rows are grouped: one
--- outbox row per app and statement holding at most 64 changes, in event order.  The reason is
--- cut to 512 characters, so every item (and every /v1 frame) stays small.
--- PENDING is left out: only the placer's commit writes it, and it announces its placements
--- itself (services/placer/outgoing.py instance_events), because JSON built here costs ~4 us an
--- instance, a quarter of the commit of 100,000 placements; msgspec in the placer, a tenth of that.
+-- there once), so a write costs one INSERT ... SELECT, and the rows are grouped: one outbox row
+-- per app and statement holding at most 64 changes, in event order.  The reason is cut to 512
+-- characters, so every item (and every /v1 frame) stays small.
+-- The two hot writers announce their own transitions and are left out here: the placer's commit
+-- (PENDING, services/placer/outgoing.py placed_events) and the registry's report batches
+-- (source 'registry', services/registry/records.py), because JSON built here costs ~4 us a
+-- change, a quarter of the commit of 100,000 placements; msgspec in the service, a fraction of
+-- that.  What is left (host-down, the reconciler's LOST) is rare.
 CREATE OR REPLACE FUNCTION noops_announce_instances() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO outbox (subject, msg_id, payload)
@@ -33,7 +35,7 @@ BEGIN
                                      'reason', left(e.reason, 512), 'at', extract(epoch FROM e.at)) AS item,
                    (row_number() OVER (PARTITION BY i.app ORDER BY e.id) - 1) / 64 AS chunk
               FROM noops_new_events e JOIN instances i ON i.id = e.instance
-             WHERE e.state <> 'PENDING') t
+             WHERE e.state <> 'PENDING' AND e.source <> 'registry') t
      GROUP BY app, chunk;
     IF FOUND THEN
         PERFORM pg_notify('noops_outbox', '');   -- libs/outbox.py CHANNEL: the relay wakes at commit
@@ -46,26 +48,43 @@ CREATE OR REPLACE TRIGGER instance_events_announce AFTER INSERT ON instance_even
     REFERENCING NEW TABLE AS noops_new_events FOR EACH STATEMENT
     EXECUTE FUNCTION noops_announce_instances();
 
--- Deployments: a row each time one opens or its state or progress moves (few: one per app and
--- placer commit at most).
-CREATE OR REPLACE FUNCTION noops_announce_deployment() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Deployments: a row each time one opens or its state or progress moves (one per app and
+-- placer commit at most).  Statement-level, like the instances' trigger: the commit of a batch
+-- of 1,000 apps opens 1,000 deployments in one statement, and a row-level trigger cost ~0.1 ms
+-- each there.
+CREATE OR REPLACE FUNCTION noops_deployment_event(d deployments) RETURNS bytea LANGUAGE sql STABLE AS $$
+    SELECT convert_to(json_build_object('app', d.app, 'items', json_build_array(json_build_object(
+               'app', d.app, 'deployment', d.id, 'version', d.to_version, 'from_version', d.from_version,
+               'state', d.state, 'reason', left(d.reason, 512), 'progress', d.progress,
+               'at', extract(epoch FROM d.updated_at))))::text, 'UTF8')
+$$;
+
+CREATE OR REPLACE FUNCTION noops_announce_deployments() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO outbox (subject, msg_id, payload)
-    VALUES ('noops.deployment.' || NEW.app, 'deployment:' || NEW.id || ':' || gen_random_uuid(),
-            convert_to(json_build_object('app', NEW.app, 'items', json_build_array(json_build_object(
-                'app', NEW.app, 'deployment', NEW.id, 'version', NEW.to_version, 'from_version', NEW.from_version,
-                'state', NEW.state, 'reason', left(NEW.reason, 512), 'progress', NEW.progress,
-                'at', extract(epoch FROM NEW.updated_at))))::text, 'UTF8'));
-    PERFORM pg_notify('noops_outbox', '');
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO outbox (subject, msg_id, payload)
+        SELECT 'noops.deployment.' || d.app, 'deployment:' || d.id || ':' || gen_random_uuid(), noops_deployment_event(d)
+          FROM noops_new_deployments d ORDER BY d.id;
+    ELSE
+        INSERT INTO outbox (subject, msg_id, payload)
+        SELECT 'noops.deployment.' || d.app, 'deployment:' || d.id || ':' || gen_random_uuid(), noops_deployment_event(d)
+          FROM noops_new_deployments d JOIN noops_old_deployments o ON o.id = d.id
+         WHERE o.state IS DISTINCT FROM d.state OR o.progress IS DISTINCT FROM d.progress
+         ORDER BY d.id;
+    END IF;
+    IF FOUND THEN
+        PERFORM pg_notify('noops_outbox', '');
+    END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE OR REPLACE TRIGGER deployments_announce_insert AFTER INSERT ON deployments FOR EACH ROW
-    EXECUTE FUNCTION noops_announce_deployment();
-CREATE OR REPLACE TRIGGER deployments_announce_update AFTER UPDATE OF state, progress ON deployments FOR EACH ROW
-    WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.progress IS DISTINCT FROM NEW.progress)
-    EXECUTE FUNCTION noops_announce_deployment();
+CREATE OR REPLACE TRIGGER deployments_announce_insert AFTER INSERT ON deployments
+    REFERENCING NEW TABLE AS noops_new_deployments FOR EACH STATEMENT
+    EXECUTE FUNCTION noops_announce_deployments();
+CREATE OR REPLACE TRIGGER deployments_announce_update AFTER UPDATE ON deployments
+    REFERENCING OLD TABLE AS noops_old_deployments NEW TABLE AS noops_new_deployments FOR EACH STATEMENT
+    EXECUTE FUNCTION noops_announce_deployments();
 
 -- Hosts: a row when one appears or its state, draining or cordoned flag changes.  The WHEN
 -- clause keeps every heartbeat (which rewrites state = 'UP') free of the trigger.

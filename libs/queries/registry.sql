@@ -4,7 +4,7 @@
 -- has_checks: the instance's version has health checks (in service then needs healthy).
 -- address: IPAM mode `pool`, the reserved address a report's ip must be.
 SELECT i.id, i.app, i.host, i.epoch, i.state, i.desired, i.ip, i.container_id, i.healthy, i.health, i.health_at,
-       i.address,
+       i.address, i.version,
        jsonb_array_length(coalesce(v.spec -> 'health_checks', '[]'::jsonb)) > 0 AS has_checks
 FROM instances i LEFT JOIN app_versions v ON v.app = i.app AND v.version = i.version
 WHERE i.id = ANY($1::text[]) ORDER BY i.id FOR UPDATE OF i;
@@ -17,7 +17,9 @@ WHERE i.id = ANY($1::text[]) ORDER BY i.id FOR UPDATE OF i;
 --   (health <> ''), others keep them; health_at: the time of the verdict they carry;
 -- * their transitions (instance_events);
 -- * the apps whose in-service set changed, for the announcer (endpoints_changed, see endpoints.sql);
--- * deploy requests for the placer (outbox rows; the NOTIFY wakes the relays, libs/outbox.py).
+-- * outbox rows: deploy requests for the placer, and the batch's instance change events (the
+--   trigger of migration 0015 leaves the registry's transitions to these; the NOTIFY wakes the
+--   relays, libs/outbox.py).
 WITH applied AS (
     UPDATE instances AS i
     SET state = t.state, ip = t.ip, container_id = t.container_id, reason = t.reason, updated_at = now(),

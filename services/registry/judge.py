@@ -39,6 +39,7 @@ class Row:
     health_at: float = 0.0     # when hostd reached the verdict in healthy/health (its clock)
     has_checks: bool = False   # the instance's version has health checks
     address: str = ""          # IPAM mode "pool": the address the placer reserved (CIDR form)
+    version: int = 0           # the app version the instance runs (its change events carry it)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -13,7 +15,7 @@ import msgspec
 from nats.aio.msg import Msg
 from prometheus_client import Counter
 
-from libs import bus, ipam, messages, outbox, subjects
+from libs import announce, bus, ipam, messages, outbox, subjects
 from libs.db import Queries
 from services.registry.announcer import Announcer
 from services.registry.judge import Row, fresh_health, in_service, judge
@@ -34,9 +36,9 @@ class Parsed:
 
 class Records:
     def __init__(self, pool: asyncpg.Pool, queries: Queries, relay: outbox.Relay, announcer: Announcer, *,
-                 ranges: Ranges = Ranges()) -> None:
+                 ranges: Ranges = Ranges(), clock: Callable[[], float] = time.time) -> None:
         self.pool, self.q, self.relay, self.announcer = pool, queries, relay, announcer
-        self.ranges = ranges
+        self.ranges, self.clock = ranges, clock
 
     async def handle_batch(self, msgs: list[Msg]) -> list[bus.Verdict]:
         parsed: list[Parsed] = []
@@ -72,6 +74,10 @@ class Records:
             updates: dict[str, messages.IpReport] = {}
             health_times: dict[str, float] = {}
             events: list[tuple[str, str, str]] = []
+            # The same transitions as change events (docs/events.md), built here rather than by
+            # the trigger: JSON in PostgreSQL cost more than the rest of the batch's writes.
+            changes: list[messages.InstanceEvent] = []
+            at = self.clock()
             touched_apps: set[str] = set()
             respawn_apps: set[str] = set()
             leases: dict[str, float] = {}
@@ -105,10 +111,16 @@ class Records:
                 # one starts serving (the next rolling-update step may be due).
                 if (r.state in messages.TERMINAL and row.desired == "RUNNING") or (now and not was):
                     respawn_apps.add(r.app)
+                verdict = None if healthy is None else ("healthy" if healthy else "unhealthy")
                 if v.state_changed:
                     events.append((r.instance, r.state, r.reason))
                 if v.health_changed:
                     events.append((r.instance, r.state, f"{'healthy' if healthy else 'unhealthy'}: {health}"))
+                for _, state, why in events[len(changes):]:
+                    changes.append(messages.InstanceEvent(
+                        app=row.app, instance=r.instance, host=row.host, state=state, epoch=row.epoch,
+                        version=row.version, at=at, health=verdict, ip=r.ip, desired=row.desired,  # type: ignore[arg-type]
+                        reason=why[:512]))
                 # A batch may hold a health report and then a lease renewal without health news:
                 # the later one carries the health written by the earlier.
                 updates[r.instance] = msgspec.structs.replace(r, healthy=healthy, health=health)
@@ -120,9 +132,10 @@ class Records:
             # Not the sets themselves: reading a big app's whole set in every batch was the
             # registry's main cost under load; the announcer reads it once per round.
             marks = sorted(touched_apps)
-            deploys = outbox.columns((subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
-                                      messages.DeployRequest(app=app, reason="instance state changed"))
-                                     for app in sorted(respawn_apps))
+            deploys = outbox.columns([*((subjects.deploy(app), f"deploy:{app}:{uuid.uuid4().hex}",
+                                         messages.DeployRequest(app=app, reason="instance state changed"))
+                                        for app in sorted(respawn_apps)),
+                                      *announce.instance_events(changes)])
             if us or events or marks or deploys[0]:
                 ev = list(zip(*events)) or [(), (), ()]
                 await conn.execute(self.q.record_batch, [u.instance for u in us], [u.state for u in us],
