@@ -237,6 +237,70 @@ class EndpointsChanged(Msg):
     v: int = 1
 
 
+# Change events (noops.instance.<app>, noops.deployment.<app>, noops.host.<host>; docs/events.md).
+# Written by PostgreSQL (migration 0015's triggers) into the outbox, so the field names there are
+# these.  Each message is a batch: ``items`` in the order the changes were made; /v1/events sends
+# one frame per item.  ``at``: unix time (the gateway sends RFC 3339).
+
+class InstanceEvent(Msg, omit_defaults=True):
+    """Defaults are left out on the wire: the placer announces 100,000 placements in seconds,
+    and every byte of them goes through the outbox (the gateway's frames carry every field)."""
+    app: str
+    instance: str
+    host: str
+    state: InstanceState
+    epoch: int
+    version: int
+    at: float
+    health: Literal["healthy", "unhealthy"] | None = None   # the instance's verdict; None: none (yet)
+    ip: str = ""
+    desired: Literal["RUNNING", "KILLED"] = "RUNNING"
+    reason: str = ""
+
+
+class InstanceEvents(Msg):
+    app: str
+    items: list[InstanceEvent]
+
+
+INSTANCE_EVENTS_PER_MESSAGE = 64   # migration 0015 groups by the same number
+
+
+DeploymentState = Literal["running", "paused", "succeeded", "failed", "cancelled", "superseded"]
+
+
+class DeploymentEvent(Msg):
+    app: str
+    deployment: int
+    version: int
+    from_version: int | None
+    state: DeploymentState
+    reason: str
+    progress: dict[str, int]      # {"target", "new_running", "old_live"} once the placer measured it
+    at: float
+
+
+class DeploymentEvents(Msg):
+    app: str
+    items: list[DeploymentEvent]
+
+
+class HostEvent(Msg):
+    host: str
+    state: Literal["UP", "DOWN"]
+    draining: bool
+    cordoned: bool
+    epoch: int
+    at: float
+
+
+class HostEvents(Msg):
+    items: list[HostEvent]
+
+
+EVENT_TYPES: dict[str, type[Msg]] = {"instance": InstanceEvents, "deployment": DeploymentEvents, "host": HostEvents}
+
+
 M = TypeVar("M", bound=Msg)
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()

@@ -5,9 +5,11 @@ and it learns the reporting host from the *subject*.  That is worth something on
 hostd ``h1`` can publish on ``noops.report.h1``: NATS enforces it, with these permissions.
 
     identity        publishes                                   subscribes
-    gateway         noops.deploy.*                              noops.endpoints.* (event stream)
+    gateway         noops.deploy.*                              noops.endpoints.*
+                    ephemeral consumers of EVENTS, ENDPOINTS    (/v1/events, /v2/events: one per client)
     placer          noops.place.*                               noops.heartbeat.*
     registry        noops.endpoints.*  noops.deploy.*           noops.endpoints.*
+                    noops.instance.* noops.deployment.* noops.host.* (change events, written by triggers)
                     (stream msg get: dead letters)              $JS.EVENT.ADVISORY.CONSUMER.{MAX_DELIVERIES,MSG_TERMINATED}.>
     reconciler      noops.inventory.* noops.sweep.* (requests)  noops.reconcile.now
                     noops.sinks.observe noops.sinks.repair (requests)
@@ -74,6 +76,16 @@ def _stream_msg_get() -> list[str]:
     return [subjects.stream_msg_get(s.name, _JS_API) for s in subjects.STREAMS]
 
 
+def event_readers() -> list[str]:
+    """Create, pull from and delete ephemeral consumers of the streams /v1/events and /v2/events
+    replay (one per client, no acks: AckPolicy none)."""
+    out = []
+    for s in (subjects.EVENTS, subjects.ENDPOINTS):
+        out += [f"{_JS_API}.CONSUMER.CREATE.{s.name}", f"{_JS_API}.CONSUMER.MSG.NEXT.{s.name}.*",
+                f"{_JS_API}.CONSUMER.DELETE.{s.name}.*"]
+    return out
+
+
 def consumer_permissions(consumer: subjects.Consumer) -> list[str]:
     """Create, inspect, pull from and acknowledge one durable consumer."""
     stream, name = consumer.stream.name, consumer.durable
@@ -92,7 +104,7 @@ def service(name: str) -> Identity:
     """The identity of one of the central services."""
     inbox = f"{inbox_prefix(name)}.>"
     if name == "gateway":
-        return Identity(name, (subjects.DEPLOY_ALL, subjects.RECONCILE_NOW, *_streams_admin()),
+        return Identity(name, (subjects.DEPLOY_ALL, subjects.RECONCILE_NOW, *_streams_admin(), *event_readers()),
                         (subjects.ENDPOINTS_ALL, inbox))
     if name == "placer":
         return Identity(name, (subjects.PLACE_ALL, *_streams_admin(),
@@ -101,7 +113,7 @@ def service(name: str) -> Identity:
     if name == "registry":
         # The registry also records dead letters of every consumer (libs/deadletters.py): it hears
         # the server's advisories and reads the message they name back from its stream.
-        return Identity(name, (subjects.ENDPOINTS_ALL, subjects.DEPLOY_ALL, *_streams_admin(),
+        return Identity(name, (subjects.ENDPOINTS_ALL, subjects.DEPLOY_ALL, *subjects.EVENTS_ALL, *_streams_admin(),
                                *consumer_permissions(subjects.REGISTRY), *_stream_msg_get()),
                         (subjects.ENDPOINTS_ALL, *subjects.DEAD_LETTER_ADVISORIES, subjects.SINKS_OBSERVE,
                          subjects.SINKS_REPAIR, inbox), allow_responses=True)
@@ -145,11 +157,12 @@ def server_config(idents: Iterable[Identity], passwords: Mapping[str, str]) -> s
 
 # Which service's outbox relay publishes which rows (libs/outbox.py), whoever wrote them: one owner
 # per subject keeps a subject's messages in order.  Endpoint announcements are written by the
-# registry, the placer (host DOWN) and the reconciler (containers gone), published by the registry.
+# registry, the placer (host DOWN) and the reconciler (containers gone), published by the registry;
+# so are the change events, which PostgreSQL writes wherever the change is made (migration 0015).
 _RELAYS = {
     "gateway": (subjects.DEPLOY_ALL,),
     "placer": (subjects.PLACE_ALL,),
-    "registry": (subjects.ENDPOINTS_ALL, subjects.DEPLOY_ALL),
+    "registry": (subjects.ENDPOINTS_ALL, subjects.DEPLOY_ALL, *subjects.EVENTS_ALL),
     "reconciler": (subjects.DEPLOY_ALL,),
 }
 

@@ -6,6 +6,9 @@ Flow (arrows are subjects):
     placer  --noops.place.<host>--> hostd <host>     (JetStream PLACEMENTS, one consumer per host)
     hostd   --noops.report.<host>--> registry        (JetStream REPORTS, work queue)
     registry --noops.endpoints.<app>--> anyone       (JetStream ENDPOINTS, kept 1 day)
+    task log --noops.instance.<app>-->   anyone       (JetStream EVENTS: change events, docs/events.md;
+             --noops.deployment.<app>-->              written by PostgreSQL triggers into the outbox,
+             --noops.host.<host>-->                   migration 0015, published by the registry's relay)
     hostd   --noops.heartbeat.<host>--> placer       (core NATS, lossy by design: the next one follows)
     reconciler --noops.inventory.<host>--> hostd     (core NATS request/reply)
     reconciler --noops.sweep.<host>--> hostd         (core NATS request/reply: remove orphans, leaks)
@@ -62,6 +65,25 @@ def endpoints(app: str) -> str:
     return f"{ROOT}.endpoints.{_token(app, 'app')}"
 
 
+def instance_events(app: str) -> str:
+    """Instance changes of one app (messages.InstanceEvents).  The outbox rows are written by
+    migration 0015's triggers, which build the same subject."""
+    return f"{ROOT}.instance.{_token(app, 'app')}"
+
+
+def deployment_events(app: str) -> str:
+    return f"{ROOT}.deployment.{_token(app, 'app')}"
+
+
+def host_events(host: str) -> str:
+    return f"{ROOT}.host.{_token(host, 'host')}"
+
+
+def event_kind(subject: str) -> str:
+    """The kind of a change-event subject: noops.instance.<app> -> instance."""
+    return subject.split(".")[1]
+
+
 def sweep(host: str) -> str:
     return f"{ROOT}.sweep.{_token(host, 'host')}"
 
@@ -73,6 +95,10 @@ HEARTBEAT_ALL = f"{ROOT}.heartbeat.*"
 INVENTORY_ALL = f"{ROOT}.inventory.*"
 ENDPOINTS_ALL = f"{ROOT}.endpoints.*"
 SWEEP_ALL = f"{ROOT}.sweep.*"
+INSTANCE_EVENTS_ALL = f"{ROOT}.instance.*"
+DEPLOYMENT_EVENTS_ALL = f"{ROOT}.deployment.*"
+HOST_EVENTS_ALL = f"{ROOT}.host.*"
+EVENTS_ALL = (INSTANCE_EVENTS_ALL, DEPLOYMENT_EVENTS_ALL, HOST_EVENTS_ALL)
 SINKS_OBSERVE = f"{ROOT}.sinks.observe"
 SINKS_REPAIR = f"{ROOT}.sinks.repair"
 RECONCILE_NOW = f"{ROOT}.reconcile.now"
@@ -106,6 +132,8 @@ class Stream:
     subjects: tuple[str, ...]
     retention: RetentionPolicy
     max_age_s: float = 0.0
+    max_msgs: int = 0             # 0: no bound (limits retention drops the oldest past a bound)
+    max_bytes: int = 0
 
     def config(self) -> StreamConfig:
         return StreamConfig(
@@ -114,6 +142,8 @@ class Stream:
             retention=self.retention,
             storage=StorageType.FILE,
             max_age=self.max_age_s or None,
+            max_msgs=self.max_msgs or None,
+            max_bytes=self.max_bytes or None,
             # Publishers set Nats-Msg-Id; a re-publish within this window (an outbox relay
             # that crashed after publishing but before deleting its row) is dropped by the server.
             duplicate_window=600.0,
@@ -124,7 +154,11 @@ DEPLOY = Stream("NOOPS_DEPLOY", (DEPLOY_ALL,), RetentionPolicy.WORK_QUEUE)
 PLACEMENTS = Stream("NOOPS_PLACEMENTS", (PLACE_ALL,), RetentionPolicy.WORK_QUEUE)
 REPORTS = Stream("NOOPS_REPORTS", (REPORT_ALL,), RetentionPolicy.WORK_QUEUE)
 ENDPOINTS = Stream("NOOPS_ENDPOINTS", (ENDPOINTS_ALL,), RetentionPolicy.LIMITS, max_age_s=86400.0)
-STREAMS = (DEPLOY, PLACEMENTS, REPORTS, ENDPOINTS)
+# Change events (docs/events.md): a day of history, and at most this many messages and bytes,
+# the oldest dropped first.  A message holds at most 64 changes of one app (~60 KB at worst).
+EVENTS = Stream("NOOPS_EVENTS", EVENTS_ALL, RetentionPolicy.LIMITS, max_age_s=86400.0,
+                max_msgs=1_000_000, max_bytes=512 * 1024 * 1024)
+STREAMS = (DEPLOY, PLACEMENTS, REPORTS, ENDPOINTS, EVENTS)
 
 
 @dataclass(frozen=True)

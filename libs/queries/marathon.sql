@@ -62,8 +62,8 @@ SELECT d.id, d.app, d.from_version, d.to_version, d.state, v.created_at AS versi
  ORDER BY d.id DESC LIMIT 1;
 
 -- name: instance_states
--- The states of these instances ($1: ids), for the tasks a stream saw end.
-SELECT id, state FROM instances WHERE id = ANY($1::text[]);
+-- The states of these instances ($1: ids), and why, for the tasks a stream saw end.
+SELECT id, state, reason FROM instances WHERE id = ANY($1::text[]);
 
 -- name: queue
 -- Live apps waiting for instances: fewer live ones than desired, or a relaunch delayed by the

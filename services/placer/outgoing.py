@@ -35,3 +35,18 @@ def per_host(placements: Iterable[messages.Placement]) -> list[tuple[str, str, m
         sizes[p.host] = sizes.get(p.host, 0) + size
     return [(subjects.place(host), f"place:{host}:{uuid.uuid4().hex}", messages.Placements(host=host, items=items))
             for host, host_chunks in chunks.items() for items in host_chunks]
+
+
+def instance_events(events: Iterable[messages.InstanceEvent]) -> list[tuple[str, str, messages.InstanceEvents]]:
+    """(subject, msg_id, message) outbox items announcing instance changes: one message per app
+    (its changes in order), at most ``messages.INSTANCE_EVENTS_PER_MESSAGE`` changes each, as
+    migration 0015's trigger groups the changes it announces."""
+    per_app: dict[str, list[list[messages.InstanceEvent]]] = {}
+    for e in events:
+        chunks = per_app.setdefault(e.app, [[]])
+        if len(chunks[-1]) >= messages.INSTANCE_EVENTS_PER_MESSAGE:
+            chunks.append([])
+        chunks[-1].append(e)
+    return [(subjects.instance_events(app), f"instance:{app}:{uuid.uuid4().hex}",
+             messages.InstanceEvents(app=app, items=items))
+            for app, chunks in per_app.items() for items in chunks]

@@ -17,8 +17,11 @@ from services.gateway.marathon import ids
 
 MAX_EVENT_BYTES = 16 * 1024
 TYPES = frozenset({"event_stream_attached", "api_post_event", "status_update_event", "health_status_changed_event",
-                   "app_terminated_event", "deployment_info", "deployment_success", "deployment_failed",
-                   "deployment_step_success", "deployment_step_failure"})
+                   "failed_health_check_event", "unhealthy_instance_kill_event", "app_terminated_event",
+                   "deployment_info", "deployment_success", "deployment_failed", "deployment_step_success",
+                   "deployment_step_failure"})
+# hostd's reason for an instance it killed past its health checks' failure limit (hostd/health.py).
+HEALTH_KILL_PREFIX = "health check "
 HEARTBEAT = b"\r\n"
 
 
@@ -105,11 +108,13 @@ def _deployment_events(app: str, before: Deployment | None, after: Deployment | 
     return out
 
 
-def diff(before: AppView | None, after: AppView, *, ended: Mapping[str, str], now: str
-         ) -> list[tuple[str, dict[str, Any]]]:
+def diff(before: AppView | None, after: AppView, *, ended: Mapping[str, str], now: str,
+         reasons: Mapping[str, str] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """The events between two views of one app.  ``ended``: the Marathon state of each task of
-    ``before`` no longer live (TASK_KILLED when unknown).  A first look (``before`` None) reports
-    every live task: a subscriber then reads the app once, as it would after any event."""
+    ``before`` no longer live (TASK_KILLED when unknown); ``reasons``: why they ended, as the task
+    log says (a health kill is also an unhealthy_instance_kill_event).  A first look (``before``
+    None) reports every live task: a subscriber then reads the app once, as it would after any event."""
+    reasons = reasons or {}
     app, mid = after.app, ids.to_marathon(after.app)
     old = before.tasks if before is not None else {}
     out: list[tuple[str, dict[str, Any]]] = []
@@ -126,9 +131,19 @@ def diff(before: AppView | None, after: AppView, *, ended: Mapping[str, str], no
             out.append(("health_status_changed_event", {
                 "eventType": "health_status_changed_event", "timestamp": now, "appId": mid, "taskId": tid,
                 "instanceId": tid, "version": t.version, "alive": t.alive}))
+            if not t.alive:
+                out.append(("failed_health_check_event", {
+                    "eventType": "failed_health_check_event", "timestamp": now, "appId": mid, "taskId": tid,
+                    "instanceId": tid, "version": t.version, "healthCheck": {}}))
     for tid, t in old.items():
         if tid not in after.tasks:
             out.append(_status(app, t, ended.get(tid, "TASK_KILLED"), now))
+            why = reasons.get(tid, "")
+            if why.startswith(HEALTH_KILL_PREFIX):
+                out.append(("unhealthy_instance_kill_event", {
+                    "eventType": "unhealthy_instance_kill_event", "timestamp": now, "appId": mid, "taskId": tid,
+                    "instanceId": tid, "version": t.version, "reason": why[:1024], "host": t.host,
+                    "slaveId": t.host}))
     out += _deployment_events(app, before.deployment if before else None, after.deployment, now)
     if before is not None and before.live and not after.live:
         out.append(("app_terminated_event", {"eventType": "app_terminated_event", "timestamp": now, "appId": mid}))

@@ -1,19 +1,22 @@
-"""/v2/events: Marathon's event bus as Server-Sent Events, fed by the subjects /v1/events streams.
+"""/v2/events: Marathon's event bus as Server-Sent Events, fed by the streams /v1/events replays.
 
-    registry --noops.endpoints.<app>--> NATS --(core sub, one per client)--> "look at <app> again"
+    task log --(outbox)--> NOOPS_EVENTS    (noops.instance.<app>, noops.deployment.<app>) --+
+    registry ------------> NOOPS_ENDPOINTS (noops.endpoints.<app>) --------------------------+
+        --(ephemeral consumers, from now on)--> "look at <app> again"
         --> re-read the app (live tasks, latest deployment) --> marathon.events.diff --> SSE frames
 
 Level-triggered: a message is only a key (the app), so a burst of changes of one app costs one
-re-read, and the frames say what the task log says, not what a message claimed.  Apps with
-something in flight (a deployment, a task not running yet) are looked at again with each
-heartbeat, so a deployment that ends between two endpoint changes is still reported; so are apps
-whose look failed because the task log was away (the stream stays up).
+re-read, and the frames say what the task log says, not what a message claimed; the same changes
+/v1/events sends, so Marathon tools and /v1 subscribers see the same truth.  Every instance
+transition (placed, starting, running, ended, health) and every deployment state is a message on
+NOOPS_EVENTS, so the stream looks again at each.  Apps with something in flight (a deployment, a
+task not running yet) are looked at again with each heartbeat too, and so are apps whose look
+failed because the task log was away (the stream stays up).
 ``event_type`` (repeatable) keeps only those types; none: all.  A token limited to some apps
 hears only theirs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
@@ -30,12 +33,15 @@ from services.gateway.auth import WhoDep
 from services.gateway.deps import NatsDep, PoolDep, QueriesDep
 from services.gateway.marathon import events, ids, reads, shapes
 from services.gateway.marathon.errors import MarathonRoute
+from services.gateway.tail import Tail, span, stop
 
 log = logging.getLogger("noops.gateway")
 router = APIRouter(tags=["marathon"], route_class=MarathonRoute, include_in_schema=False)
 
 # Marathon's: a bare CRLF every 10 s (marathon-lb gives up after 300 s without a byte).
 HEARTBEAT_S = 10.0
+_FETCH_S = 5.0
+_INACTIVE_S = 60.0
 
 
 def _now() -> str:
@@ -69,10 +75,19 @@ async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[s
             waiting.add(app)
             queue.put_nowait(app)
 
-    async def on_msg(msg) -> None:  # type: ignore[no-untyped-def]
-        app = subjects.app_of(msg.subject)
-        if sees(app):
-            again(app)
+    failed: list[BaseException] = []
+
+    async def keys(tail: Tail) -> None:
+        try:
+            while not stopping.is_set():
+                for m in await tail.fetch(_FETCH_S):
+                    # Host events name a host, not an app: the instances it lost have their own.
+                    if subjects.event_kind(m.subject) != "host" and sees(app := subjects.app_of(m.subject)):
+                        again(app)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failed.append(exc)
 
     async def look(app: str) -> list[bytes]:
         waiting.discard(app)
@@ -80,8 +95,9 @@ async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[s
         try:
             after = await _look(pool, q, app)
             gone = [t for t in (before.tasks if before else {}) if t not in after.tasks]
-            ended = ({r["id"]: shapes.STATE[r["state"]] for r in await pool.fetch(q.instance_states, gone)}
-                     if gone else {})
+            rows = await pool.fetch(q.instance_states, gone) if gone else []
+            ended = {r["id"]: shapes.STATE[r["state"]] for r in rows}
+            reasons = {r["id"]: r["reason"] for r in rows}
         except (*db.TRANSIENT, db.TaskLogUnavailable) as exc:
             log.warning("event stream: task log unavailable", extra={"app": app, "error": str(exc) or type(exc).__name__})
             later.add(app)
@@ -90,12 +106,19 @@ async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[s
             views[app] = after
         else:
             views.pop(app, None)
-        return [events.frame(t, p) for t, p in events.diff(before, after, ended=ended, now=_now()) if wanted(t)]
+        return [events.frame(t, p) for t, p in events.diff(before, after, ended=ended, now=_now(), reasons=reasons)
+                if wanted(t)]
 
-    sub = await nc.subscribe(subjects.ENDPOINTS_ALL, cb=on_msg)
+    js = nc.jetstream()
+    # Live from now: a subscriber reads the apps when it attaches, as Marathon's do.
+    tails = [Tail(js, s.name, (await span(js, s.name)).last + 1, batch=64, inactive_s=_INACTIVE_S)
+             for s in (subjects.EVENTS, subjects.ENDPOINTS)]
+    stopping = asyncio.Event()
+    readers: list[asyncio.Task] = []
     try:
-        with contextlib.suppress(Exception):
-            await nc.flush(timeout=2)
+        for t in tails:
+            await t.open()
+        readers = [asyncio.create_task(keys(t)) for t in tails]
         kind, payload = events.attached(remote, _now())
         # Always a first byte: the client knows it is subscribed (and proxies see traffic).
         yield events.frame(kind, payload) if wanted(kind) else events.HEARTBEAT
@@ -104,6 +127,9 @@ async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[s
                 app = await asyncio.wait_for(queue.get(), heartbeat_s)
             except asyncio.TimeoutError:
                 yield events.HEARTBEAT
+                if failed:   # the streams are away: end, the client reconnects (marathon-lb does)
+                    log.warning("marathon event stream ended", extra={"error": str(failed[0]) or type(failed[0]).__name__})
+                    return
                 for a in [a for a, v in views.items() if not v.settled] + sorted(later):
                     again(a)
                 later.clear()
@@ -112,10 +138,7 @@ async def _stream(nc: NATS, pool: asyncpg.Pool, q: db.Queries, sees: Callable[[s
                 yield chunk
     finally:
         with anyio.CancelScope(shield=True):   # see routes/events.py: the client went away
-            try:
-                await sub.unsubscribe()
-            except Exception as exc:
-                log.debug("unsubscribe failed", extra={"error": str(exc) or type(exc).__name__})
+            await stop(readers, stopping, tails)
 
 
 @router.get("/v2/events")

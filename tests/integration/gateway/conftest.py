@@ -27,6 +27,7 @@ from fastapi import FastAPI
 from services.gateway import bootstrap
 from services.gateway.access import Role
 from services.gateway.app import create_app
+from tests.support.events import event_subjects
 from tests.support.wait import eventually
 
 
@@ -119,6 +120,11 @@ async def created(pool: asyncpg.Pool, nc: nats.NATS, relay: outbox.Relay) -> Asy
         await js.purge_stream(subjects.DEPLOY.name, subject=subject)
     for subject in c.endpoint_subjects:
         await js.purge_stream(subjects.ENDPOINTS.name, subject=subject)
+    # Change events the task log's triggers wrote for what the test made (migration 0015).
+    changed = event_subjects(c.apps, c.hosts)
+    await pool.execute("DELETE FROM outbox WHERE subject = ANY($1::text[])", changed)
+    for subject in changed:
+        await js.purge_stream(subjects.EVENTS.name, subject=subject)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("DELETE FROM instances WHERE app = ANY($1::text[]) OR id = ANY($2::text[])",
                            c.apps, c.instances)

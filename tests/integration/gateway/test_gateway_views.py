@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import urllib.request
 
 import asyncpg
 import httpx
@@ -97,14 +95,11 @@ async def test_unreachable_task_log_is_503(cluster_cfg: ClusterConfig, settings:
         assert (health.status_code, health.json()["ready"], health.json()["db"]) == (503, False, False)
 
 
-def _endpoint_subs(cfg: ClusterConfig, conn_name: str) -> int:
-    url = f"http://127.0.0.1:{cfg.nats_monitor_port}/connz?subs=1"
-    with urllib.request.urlopen(url, timeout=2) as r:
-        conns = json.load(r)["connections"] or []
-    return sum(c.get("subscriptions_list", []).count(subjects.ENDPOINTS_ALL) for c in conns if c.get("name") == conn_name)
+async def _consumers(nc: nats.NATS, stream: str) -> int:
+    return (await nc.jetstream().stream_info(stream)).state.consumer_count
 
 
-async def test_events_stream_endpoint_changes_and_unsubscribe_on_disconnect(
+async def test_events_stream_endpoint_changes_and_drop_their_consumers_on_disconnect(
         cluster_cfg: ClusterConfig, settings: GatewaySettings, pool: asyncpg.Pool, nc: nats.NATS, created,
         uid: str) -> None:
     name = f"gateway-test-{uid}"
@@ -117,6 +112,13 @@ async def test_events_stream_endpoint_changes_and_unsubscribe_on_disconnect(
     created.endpoint_subjects.append(subjects.endpoints(target))
     change = messages.EndpointsChanged(app=target, seq=7, endpoints=[
         messages.Endpoint(instance=f"{target}-0", host="h1", ip="198.18.0.5", ports={"http": 8080})])
+    before = await _consumers(nc, subjects.ENDPOINTS.name)
+    before_events = await _consumers(nc, subjects.EVENTS.name)
+
+    async def _consumers_back() -> bool:
+        return (await _consumers(nc, subjects.ENDPOINTS.name), await _consumers(nc, subjects.EVENTS.name)) == (
+            before, before_events)
+
     try:
         await eventually(lambda: server.started, timeout=10, what="uvicorn started")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10,
@@ -124,17 +126,17 @@ async def test_events_stream_endpoint_changes_and_unsubscribe_on_disconnect(
             async with http.stream("GET", "/v1/events") as r:
                 assert r.headers["content-type"].startswith("text/event-stream")
                 lines = r.aiter_lines()
-                assert await anext(lines) == ": subscribed"  # the server has our subscription now
-                assert _endpoint_subs(cluster_cfg, name) == 1
+                assert await anext(lines) == ": subscribed"  # the server has our consumers now
+                assert await _consumers(nc, subjects.ENDPOINTS.name) == before + 1
                 await nc.publish(subjects.endpoints(target), messages.encode(change))
                 event = []
-                while len(event) < 2:  # skip the blank lines that end each SSE message
+                while len(event) < 3:  # skip the blank lines that end each SSE message
                     if line := await anext(lines):
                         event.append(line)
-        assert event[0] == "event: endpoints"
-        assert messages.decode(event[1].removeprefix("data: ").encode(), messages.EndpointsChanged) == change
-        await eventually(lambda: _endpoint_subs(cluster_cfg, name) == 0, timeout=10,
-                         what="the gateway to unsubscribe after the client left")
+        assert event[0].startswith("id: ") and event[1] == "event: endpoints"
+        assert messages.decode(event[2].removeprefix("data: ").encode(), messages.EndpointsChanged) == change
+        await eventually(lambda: _consumers_back(), timeout=10,
+                         what="the gateway to delete its consumers after the client left")
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):

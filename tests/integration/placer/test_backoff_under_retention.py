@@ -12,6 +12,7 @@ from libs import db
 from libs.appspec import AppSpec
 from services.placer.commit import Committer
 from services.reconciler.retention import RetentionPolicy, prune
+from tests.support.events import event_subjects
 
 
 @pytest_asyncio.fixture
@@ -22,6 +23,7 @@ async def made(pool):
     async with pool.acquire() as conn, conn.transaction():
         ids = [r["id"] for r in await conn.fetch("SELECT id FROM instances WHERE app = $1", app)]
         await conn.execute("DELETE FROM outbox WHERE subject LIKE 'noops.place.' || $1", host)
+        await conn.execute("DELETE FROM outbox WHERE subject = ANY($1)", event_subjects([app], [host]))
         await conn.execute("DELETE FROM instance_events WHERE instance = ANY($1)", ids)
         for table in ("instances", "deployments", "app_versions", "app_failures"):
             await conn.execute(f"DELETE FROM {table} WHERE app = $1", app)

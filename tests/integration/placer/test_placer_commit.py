@@ -2,13 +2,11 @@
 pool holds an app back with the reason, every plan checks the fencing token."""
 from __future__ import annotations
 
-import json
-
 import pytest_asyncio
 
-from libs import db, ipam, messages, subjects
-from libs.appspec import AppSpec
-from services.placer.commit import Committer
+from libs import ipam, messages, subjects
+from tests.integration.placer.taskrows import add_app, add_host, committer
+from tests.support.events import event_subjects
 
 
 @pytest_asyncio.fixture
@@ -21,7 +19,8 @@ async def cleanup(pool):
     ids = [r["id"] for r in await pool.fetch("SELECT id FROM instances WHERE app = ANY($1)", apps)]
     async with pool.acquire() as conn, conn.transaction():
         await ipam.release(conn, ids)
-        await conn.execute("DELETE FROM outbox WHERE subject = ANY($1)", [subjects.place(h) for h in hosts])
+        await conn.execute("DELETE FROM outbox WHERE subject = ANY($1)",
+                           [subjects.place(h) for h in hosts] + event_subjects(apps, hosts))
         await conn.execute("DELETE FROM instance_events WHERE instance = ANY($1)", ids)
         await conn.execute("DELETE FROM instances WHERE app = ANY($1)", apps)
         await conn.execute("DELETE FROM deployments WHERE app = ANY($1)", apps)
@@ -30,36 +29,15 @@ async def cleanup(pool):
         await conn.execute("DELETE FROM hosts WHERE id = ANY($1)", hosts)
 
 
-async def _host(pool, host: str, mode: str) -> None:
-    await pool.execute("INSERT INTO hosts (id, cpus, mem_mb, labels, last_seen, ipam) "
-                       "VALUES ($1, 64, 65536, '{}', now() + interval '1 hour', $2)", host, mode)
-
-
-async def _app(pool, app_id: str, instances: int, host: str, ports: list[dict] | None = None) -> None:
-    spec = AppSpec.model_validate({"id": app_id, "image": "noops/base:latest", "instances": instances,
-                                   "constraints": [["hostname", "LIKE", host]], "ports": ports or []})
-    body = json.dumps(spec.model_dump(mode="json"))
-    await pool.execute("INSERT INTO apps (id, version, spec, instances) VALUES ($1, 1, $2::jsonb, $3)",
-                       app_id, body, instances)
-    await pool.execute("INSERT INTO app_versions (app, version, spec) VALUES ($1, 1, $2::jsonb)", app_id, body)
-
-
-async def _committer(pool) -> Committer:
-    c = Committer(pool, db.Queries("placer"), heartbeat_grace_s=3.0)
-    c.token = await pool.fetchval("SELECT token FROM placer_fence WHERE id = 1") or \
-        await pool.fetchval(db.Queries("placer").fence_take, "test")
-    return c
-
-
 async def test_pool_addresses_ride_with_placements(pool, uid, cleanup):
     host, app_id = f"hp{uid}", f"pool-{uid}"
     cleanup["hosts"].append(host)
     cleanup["apps"].append(app_id)
-    await _host(pool, host, "pool")
+    await add_host(pool, host, "pool")
     async with pool.acquire() as conn:
         await ipam.add_range(conn, "198.19.250.10", "198.19.250.60", 24)
-    await _app(pool, app_id, 3, host)
-    res = await (await _committer(pool)).reconcile([app_id])
+    await add_app(pool, app_id, 3, host)
+    res = await (await committer(pool)).reconcile([app_id])
     assert res.placed == 3
     rows = await pool.fetch("SELECT payload FROM outbox WHERE subject = $1", subjects.place(host))
     assert len(rows) == 1   # one message for the host, three placements in it
@@ -76,11 +54,11 @@ async def test_exhausted_pool_holds_the_app_back_with_a_reason(pool, uid, cleanu
     host, app_id = f"hx{uid}", f"exh-{uid}"
     cleanup["hosts"].append(host)
     cleanup["apps"].append(app_id)
-    await _host(pool, host, "pool")
+    await add_host(pool, host, "pool")
     async with pool.acquire() as conn:
         free = await ipam.free(conn)
-    await _app(pool, app_id, free + 1, host)
-    res = await (await _committer(pool)).reconcile([app_id])
+    await add_app(pool, app_id, free + 1, host)
+    res = await (await committer(pool)).reconcile([app_id])
     row = await pool.fetchrow("SELECT status, status_reason FROM apps WHERE id = $1", app_id)
     assert row["status"] == "waiting" and "address pool exhausted" in row["status_reason"]
     assert await pool.fetchval("SELECT count(*) FROM instances WHERE app = $1", app_id) == 0
@@ -93,20 +71,20 @@ async def test_host_ports_from_heartbeats_and_live_instances(pool, uid, cleanup)
     hosts = [f"hq{uid}-{k}" for k in range(3)]
     cleanup["hosts"].extend(hosts)
     for h in hosts:
-        await _host(pool, h, "dhcp")
+        await add_host(pool, h, "dhcp")
     await pool.execute("UPDATE hosts SET ports_listening = '{22, 9000}' WHERE id = $1", hosts[2])
     first, second = f"hpa-{uid}", f"hpb-{uid}"
     cleanup["apps"].extend([first, second])
     ports = [{"name": "svc", "container_port": 9000, "host_port": 9000}]
-    await _app(pool, first, 3, f"hq{uid}-.*", ports=ports)
-    res = await (await _committer(pool)).reconcile([first])
+    await add_app(pool, first, 3, f"hq{uid}-.*", ports=ports)
+    res = await (await committer(pool)).reconcile([first])
     assert res.placed == 2
     placed = {r["host"] for r in await pool.fetch("SELECT host FROM instances WHERE app = $1", first)}
     assert placed == set(hosts[:2])
     row = await pool.fetchrow("SELECT status, status_reason FROM apps WHERE id = $1", first)
     assert "host port 9000 in use: 1 host" in row["status_reason"], row
 
-    await _app(pool, second, 1, f"hq{uid}-.*", ports=ports)
-    assert (await (await _committer(pool)).reconcile([second])).placed == 0
+    await add_app(pool, second, 1, f"hq{uid}-.*", ports=ports)
+    assert (await (await committer(pool)).reconcile([second])).placed == 0
     row = await pool.fetchrow("SELECT status_reason FROM apps WHERE id = $1", second)
     assert "host port 9000 in use: 3 hosts" in row["status_reason"], row

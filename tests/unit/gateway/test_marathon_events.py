@@ -41,7 +41,8 @@ def kinds(before: events.AppView | None, after: events.AppView, ended: dict[str,
     (view(task(1)), view(), {f"{A}-{1:012x}": "TASK_FAILED"}, [("status_update_event", "TASK_FAILED")]),
     (view(task(1, ip="")), view(task(1)), {}, [("status_update_event", "TASK_RUNNING")]),
     (view(task(1)), view(task(1, alive=True)), {}, [("health_status_changed_event", True)]),
-    (view(task(1, alive=True)), view(task(1, alive=False)), {}, [("health_status_changed_event", False)]),
+    (view(task(1, alive=True)), view(task(1, alive=False)), {},
+     [("health_status_changed_event", False), ("failed_health_check_event", "")]),
     (view(), view(dep=(f"{A}.2", "running")), {}, [("deployment_info", "")]),
     (view(dep=(f"{A}.2", "running")), view(dep=(f"{A}.2", "succeeded")), {},
      [("deployment_step_success", ""), ("deployment_success", f"{A}.2")]),
@@ -57,6 +58,16 @@ def kinds(before: events.AppView | None, after: events.AppView, ended: dict[str,
         "next-deployment", "deleted", "new-version", "first-look-no-post"])
 def test_events_of_one_look(before, after, ended, want) -> None:
     assert kinds(before, after, ended) == want
+
+
+def test_a_health_kill_is_also_an_unhealthy_instance_kill_event() -> None:
+    t = task(1, alive=False)
+    why = {t.id: "health check http /health failed 3 times: status 500"}
+    got = events.diff(view(t), view(), ended={t.id: "TASK_FAILED"}, now=NOW, reasons=why)
+    assert [k for k, _ in got] == ["status_update_event", "unhealthy_instance_kill_event"]
+    assert got[1][1]["reason"] == why[t.id] and got[1][1]["host"] == "h1"
+    plain = events.diff(view(t), view(), ended={t.id: "TASK_FAILED"}, now=NOW, reasons={t.id: "exited 1"})
+    assert [k for k, _ in plain] == ["status_update_event"]
 
 
 def test_settled_means_nothing_in_flight() -> None:
@@ -85,12 +96,14 @@ def test_marathon_python_decodes_every_event() -> None:
     from marathon.models.events import EventFactory
     factory = EventFactory()
     looks = [(None, view(task(1, alive=True), dep=(f"{A}.2", "running"))),
+             (view(task(1, alive=True)), view(task(1, alive=False))),
              (view(task(1), dep=(f"{A}.2", "running")), view(live=False, dep=(f"{A}.2", "succeeded"))),
              (view(dep=(f"{A}.2", "running")), view(dep=(f"{A}.2", "failed"), version=2))]
+    killed = {task(1).id: "health check http /health failed 3 times: status 500"}
     seen = {"event_stream_attached"}
     factory.process(events.attached("127.0.0.1", NOW)[1])
     for before, after in looks:
-        for t, p in events.diff(before, after, ended={}, now=NOW):
+        for t, p in events.diff(before, after, ended={task(1).id: "TASK_FAILED"}, now=NOW, reasons=killed):
             assert type(factory.process(json.loads(json.dumps(p)))).__name__.startswith("Marathon")
             seen.add(t)
     assert seen == events.TYPES

@@ -57,10 +57,14 @@ def test_a_host_subscribes_only_to_its_own_requests_and_inbox(subject: str, ok: 
 
 
 @pytest.mark.parametrize("service, publishes, refused", [
-    ("gateway", [subjects.deploy("web")], [subjects.place("h1"), subjects.report("h1")]),
+    ("gateway", [subjects.deploy("web"), "$JS.API.CONSUMER.CREATE.NOOPS_EVENTS",
+                 "$JS.API.CONSUMER.MSG.NEXT.NOOPS_EVENTS.abc", "$JS.API.CONSUMER.DELETE.NOOPS_ENDPOINTS.abc"],
+     [subjects.place("h1"), subjects.report("h1"), subjects.instance_events("web"), subjects.host_events("h1"),
+      "$JS.API.CONSUMER.DELETE.NOOPS_PLACEMENTS.hostd-h1", "$JS.API.CONSUMER.MSG.NEXT.NOOPS_DEPLOY.placer"]),
     ("placer", [subjects.place("h1"), "$JS.API.CONSUMER.MSG.NEXT.NOOPS_DEPLOY.placer"],
      [subjects.report("h1"), subjects.heartbeat("h1"), "$JS.API.CONSUMER.MSG.NEXT.NOOPS_REPORTS.registry"]),
-    ("registry", [subjects.endpoints("web"), subjects.deploy("web"), "$JS.ACK.NOOPS_REPORTS.registry.1.2.3.4.5"],
+    ("registry", [subjects.endpoints("web"), subjects.deploy("web"), "$JS.ACK.NOOPS_REPORTS.registry.1.2.3.4.5",
+                  subjects.instance_events("web"), subjects.deployment_events("web"), subjects.host_events("h1")],
      [subjects.report("h1"), subjects.place("h1")]),
     ("reconciler", [subjects.inventory("h1"), subjects.deploy("web")], [subjects.place("h1"), subjects.report("h1")]),
 ], ids=["gateway", "placer", "registry", "reconciler"])
@@ -104,7 +108,7 @@ def test_relays_take_only_rows_their_identity_may_publish() -> None:
     for name in natsauth.SERVICES:  # a relay publishes only what its identity may
         assert set(natsauth.relay_subjects(name)) <= set(natsauth.service(name).publish)
     owners = [s for name in natsauth.SERVICES for s in natsauth.relay_subjects(name)]
-    for ordered in (subjects.PLACE_ALL, subjects.ENDPOINTS_ALL):  # one owner each: no race on order
+    for ordered in (subjects.PLACE_ALL, subjects.ENDPOINTS_ALL, *subjects.EVENTS_ALL):  # one owner each: no race on order
         assert owners.count(ordered) == 1
     assert outbox.claim_kinds(["noops.deploy.*", "noops.place.>", "noops.deploy.*"]) == ["deploy", "place"]
     assert outbox.claim_kinds([">"]) is None

@@ -35,3 +35,15 @@ def test_chunks(n: int, env_bytes: int, expect: list[int]) -> None:
     out = outgoing.per_host(_placements("h1", n, _spec(env_bytes)))
     assert [len(m.items) for _, _, m in out] == expect
     assert all(len(messages.encode(m)) <= outgoing.MAX_MESSAGE_BYTES for _, _, m in out if len(m.items) > 1)
+
+
+def test_instance_events_are_one_message_per_app_in_bounded_chunks() -> None:
+    def ev(app: str, k: int) -> messages.InstanceEvent:
+        return messages.InstanceEvent(app=app, instance=f"{app}-{k:012x}", host="h1", state="PENDING", health=None,
+                                      ip="", epoch=1, version=1, desired="RUNNING", reason="placed", at=1.0)
+    n = messages.INSTANCE_EVENTS_PER_MESSAGE
+    items = outgoing.instance_events([ev("a", k) for k in range(n + 1)] + [ev("b", 0)])
+    assert [(s, len(m.items)) for s, _, m in items] == [("noops.instance.a", n), ("noops.instance.a", 1),
+                                                        ("noops.instance.b", 1)]
+    assert [i.instance for _, _, m in items[:2] for i in m.items] == [f"a-{k:012x}" for k in range(n + 1)]
+    assert len({msg_id for _, msg_id, _ in items}) == 3
