@@ -1,7 +1,8 @@
-"""The cluster map page in Debian's Chromium (Playwright) over the real gateway app and task log:
-tile colours follow the documented load formula, DOWN is white, draining and cordoned are marked,
-a failed deployment shows its reason, the reconciler's drift is shown, and user data stays text.
-(A host brought down for real, and the event stream, are in tests/e2e/test_map.py.)"""
+"""The cluster map page in Debian's Chromium (Playwright) over the real gateway app, task log and
+event stream: tile colours follow the documented load formula, DOWN is white, draining and
+cordoned are marked, a failed deployment shows its reason, the reconciler's drift is shown, user
+data stays text; and changes made in the task log reach the page through /v1/events (a host
+marked DOWN is white within 2 s).  (A host brought down for real is in tests/e2e/test_map.py.)"""
 from __future__ import annotations
 
 import colorsys
@@ -9,11 +10,16 @@ import json
 import math
 import re
 
+import time
+
 import asyncpg
 import pytest_asyncio
 from playwright.async_api import Page, expect
 
 from devtools.browser import chromium, open_map
+from libs import db
+from services.placer import liveness
+from tests.integration.placer.taskrows import committer
 from tests.support.serve import serving
 
 EVIL = '<img src=x onerror="document.title=\'owned\'">'
@@ -41,6 +47,20 @@ async def _host(pool: asyncpg.Pool, host: str, *, cpus: float = 4, mem_mb: int =
                        host, cpus, mem_mb, json.dumps(labels or {}), load1, state, draining, cordoned)
 
 
+async def _app_with_instance(client, pool: asyncpg.Pool, created, app: str, host: str, *, cpus: float,  # type: ignore[no-untyped-def]
+                             healthy: bool | None) -> str:
+    """An app (through the API, wanting no instances) and one RUNNING instance of it on ``host``
+    (written as the registry would have); returns the instance's id."""
+    r = await client.post("/v1/apps", json={"id": app, "image": "nginx:1", "instances": 0,
+                                            "resources": {"cpus": 0.25, "mem_mb": 64}})
+    assert r.status_code == 201, r.text
+    iid = f"{app}-000000000001"
+    created.instances.append(iid)
+    await pool.execute("INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb, state, ip, healthy) "
+                       "VALUES ($1, $2, 1, $3, 1, $4, 64, 'RUNNING', '198.18.7.7', $5)", iid, app, host, cpus, healthy)
+    return iid
+
+
 async def _bg(page: Page, host: str) -> str:
     return await page.locator(f'.tile[data-host="{host}"]').evaluate("t => getComputedStyle(t).backgroundColor")
 
@@ -54,13 +74,7 @@ async def test_tiles_apps_and_drift_as_documented(base_url, client, pool, create
     await _host(pool, down, state="DOWN")
     await _host(pool, held, draining=True, cordoned=True)
     app = created.app(f"mapapp-{uid}")
-    r = await client.post("/v1/apps", json={"id": app, "image": "nginx:1", "instances": 0,
-                                            "resources": {"cpus": 0.25, "mem_mb": 64}})
-    assert r.status_code == 201, r.text
-    iid = f"{app}-000000000001"
-    created.instances.append(iid)
-    await pool.execute("INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb, state, ip, healthy) "
-                       "VALUES ($1, $2, 1, $3, 1, 4, 64, 'RUNNING', '198.18.7.7', false)", iid, app, busy)
+    iid = await _app_with_instance(client, pool, created, app, busy, cpus=4, healthy=False)
     await pool.execute("INSERT INTO deployments (app, from_version, to_version, state, reason, progress) "
                        "VALUES ($1, 1, 2, 'failed', $2, '{\"target\": 3, \"new_running\": 1, \"old_live\": 2}')",
                        app, f"no progress for 60s {EVIL}")
@@ -97,3 +111,43 @@ async def test_tiles_apps_and_drift_as_documented(base_url, client, pool, create
             assert await page.title() == "noops cluster map"   # the label stayed text
     finally:
         await pool.execute("DELETE FROM reconciler_rounds WHERE id = $1", round_id)
+
+
+async def test_changes_arrive_through_the_event_stream(base_url, client, pool, created, tokens, uid, tmp_path) -> None:
+    host, app = f"maplive-{uid}", created.app(f"maplive-{uid}")
+    created.hosts.append(host)
+    await _host(pool, host)
+    iid = await _app_with_instance(client, pool, created, app, host, cpus=0.5, healthy=None)
+    dep = await pool.fetchval("INSERT INTO deployments (app, from_version, to_version, state) "
+                              "VALUES ($1, 1, 2, 'running') RETURNING id", app)
+    try:
+        async with chromium() as ctx:
+            page = await open_map(ctx, base_url, tokens["admin"])
+            t = page.locator(f'.tile[data-host="{host}"]')
+            await expect(t).to_contain_text("· 1")          # one live instance
+            await expect(page.locator("#live")).to_have_class("on")
+            await t.click()
+            await expect(page.locator(f'#panel tr[data-instance="{iid}"]')).to_contain_text("RUNNING")
+
+            # An instance ends (as the registry records it: the row, then its event).
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("UPDATE instances SET state = 'FAILED', reason = 'exited with code 3' "
+                                   "WHERE id = $1", iid)
+                await conn.execute("INSERT INTO instance_events (instance, state, reason, source) "
+                                   "VALUES ($1, 'FAILED', 'exited with code 3', 'test')", iid)
+            await expect(page.locator(f'#panel tr[data-instance="{iid}"]')).to_contain_text("exited with code 3")
+            await expect(t).to_have_class(re.compile(r"\btrouble\b"))
+            await expect(t).to_contain_text("· 0")
+
+            await pool.execute("UPDATE deployments SET state = 'failed', reason = 'no progress for 60s' "
+                               "WHERE id = $1", dep)
+            await expect(page.locator(f'#apps tr[data-app="{app}"] .reason')).to_have_text("no progress for 60s")
+
+            began = time.monotonic()
+            await liveness.mark_down(pool, db.Queries("placer"), [host], fence_token=(await committer(pool)).token)
+            await page.wait_for_selector(f'.tile.down[data-host="{host}"]', timeout=5_000)
+            took = time.monotonic() - began
+            await page.screenshot(path=tmp_path / "live.png", full_page=True)
+            assert took < 2.0, f"white only {took:.2f}s after the host was marked DOWN"
+    finally:
+        await pool.execute("DELETE FROM instance_events WHERE instance = $1", iid)
