@@ -27,7 +27,7 @@ TRIGGERS = [("instance_events", "instance_events_announce"), ("deployments", "de
             ("deployments", "deployments_announce_update")]
 
 
-_ANNOUNCE = outgoing.instance_events
+_ANNOUNCE = outgoing.placed_events
 
 
 async def _setup(pool, hosts: int, apps: int, per_app: int) -> list[str]:
@@ -55,7 +55,7 @@ async def _round(pool, app_ids: list[str], events: bool) -> tuple[float, int]:
     verb = "ENABLE" if events else "DISABLE"
     for table, trigger in TRIGGERS:
         await pool.execute(f"ALTER TABLE {table} {verb} TRIGGER {trigger}")
-    outgoing.instance_events = _ANNOUNCE if events else (lambda _events: [])
+    outgoing.placed_events = _ANNOUNCE if events else (lambda _starts, _at: [])
     c = Committer(pool, db.Queries("placer"), heartbeat_grace_s=3600.0)
     c.token = await pool.fetchval(db.Queries("placer").fence_take, "bench")
     started = time.perf_counter()

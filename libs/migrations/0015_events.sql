@@ -46,26 +46,43 @@ CREATE OR REPLACE TRIGGER instance_events_announce AFTER INSERT ON instance_even
     REFERENCING NEW TABLE AS noops_new_events FOR EACH STATEMENT
     EXECUTE FUNCTION noops_announce_instances();
 
--- Deployments: a row each time one opens or its state or progress moves (few: one per app and
--- placer commit at most).
-CREATE OR REPLACE FUNCTION noops_announce_deployment() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Deployments: a row each time one opens or its state or progress moves (one per app and
+-- placer commit at most).  Statement-level, like the instances' trigger: the commit of a batch
+-- of 1,000 apps opens 1,000 deployments in one statement, and a row-level trigger cost ~0.1 ms
+-- each there.
+CREATE OR REPLACE FUNCTION noops_deployment_event(d deployments) RETURNS bytea LANGUAGE sql STABLE AS $$
+    SELECT convert_to(json_build_object('app', d.app, 'items', json_build_array(json_build_object(
+               'app', d.app, 'deployment', d.id, 'version', d.to_version, 'from_version', d.from_version,
+               'state', d.state, 'reason', left(d.reason, 512), 'progress', d.progress,
+               'at', extract(epoch FROM d.updated_at))))::text, 'UTF8')
+$$;
+
+CREATE OR REPLACE FUNCTION noops_announce_deployments() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO outbox (subject, msg_id, payload)
-    VALUES ('noops.deployment.' || NEW.app, 'deployment:' || NEW.id || ':' || gen_random_uuid(),
-            convert_to(json_build_object('app', NEW.app, 'items', json_build_array(json_build_object(
-                'app', NEW.app, 'deployment', NEW.id, 'version', NEW.to_version, 'from_version', NEW.from_version,
-                'state', NEW.state, 'reason', left(NEW.reason, 512), 'progress', NEW.progress,
-                'at', extract(epoch FROM NEW.updated_at))))::text, 'UTF8'));
-    PERFORM pg_notify('noops_outbox', '');
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO outbox (subject, msg_id, payload)
+        SELECT 'noops.deployment.' || d.app, 'deployment:' || d.id || ':' || gen_random_uuid(), noops_deployment_event(d)
+          FROM noops_new_deployments d ORDER BY d.id;
+    ELSE
+        INSERT INTO outbox (subject, msg_id, payload)
+        SELECT 'noops.deployment.' || d.app, 'deployment:' || d.id || ':' || gen_random_uuid(), noops_deployment_event(d)
+          FROM noops_new_deployments d JOIN noops_old_deployments o ON o.id = d.id
+         WHERE o.state IS DISTINCT FROM d.state OR o.progress IS DISTINCT FROM d.progress
+         ORDER BY d.id;
+    END IF;
+    IF FOUND THEN
+        PERFORM pg_notify('noops_outbox', '');
+    END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE OR REPLACE TRIGGER deployments_announce_insert AFTER INSERT ON deployments FOR EACH ROW
-    EXECUTE FUNCTION noops_announce_deployment();
-CREATE OR REPLACE TRIGGER deployments_announce_update AFTER UPDATE OF state, progress ON deployments FOR EACH ROW
-    WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.progress IS DISTINCT FROM NEW.progress)
-    EXECUTE FUNCTION noops_announce_deployment();
+CREATE OR REPLACE TRIGGER deployments_announce_insert AFTER INSERT ON deployments
+    REFERENCING NEW TABLE AS noops_new_deployments FOR EACH STATEMENT
+    EXECUTE FUNCTION noops_announce_deployments();
+CREATE OR REPLACE TRIGGER deployments_announce_update AFTER UPDATE ON deployments
+    REFERENCING OLD TABLE AS noops_old_deployments NEW TABLE AS noops_new_deployments FOR EACH STATEMENT
+    EXECUTE FUNCTION noops_announce_deployments();
 
 -- Hosts: a row when one appears or its state, draining or cordoned flag changes.  The WHEN
 -- clause keeps every heartbeat (which rewrites state = 'UP') free of the trigger.

@@ -128,8 +128,7 @@ def change_frames(kind: str, seq: int, data: bytes, cursor: Cursor, wanted: Want
     typ = messages.EVENT_TYPES.get(kind)
     if typ is None:
         raise ValueError(f"unknown change-event kind {kind!r}")
-    batch = messages.decode(data, typ)
-    items = batch.items   # type: ignore[attr-defined]
+    items = messages.decode(data, typ).changes()   # type: ignore[attr-defined]
     start_at = cursor.index if cursor.events == seq else 0
     out = []
     for k in range(start_at, len(items)):

@@ -286,10 +286,7 @@ class Committer:
                                               address=addresses.get(s.id, "")) for s in st]
             # Announced here, not by migration 0015's trigger (which leaves PENDING out): the
             # cheap way for the commit of 100,000 placements.
-            at = now.timestamp()
-            w.out += outgoing.instance_events(
-                messages.InstanceEvent(app=s.app, instance=s.id, host=s.host, state="PENDING", epoch=s.epoch,
-                                       version=s.version, at=at, reason="placed") for s in st)
+            w.out += outgoing.placed_events(((s.app, s.id, s.host, s.epoch, s.version) for s in st), now.timestamp())
         if w.stop_ids:
             for r in await conn.fetch(q.mark_stopping, w.stop_ids):
                 spec = w.specs[r["app"]]

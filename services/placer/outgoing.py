@@ -37,16 +37,22 @@ def per_host(placements: Iterable[messages.Placement]) -> list[tuple[str, str, m
             for host, host_chunks in chunks.items() for items in host_chunks]
 
 
-def instance_events(events: Iterable[messages.InstanceEvent]) -> list[tuple[str, str, messages.InstanceEvents]]:
-    """(subject, msg_id, message) outbox items announcing instance changes: one message per app
-    (its changes in order), at most ``messages.INSTANCE_EVENTS_PER_MESSAGE`` changes each, as
-    migration 0015's trigger groups the changes it announces."""
-    per_app: dict[str, list[list[messages.InstanceEvent]]] = {}
-    for e in events:
-        chunks = per_app.setdefault(e.app, [[]])
-        if len(chunks[-1]) >= messages.INSTANCE_EVENTS_PER_MESSAGE:
-            chunks.append([])
-        chunks[-1].append(e)
-    return [(subjects.instance_events(app), f"instance:{app}:{uuid.uuid4().hex}",
-             messages.InstanceEvents(app=app, items=items))
-            for app, chunks in per_app.items() for items in chunks]
+def placed_events(starts: Iterable[tuple[str, str, str, int, int]], at: float
+                  ) -> list[tuple[str, str, messages.InstanceEvents]]:
+    """(subject, msg_id, message) outbox items announcing placements, (app, instance, host,
+    epoch, version) each: one message per app and version, at most
+    ``messages.PLACED_PER_MESSAGE`` instances each, in order."""
+    chunks: dict[tuple[str, int], list[list[tuple[str, str, int]]]] = {}
+    for app, instance, host, epoch, version in starts:
+        per = chunks.setdefault((app, version), [[]])
+        if len(per[-1]) >= messages.PLACED_PER_MESSAGE:
+            per.append([])
+        per[-1].append((instance, host, epoch))
+    out = []
+    for (app, version), per in chunks.items():
+        for rows in per:
+            instances, hosts, epochs = (list(c) for c in zip(*rows))
+            placed = messages.PlacedInstances(version=version, at=at, instances=instances, hosts=hosts, epochs=epochs)
+            out.append((subjects.instance_events(app), f"instance:{app}:{uuid.uuid4().hex}",
+                        messages.InstanceEvents(app=app, placed=placed)))
+    return out

@@ -23,7 +23,7 @@ from services.gateway.app import create_app
 from services.gateway.marathon import ids
 from services.gateway.routes import events as events_route
 from services.placer import liveness
-from tests.integration.placer.taskrows import add_app, add_host, committer
+from tests.integration.placer.taskrows import add_app, add_host, committer, report
 from tests.support.serve import serving
 from tests.support.wait import eventually, holds
 
@@ -79,16 +79,6 @@ def _client(url: str, token: str, last_event_id: str | None = None) -> httpx.Asy
     return httpx.AsyncClient(base_url=url, timeout=10, headers=headers)
 
 
-async def _report(pool, ids: list[str], state: str, healthy: bool | None = None, reason: str = "") -> None:
-    """What the registry writes for a batch of reports (its one statement, record_batch)."""
-    n, q = len(ids), db.Queries("registry")
-    ips = [f"198.18.8.{k + 1}" for k in range(n)]
-    health = "tcp http: connected" if healthy is not None else ""
-    await pool.execute(q.record_batch, ids, [state] * n, ips, [f"c{k}" for k in range(n)], [reason] * n, [""] * n,
-                       [""] * n, [0.0] * n, [healthy] * n, [health] * n, ids, [state] * n, ["reported"] * n,
-                       [], [], [], [], outbox.CHANNEL, [0.0] * n)
-
-
 async def _deployed(pool, created, uid: str, app_id: str, n: int) -> list[str]:
     host = f"ev{uid}"
     if host not in created.hosts:
@@ -108,8 +98,8 @@ async def test_a_deployments_instance_events_arrive_in_order(gateway, pool, toke
         s = Stream(r)
         assert await s.first_line() == ": subscribed"
         ids = await _deployed(pool, created, uid, app_id, 3)
-        await _report(pool, ids, "STARTING")
-        await _report(pool, ids, "RUNNING", healthy=True)
+        await report(pool, ids, "STARTING")
+        await report(pool, ids, "RUNNING", healthy=True)
         got = await s.frames(10)
     deployment = [f.data for f in got if f.event == "deployment"]
     assert [(d["app"], d["version"], d["state"]) for d in deployment] == [(app_id, 1, "running")]
@@ -148,7 +138,7 @@ async def test_resume_replays_exactly_what_followed_the_id(gateway, pool, tokens
         s = Stream(r)
         assert await s.first_line() == ": subscribed"
         ids = await _deployed(pool, created, uid, app_id, 3)
-        await _report(pool, ids, "STARTING")
+        await report(pool, ids, "STARTING")
         first = await s.frames(6)
     # Frame 2 is in the middle of the batch message holding the three PENDING changes.
     for how in ("header", "query"):
@@ -158,7 +148,7 @@ async def test_resume_replays_exactly_what_followed_the_id(gateway, pool, tokens
             s = Stream(r)
             assert await s.first_line() == ": subscribed"
             again = await s.frames(len(first) - 2)
-            await _report(pool, ids[:1], "RUNNING")     # and then live
+            await report(pool, ids[:1], "RUNNING")     # and then live
             live = await s.frame()
         assert again == first[2:], how                    # none lost, none doubled, same ids
         assert (live.data["instance"], live.data["state"]) == (ids[0], "RUNNING")
@@ -173,7 +163,7 @@ async def test_an_id_no_longer_kept_gets_a_reset_then_live_events(gateway, pool,
         assert await s.first_line() == ": subscribed"
         ids = await _deployed(pool, created, uid, app_id, 1)
         (old,) = await s.frames(1)
-        await _report(pool, ids, "STARTING")
+        await report(pool, ids, "STARTING")
         await s.frames(1)   # in the stream after ``old``: the purge below drops it
     js = nc.jetstream()
     await js.purge_stream(subjects.EVENTS.name, seq=(await js.stream_info(subjects.EVENTS.name)).state.last_seq + 1)
@@ -181,7 +171,7 @@ async def test_an_id_no_longer_kept_gets_a_reset_then_live_events(gateway, pool,
         s = Stream(r)
         assert await s.first_line() == ": subscribed"
         reset = await s.frame()
-        await _report(pool, ids, "RUNNING")
+        await report(pool, ids, "RUNNING")
         live = await s.frame()
     assert reset.event == "reset" and "too old" in reset.data["reason"] and reset.id != old.id
     assert (live.event, live.data["state"]) == ("instance", "RUNNING")
@@ -282,9 +272,9 @@ async def test_marathon_events_hear_the_same_stream(gateway, pool, tokens, creat
 
         (iid,) = await _deployed(pool, created, uid, app_id, 1)
         staged = await data()
-        await _report(pool, [iid], "RUNNING")
+        await report(pool, [iid], "RUNNING")
         running = await data()
-        await _report(pool, [iid], "FAILED", reason="health check tcp http failed 3 times: refused")
+        await report(pool, [iid], "FAILED", reason="health check tcp http failed 3 times: refused")
         failed, killed = await data(), await data()
     assert [(e["taskId"], e["taskStatus"], e["appId"]) for e in (staged, running, failed)] == [
         (iid, "TASK_STAGING", mid), (iid, "TASK_RUNNING", mid), (iid, "TASK_FAILED", mid)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from libs import db
+from libs import db, outbox
 from libs.appspec import AppSpec
 from services.placer.commit import Committer
 
@@ -30,3 +30,15 @@ async def committer(pool) -> Committer:
     c.token = await pool.fetchval("SELECT token FROM placer_fence WHERE id = 1") or \
         await pool.fetchval(db.Queries("placer").fence_take, "test")
     return c
+
+
+async def report(pool, ids: list[str], state: str, healthy: bool | None = None, reason: str = "",
+                 ips: list[str] | None = None) -> None:
+    """What the registry writes for a batch of accepted reports (its one statement, record_batch):
+    the instances' new state and their transitions."""
+    n, q = len(ids), db.Queries("registry")
+    ips = ips or [f"198.18.8.{k % 250 + 1}" for k in range(n)]
+    health = "tcp http: connected" if healthy is not None else ""
+    await pool.execute(q.record_batch, ids, [state] * n, ips, [f"c{k}" for k in range(n)], [reason] * n, [""] * n,
+                       [""] * n, [0.0] * n, [healthy] * n, [health] * n, ids, [state] * n, ["reported"] * n,
+                       [], [], [], [], outbox.CHANNEL, [0.0] * n)

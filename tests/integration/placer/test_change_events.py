@@ -11,7 +11,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from libs import db, messages, natsauth, outbox, subjects
 from services.placer import liveness
-from tests.integration.placer.taskrows import add_app, add_host, committer
+from tests.integration.placer.taskrows import add_app, add_host, committer, report
 from tests.support.events import event_subjects
 from tests.support.wait import eventually
 
@@ -52,7 +52,7 @@ async def _queued(pool, subject: str, typ: type[messages.M]) -> list[messages.M]
     return [messages.decode(bytes(r["payload"]), typ) for r in rows]
 
 
-async def test_a_commit_announces_its_instances_per_app_in_bounded_batches(pool, uid, made) -> None:
+async def test_a_commit_announces_its_placements_once_per_app(pool, uid, made) -> None:
     host, big, small = f"ce{uid}", f"big-{uid}", f"small-{uid}"
     await _host(pool, made, host)
     await _app(pool, made, big, 130, host)
@@ -60,13 +60,20 @@ async def test_a_commit_announces_its_instances_per_app_in_bounded_batches(pool,
     assert (await (await committer(pool)).reconcile([big, small])).placed == 132
 
     batches = await _queued(pool, subjects.instance_events(big), messages.InstanceEvents)
-    assert [len(b.items) for b in batches] == [64, 64, 2]        # split, in order, nothing lost
-    items = [i for b in batches for i in b.items]
+    assert [len(b.changes()) for b in batches] == [130]           # one message for the app and commit
+    items = [i for b in batches for i in b.changes()]
     assert {i.instance for i in items} == {r["id"] for r in await pool.fetch(
         "SELECT id FROM instances WHERE app = $1", big)}
     assert all((i.app, i.host, i.state, i.reason, i.health) == (big, host, "PENDING", "placed", None) for i in items)
     assert items[0].at > 1.7e9
-    assert [len(b.items) for b in await _queued(pool, subjects.instance_events(small), messages.InstanceEvents)] == [2]
+    assert [len(b.changes()) for b in await _queued(pool, subjects.instance_events(small), messages.InstanceEvents)] == [2]
+
+    # What the trigger announces is grouped too: at most 64 changes a message, in order.
+    ids = [i.instance for i in items]
+    await report(pool, ids, "STARTING")
+    after = (await _queued(pool, subjects.instance_events(big), messages.InstanceEvents))[1:]
+    assert [len(b.changes()) for b in after] == [64, 64, 2]
+    assert [i.instance for b in after for i in b.changes()] == ids
 
     (deps,) = await _queued(pool, subjects.deployment_events(big), messages.DeploymentEvents)
     assert [(d.app, d.version, d.state) for d in deps.items] == [(big, 1, "running")]
@@ -94,7 +101,7 @@ async def test_a_host_marked_down_is_announced_with_its_lost_instances(pool, nc,
             with contextlib.suppress(Exception):
                 for m in await sub.fetch(100, timeout=0.5):
                     kind = subjects.event_kind(m.subject)
-                    seen.extend((kind, i) for i in messages.decode(m.data, messages.EVENT_TYPES[kind]).items)
+                    seen.extend((kind, i) for i in messages.decode(m.data, messages.EVENT_TYPES[kind]).changes())
             hosts = [i for k, i in seen if k == "host" and i.host == host]
             lost = [i for k, i in seen if k == "instance" and i.app == app_id and i.state == "LOST"]
             return bool(hosts) and hosts[-1].state == "DOWN" and len(lost) == 2
@@ -127,15 +134,24 @@ async def test_report_batches_are_announced_with_the_facts_they_wrote(pool, uid,
     await _app(pool, made, app_id, 2, host)
     await (await committer(pool)).reconcile([app_id])
     ids = sorted(r["id"] for r in await pool.fetch("SELECT id FROM instances WHERE app = $1", app_id))
-    q = db.Queries("registry")
     n = len(ids)
-    for state, healthy, health in (("STARTING", None, ""), ("RUNNING", True, "http /: status 200")):
-        await pool.execute(q.record_batch, ids, [state] * n, ["198.18.7.1", "198.18.7.2"], ["c1", "c2"], [""] * n,
-                           [""] * n, [""] * n, [0.0] * n, [healthy] * n, [health] * n,
-                           ids, [state] * n, ["reported"] * n, [], [], [], [], outbox.CHANNEL, [0.0] * n)
+    await report(pool, ids, "STARTING", ips=["198.18.7.1", "198.18.7.2"])
+    await report(pool, ids, "RUNNING", healthy=True, ips=["198.18.7.1", "198.18.7.2"])
     batches = await _queued(pool, subjects.instance_events(app_id), messages.InstanceEvents)
-    items = [i for b in batches for i in b.items]
+    items = [i for b in batches for i in b.changes()]
     assert [i.state for i in items] == ["PENDING"] * n + ["STARTING"] * n + ["RUNNING"] * n   # in order
     ips = ["198.18.7.1", "198.18.7.2"]
     assert sorted((i.instance, i.ip, i.health) for i in items[n:2 * n]) == [(i, ip, None) for i, ip in zip(ids, ips)]
     assert sorted((i.instance, i.ip, i.health) for i in items[2 * n:]) == [(i, ip, "healthy") for i, ip in zip(ids, ips)]
+
+
+async def test_deployment_changes_are_announced_and_other_writes_are_not(pool, uid, made) -> None:
+    host, app_id = f"cp{uid}", f"dep-{uid}"
+    await _host(pool, made, host)
+    await _app(pool, made, app_id, 1, host)
+    await (await committer(pool)).reconcile([app_id])
+    await pool.execute("UPDATE deployments SET updated_at = now() WHERE app = $1", app_id)   # nothing to say
+    await pool.execute("UPDATE deployments SET state = 'paused', reason = 'operator' WHERE app = $1", app_id)
+    got = [d for b in await _queued(pool, subjects.deployment_events(app_id), messages.DeploymentEvents)
+           for d in b.changes()]
+    assert [(d.state, d.reason) for d in got] == [("running", ""), ("paused", "operator")]

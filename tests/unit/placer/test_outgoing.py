@@ -37,13 +37,18 @@ def test_chunks(n: int, env_bytes: int, expect: list[int]) -> None:
     assert all(len(messages.encode(m)) <= outgoing.MAX_MESSAGE_BYTES for _, _, m in out if len(m.items) > 1)
 
 
-def test_instance_events_are_one_message_per_app_in_bounded_chunks() -> None:
-    def ev(app: str, k: int) -> messages.InstanceEvent:
-        return messages.InstanceEvent(app=app, instance=f"{app}-{k:012x}", host="h1", state="PENDING", health=None,
-                                      ip="", epoch=1, version=1, desired="RUNNING", reason="placed", at=1.0)
-    n = messages.INSTANCE_EVENTS_PER_MESSAGE
-    items = outgoing.instance_events([ev("a", k) for k in range(n + 1)] + [ev("b", 0)])
-    assert [(s, len(m.items)) for s, _, m in items] == [("noops.instance.a", n), ("noops.instance.a", 1),
-                                                        ("noops.instance.b", 1)]
-    assert [i.instance for _, _, m in items[:2] for i in m.items] == [f"a-{k:012x}" for k in range(n + 1)]
+def test_placements_are_announced_per_app_and_version_in_bounded_columns() -> None:
+    n = messages.PLACED_PER_MESSAGE
+    starts = [("a", f"a-{k:012x}", f"h{k % 3}", 1, 2) for k in range(n + 1)] + [("b", "b-000000000000", "h1", 4, 1)]
+    items = outgoing.placed_events(starts, at=5.0)
+    assert [(s, m.placed.version, len(m.placed.instances)) for s, _, m in items] == [
+        ("noops.instance.a", 2, n), ("noops.instance.a", 2, 1), ("noops.instance.b", 1, 1)]
+    changes = [c for _, _, m in items[:2] for c in m.changes()]
+    assert [c.instance for c in changes] == [f"a-{k:012x}" for k in range(n + 1)]
+    assert (changes[4].host, changes[4].state, changes[4].reason, changes[4].at, changes[4].app) == (
+        "h1", "PENDING", "placed", 5.0, "a")
+    (b,) = items[2][2].changes()
+    assert (b.epoch, b.version, b.desired, b.health, b.ip) == (4, 1, "RUNNING", None, "")
     assert len({msg_id for _, msg_id, _ in items}) == 3
+    # Columns, not items: the bytes of 1,000 placements stay small.
+    assert len(messages.encode(items[0][2])) < 50 * n
