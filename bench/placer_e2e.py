@@ -162,6 +162,11 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
         final = await pool.fetchrow("SELECT count(*) AS placed, count(*) FILTER (WHERE state = 'RUNNING') AS running "
                                     "FROM instances")
         waiting = await pool.fetch("SELECT id, status_reason FROM apps WHERE status = 'waiting' LIMIT 3")
+        # Rows written per table and transactions committed: where PostgreSQL's work comes from.
+        writes = {r["relname"]: [r["n_tup_ins"], r["n_tup_upd"], r["n_tup_del"]] for r in await pool.fetch(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_del FROM pg_stat_user_tables "
+            "WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY relname")}
+        commits = await pool.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
         for t in tasks:
             t.cancel()
         placer_pid = infra.read_pid(run_dir / "placer.pid")
@@ -177,6 +182,7 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
             "cpu_s": cpu,
             "timeline (s, instances inserted, outbox backlog, delivered to hosts)": timeline,
             "idle_cpu_s_per_s": idle,
+            "rows_written (inserted, updated, deleted)": writes, "transactions": commits,
             "waiting_examples": [dict(r) for r in waiting],
         }
         await pool.close()

@@ -32,7 +32,13 @@ TRANSIENT = retry.DB_TRANSIENT
 # whole batches, so planning is cheap next to them; a generic plan, cached after five runs, keeps
 # the choices made for the sizes of then: one made while the outbox was empty deleted from a
 # 100,000-row backlog by sequential scan, 75 ms a batch, most of PostgreSQL's time (bench/RESULTS.md).
-SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+#
+# Index lookups priced near sequential reads (random_page_cost 1.1, PostgreSQL's advice for data
+# in memory or on SSD; the default 4 is for spinning disks): the task log's hot rows are in shared
+# buffers.  With 4, a report batch of ~500 ids joined instances by hash over a sequential scan
+# while the table grew from nothing to 100,000 rows -- 30-200 ms a batch, 10 of PostgreSQL's 11
+# CPU seconds in bench.placer_e2e (bench/RESULTS.md).
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "random_page_cost": "1.1"}
 
 
 async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_size: int = 10,

@@ -402,7 +402,19 @@ class HostdSettings:
         "Run every container with the engine's init (`docker run --init`: tini as PID 1, which forwards signals "
         "to the app and reaps zombies). Without it an app that is PID 1 and installs no SIGTERM handler (busybox "
         "httpd, many scripts) ignores the stop's SIGTERM and is killed only after its grace (kill_grace_s or "
-        "NOOPS_STOP_TIMEOUT_S).")
+        "NOOPS_STOP_TIMEOUT_S). Images built by `noops image build` (label org.noops.init=1) run without it: their "
+        "noops-init is PID 1 (docs/images.md).")
+    init_stats_interval_s: float = setting(
+        10.0, "NOOPS_HOSTD_INIT_STATS_INTERVAL_S",
+        "Seconds between two rounds of reading noops-init's stats (images built by `noops image build`: the label "
+        "org.noops.init=1) into /metrics (`noops_instance_cpu_seconds_total`, `noops_instance_memory_bytes`, "
+        "`noops_instance_counter`); 0: never. Containers of other images are not asked.")
+    init_stats_timeout_s: float = setting(
+        2.0, "NOOPS_HOSTD_INIT_STATS_TIMEOUT_S",
+        "Deadline of one instance's stats request; an instance that does not answer within it drops out of /metrics "
+        "until it answers again.")
+    init_stats_concurrency: int = setting(
+        16, "NOOPS_HOSTD_INIT_STATS_CONCURRENCY", "Most stats requests in flight at once in a round.")
 
     def __post_init__(self) -> None:
         if self.pids_limit < 0:

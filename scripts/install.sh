@@ -26,6 +26,9 @@ command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v losetup >/dev/null 2>&1 || need+=(mount)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+# noops image build compiles noops-init statically (gcc -static needs glibc's libc.a: libc6-dev).
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q 'ok installed' || need+=(libc6-dev)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
 # The cluster map's browser tests (tests/e2e/test_map.py) and bench/map_render.py: Playwright drives
 # Debian's Chromium (never a browser Playwright downloads).

@@ -25,6 +25,8 @@ from services.hostd.volumes import VolumeDriver
 
 # Reports after which the instance is over on this host (the placer replaces it under a new id).
 ENDED = frozenset({"KILLED", "FAILED"})
+# Log lines of a dead noops-init container searched for its last word (a cron job may write after it).
+INIT_LOG_LINES = 20
 
 
 class AgentState:
@@ -108,7 +110,8 @@ class AgentState:
         oom = info.oom_killed or self.ooms.seen(info.id)
         if not oom and info.exit_code == SIGKILL_EXIT:
             oom = cgroup_oom_killed(info.id) or await self.ooms.wait(info.id, self._oom_wait_s)
-        return ct.exit_reason(info, oom_killed=oom)
+        said = ct.init_reason(await self._rt.log_tail(info.id, INIT_LOG_LINES)) if info.has_init and not oom else ""
+        return ct.exit_reason(info, oom_killed=oom, init_said=said)
 
     async def _fail_exited(self, info: ct.ContainerInfo) -> None:
         await self._tell(instance=info.instance, app=info.app, epoch=info.epoch, state="FAILED",

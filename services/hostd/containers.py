@@ -5,7 +5,7 @@ engine's inspect / list output becomes a ``ContainerInfo`` and failure text a pe
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,12 @@ LABEL_KEEP_VOLUME = "noops.keep_volume"  # "true": the volume outlives the conta
 # The app's kill grace (seconds), so every stop of the container uses it -- also those that come
 # without its spec: a sweep, a health kill, the placer's stop of a stale copy.
 LABEL_STOP_TIMEOUT = "noops.stop_timeout"
+# Images built by `noops image build` (imagebuild/image.py) run noops-init as PID 1: it serves
+# stats on this port and ends its log with the app's exit ("noops-init: exited with code 3 after 2.1 s").
+LABEL_INIT = "org.noops.init"
+LABEL_INIT_STATS_PORT = "org.noops.init.stats_port"
+INIT_STOP_TIMEOUT_ENV = "NOOPS_INIT_STOP_TIMEOUT_S"   # noops-init's SIGTERM → SIGKILL grace
+INIT_LOG_PREFIX = "noops-init: "
 MIB = 1024 * 1024
 
 
@@ -65,6 +71,19 @@ class ContainerInfo:
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def has_init(self) -> bool:
+        """Its image runs noops-init (the image's labels are the container's too)."""
+        return self.labels.get(LABEL_INIT) == "1"
+
+    @property
+    def init_stats_port(self) -> int:
+        try:
+            port = int(self.labels.get(LABEL_INIT_STATS_PORT, "0"))
+        except ValueError:
+            return 0
+        return port if self.has_init and 0 < port < 65536 else 0
 
     def stop_timeout_s(self, default_s: int) -> int:
         """SIGTERM → SIGKILL grace for this container: its app's (label), else the host's default."""
@@ -144,11 +163,17 @@ def security_config(sec: messages.SecuritySpec, hardening: Hardening) -> dict[st
 
 
 def create_config(p: messages.Placement, cluster: str, host: str, volume: str = "",
-                  hardening: Hardening = Hardening()) -> dict[str, Any]:
-    """The body of POST /containers/create for a placement; ``volume``: host path of its volume."""
+                  hardening: Hardening = Hardening(), stop_timeout_s: int = 0,
+                  image_has_init: bool = False) -> dict[str, Any]:
+    """The body of POST /containers/create for a placement; ``volume``: host path of its volume;
+    ``stop_timeout_s``: the grace its stops get (noops-init, if the image has it, kills then too);
+    ``image_has_init``: the image runs noops-init, which is then PID 1 instead of the engine's init."""
+    env = [f"{k}={v}" for k, v in p.spec.env.items()]
+    if stop_timeout_s > 0:
+        env.append(f"{INIT_STOP_TIMEOUT_ENV}={stop_timeout_s}")
     config: dict[str, Any] = {
         "Image": p.spec.image,
-        "Env": [f"{k}={v}" for k, v in p.spec.env.items()],
+        "Env": env,
         "Labels": container_labels(p, cluster, host),
         "HostConfig": {
             "NanoCpus": int(p.spec.cpus * 1e9),
@@ -158,7 +183,7 @@ def create_config(p: messages.Placement, cluster: str, host: str, volume: str = 
             **security_config(p.spec.security, hardening),
         },
     }
-    if hardening.init:
+    if hardening.init and not image_has_init:
         # The kernel gives PID 1 no default signal actions: busybox httpd (the base image's) ignores
         # SIGTERM there, so every stop would wait for the whole grace and end in SIGKILL.
         config["HostConfig"]["Init"] = True
@@ -214,9 +239,24 @@ def info_from_list(data: Mapping[str, Any]) -> ContainerInfo:
     )
 
 
-def exit_reason(info: ContainerInfo, *, oom_killed: bool = False) -> str:
-    """``oom_killed``: known from elsewhere than the engine's flag (its 'oom' event, the cgroup)."""
-    return "OOMKilled" if info.oom_killed or oom_killed else f"exited with code {info.exit_code}"
+def exit_reason(info: ContainerInfo, *, oom_killed: bool = False, init_said: str = "") -> str:
+    """``oom_killed``: known from elsewhere than the engine's flag (its 'oom' event, the cgroup);
+    ``init_said``: noops-init's last word on the app (``init_reason``), which says more than the code."""
+    if info.oom_killed or oom_killed:
+        return "OOMKilled"
+    return init_said or f"exited with code {info.exit_code}"
+
+
+def init_reason(log_lines: Sequence[str]) -> str:
+    """noops-init's account of the app's end, from the container's last log lines ("" if none):
+    'exited with code 3 after 2.1 s', 'killed by signal 9 (Killed) after 5.0 s (...)'."""
+    for line in reversed(log_lines):
+        text = line.strip()
+        if text.startswith(INIT_LOG_PREFIX):
+            said = text.removeprefix(INIT_LOG_PREFIX)
+            if said.startswith(("exited with code ", "killed by signal ")):
+                return said[:200]
+    return ""
 
 
 def create_failure(image: str, host: str, status: int, message: str) -> str:

@@ -58,9 +58,12 @@ class Lifecycle(AgentState):
                     raise  # transient: the placement is retried (create starts by removing leftovers)
                 await self._send(p, "FAILED", reason=str(exc))
                 return
+        # An image with noops-init needs no engine init in front of it (asked only when that init is on).
+        has_init = self.hardening.init and (await self._rt.image_labels(p.spec.image)).get(ct.LABEL_INIT) == "1"
         try:
             cid = await self._rt.create(ct.container_name(self.cluster, p.instance),
-                                        ct.create_config(p, self.cluster, self.host, volume, self.hardening))
+                                        ct.create_config(p, self.cluster, self.host, volume, self.hardening,
+                                                         stop_timeout_s=self._grace(p), image_has_init=has_init))
         except RuntimeRefused as exc:
             await self._remove_volume(p)
             await self._send(p, "FAILED", reason=ct.create_failure(p.spec.image, self.host, exc.status, exc.message))
@@ -123,7 +126,7 @@ class Lifecycle(AgentState):
         await self.network.detach(p.instance)
         for c in existing:
             self._stopping.add(c.id)
-            await self._rt.stop(c.id, c.stop_timeout_s(min(p.spec.stop_timeout_s, messages.MAX_STOP_TIMEOUT_S) or self._stop_timeout_s))
+            await self._rt.stop(c.id, c.stop_timeout_s(self._grace(p)))
             await self._rt.remove(c.id)
             self._stopping.discard(c.id)  # gone: its late 'die' event finds nothing to inspect
         if p.spec.disk_mb > 0 or p.instance in await self.volumes.list():
@@ -131,6 +134,9 @@ class Lifecycle(AgentState):
                 await self.volumes.remove(p.instance)
         self.containers.pop(p.instance, None)
         await self._send(p, "KILLED", container_id=existing[0].id if existing else "")
+
+    def _grace(self, p: messages.Placement) -> int:
+        return min(p.spec.stop_timeout_s, messages.MAX_STOP_TIMEOUT_S) or self._stop_timeout_s
 
     async def _send(self, p: messages.Placement, state: messages.InstanceState, *,
                     container_id: str = "", reason: str = "", **address: object) -> None:

@@ -21,9 +21,11 @@ from libs.service import Health, run_ops_server, run_service
 from libs.supervise import cancel_within
 from libs.settings import HostdSettings, SettingsError
 from services.hostd import containers as ct
+from services.hostd import metrics
 from services.hostd.agent import Agent
 from services.hostd.events import watch_deaths
 from services.hostd.heartbeat import heartbeat_loop, machine_offer
+from services.hostd.initstats import scrape_loop
 from services.hostd.inventory import serve_inventory
 from services.hostd.leases import LeaseJournal
 from services.hostd.network import Network
@@ -63,6 +65,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
                             "(without tombstones a late start recreates a stopped instance)")
     if s.concurrency < 1:
         raise SettingsError("NOOPS_HOSTD_CONCURRENCY must be >= 1")
+    if s.init_stats_interval_s < 0 or s.init_stats_timeout_s <= 0 or s.init_stats_concurrency < 1:
+        raise SettingsError("NOOPS_HOSTD_INIT_STATS_INTERVAL_S must be >= 0 (0: off), NOOPS_HOSTD_INIT_STATS_TIMEOUT_S "
+                            "> 0 and NOOPS_HOSTD_INIT_STATS_CONCURRENCY >= 1")
     if not 0 <= s.vlan <= 4094:
         raise SettingsError("NOOPS_HOSTD_VLAN must be 0 (none) or a VLAN id up to 4094")
     return s
@@ -145,6 +150,13 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
             sup.start("leases", network.renew_loop),
             sup.start("docker-events", lambda: watch_deaths(runtime, agent, since=since, policy=connect_policy)),
         ]
+        if cfg.init_stats_interval_s > 0:
+            stack.callback(metrics.INSTANCE_STATS.forget, host)
+            others.append(sup.start("init-stats", lambda: scrape_loop(
+                runtime, owner=agent.owner, publish=lambda stats: metrics.INSTANCE_STATS.publish(host, stats),
+                ip_of=lambda inst: att.ip if (att := network.attached.get(inst)) else "",
+                interval_s=cfg.init_stats_interval_s, timeout_s=cfg.init_stats_timeout_s,
+                concurrency=cfg.init_stats_concurrency)))
         stack.push_async_callback(_stop_loops, stop, placements, others, grace_s=cfg.stop_timeout_s + 5.0)
 
         health.ready = True

@@ -70,6 +70,14 @@ class ContainerRuntime(Protocol):
         """Run cmd inside the running container; (exit code, combined output, at most 4 KiB).
         Raises asyncio.TimeoutError after timeout_s (the command may go on running in there)."""
 
+    async def image_labels(self, ref: str) -> dict[str, str]:
+        """The labels of a local image; {} when it is not there or the engine does not say (the
+        create that follows reports a missing image properly)."""
+
+    async def log_tail(self, container_id: str, lines: int) -> list[str]:
+        """The container's last ``lines`` log lines (stdout and stderr); [] when it has none to give
+        (removed, a log driver that keeps nothing, an engine that does not answer)."""
+
     def container_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
         """'die' and 'oom' events of containers carrying these labels, from ``since`` (unix time) on.
         Ends (or raises RuntimeUnavailable) when the stream breaks; the caller reconnects."""
@@ -205,6 +213,22 @@ class DockerRuntime:
             raise
         except _ENGINE_ERRORS as exc:
             raise _translate(exc) from exc
+
+    async def image_labels(self, ref: str) -> dict[str, str]:
+        try:
+            data = await self._call(f"inspect image {ref[:64]}", self._docker.images.inspect(ref))
+        except (*_ENGINE_ERRORS, RuntimeUnavailable):
+            return {}
+        return dict((data.get("Config") or {}).get("Labels") or {})
+
+    async def log_tail(self, container_id: str, lines: int) -> list[str]:
+        # Best effort: the reason falls back to the exit code, so no error is worth more than that.
+        try:
+            got = await self._call(f"logs of {container_id[:12]}", self._docker.containers.container(container_id).log(
+                stdout=True, stderr=True, tail=lines))
+        except (*_ENGINE_ERRORS, RuntimeUnavailable):
+            return []
+        return [str(line) for line in got][-lines:]
 
     async def container_events(self, labels: Mapping[str, str], since: float) -> AsyncIterator[dict[str, Any]]:
         filters = json.dumps({"type": ["container"], "event": ["die", "oom"], "label": _label_filter(labels)})

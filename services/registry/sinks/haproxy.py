@@ -60,21 +60,41 @@ async def runtime(socket_path: os.PathLike[str] | str, command: str, *, timeout:
         writer.close()
 
 
+# Commands per CLI session.  HAProxy answers each command as it reads it; a session of tens of
+# thousands (a full resync of a large cluster) also outlasts any sensible timeout, so a long batch
+# is sent as several sessions, one after the other (order kept).
+SESSION_COMMANDS = 1000
+
+
 async def runtime_batch(socket_path: os.PathLike[str] | str, commands: list[str], *, timeout: float = 10.0) -> list[str]:
-    """Several commands in one CLI session (interactive ``prompt`` mode: each answer ends with a
-    prompt), so a batch of changes costs one connection.  One answer per command, in order."""
+    """Several commands in CLI sessions of at most ``SESSION_COMMANDS`` (interactive ``prompt``
+    mode: each answer ends with a prompt), so a batch of changes costs one connection per
+    thousand commands.  One answer per command, in order; commands that must see the same worker
+    (``show info`` with the state it describes) belong in the first thousand."""
+    answers: list[str] = []
+    for k in range(0, len(commands), SESSION_COMMANDS):
+        answers += await _session(socket_path, commands[k:k + SESSION_COMMANDS], timeout)
+    return answers
+
+
+async def _session(socket_path: os.PathLike[str] | str, commands: list[str], timeout: float) -> list[str]:
     script = "prompt\n" + "".join(_one_command(c) + "\n" for c in commands) + "quit\n"
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(socket_path)), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         raise HAProxyError(f"HAProxy socket {socket_path} not answering: {exc or type(exc).__name__}") from None
+    # Read while writing: HAProxy stops reading commands while its answers wait in a full socket
+    # buffer, so writing everything first deadlocked on large batches until HAProxy's CLI timeout
+    # closed the connection (EPIPE; the retry, larger still, met the same fate).
+    answer = asyncio.ensure_future(reader.read())
     try:
         writer.write(script.encode())
-        await writer.drain()
-        out = (await asyncio.wait_for(reader.read(), timeout)).decode(errors="replace")
+        await asyncio.wait_for(writer.drain(), timeout)
+        out = (await asyncio.wait_for(answer, timeout)).decode(errors="replace")
     except (OSError, asyncio.TimeoutError) as exc:
         raise HAProxyError(f"HAProxy batch of {len(commands)} failed: {exc or type(exc).__name__}") from None
     finally:
+        answer.cancel()
         writer.close()
     parts = ("\n" + out).split("\n> ")
     # parts[0]: before the first prompt; then one answer per command, each closed by a prompt.

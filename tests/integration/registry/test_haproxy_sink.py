@@ -10,7 +10,7 @@ import socket
 from devtools import sinks as sink_procs
 from libs.messages import Endpoint
 from services.registry.sinks import haproxy_config as hc
-from services.registry.sinks.haproxy import runtime
+from services.registry.sinks.haproxy import SESSION_COMMANDS, runtime, runtime_batch
 from services.registry.sinks.model import AppState, LbPort
 from libs import retry
 from services.registry.sinks.runner import SinkRunner
@@ -137,3 +137,14 @@ async def test_leaving_server_gets_no_new_request_while_draining(make_sink, port
 async def _drained(sink) -> bool:
     await sink.update({})
     return sink.draining == 0
+
+
+async def test_a_batch_larger_than_the_socket_buffers_is_answered_in_full(haproxy):
+    # ~900 KB of commands and as much in answers: written before reading, HAProxy stopped reading
+    # the commands while its answers filled the socket, until its CLI timeout cut the session
+    # after 10 s (EPIPE), and a retry of the same batch met the same fate.
+    n = 6 * SESSION_COMMANDS
+    commands = [("show info" if k % 10 == 0 else "show env NOOPS_" + "X" * 150) for k in range(n)]
+    answers = await asyncio.wait_for(runtime_batch(haproxy.admin_socket, commands), 30)
+    assert len(answers) == n
+    assert "Pid:" in answers[0] and "Variable not found" in answers[1] and "Pid:" in answers[-10]

@@ -1,0 +1,3 @@
+from imagebuild.main import app
+
+app()
