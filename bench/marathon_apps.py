@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import statistics
 import time
-import uuid
 
 import httpx
 
-from devtools import infra
+from bench import taskdb
 from libs import db
-from libs.settings import CommonSettings, GatewaySettings, HttpSettings
 from services.gateway import tokenstore
-from services.gateway.access import Role
-from services.gateway.app import create_app
 from services.gateway.marathon import reads, translate
 
 DEFINITION = {"container": {"docker": {"image": "nginx:1.27"}, "portMappings": [{"containerPort": 80, "name": "http"}]},
@@ -49,50 +44,36 @@ def ms(xs: list[float]) -> str:
 
 
 async def run(args: argparse.Namespace) -> None:
-    name = f"noops_bench_mar_{uuid.uuid4().hex[:6]}"
-    infra.ensure_postgres()
-    infra.ensure_database(name, fresh=True)
-    try:
-        pool = await db.connect(infra.pg_dsn(name))
-        try:
-            await db.migrate(pool)
-            spec = translate.app_to_spec(DEFINITION, app_id="bench-x", base=None).model_copy(
-                update={"instances": args.tasks})
-            await pool.execute(FILL.split(";")[0], args.apps, spec.model_dump_json(), args.tasks)
-            await pool.execute(FILL.split(";")[1])
-            await pool.execute(INSTANCES.split(";")[0], args.apps, args.tasks)
-            await pool.execute(INSTANCES.split(";")[1])
-            for table in ("apps", "app_versions", "instances", "lb_ports"):
-                await pool.execute(f"VACUUM ANALYZE {table}")
-            q = db.Queries("gateway", "control", "deadletters", "access", "drift", "marathon")
-            async with pool.acquire() as conn, conn.transaction():
-                token = (await tokenstore.create(conn, q, name="bench", role=Role.admin, apps=None, expires_at=None,
-                                                 created_by="bench"))["token"]
-            common = dataclasses.replace(CommonSettings(), db_dsn=infra.pg_dsn(name))
-            app = create_app(GatewaySettings(common=common, http=HttpSettings()), pool, None, None)  # type: ignore[arg-type]
-            print(f"task log: {args.apps} apps x {args.tasks} RUNNING tasks ({args.apps * args.tasks} tasks)")
-            who = await tokenstore.lookup(pool, q, token)
-            assert who is not None
-            reads_s, http_s, size = [], [], 0
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway",
-                                         headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
-                for _ in range(args.reps):
-                    t = time.perf_counter()
-                    async with pool.acquire() as conn:
-                        out = await reads.apps(conn, q, who, embed_tasks=True, embed_failure=False)
-                    reads_s.append(time.perf_counter() - t)
-                    assert len(out) == args.apps
-                    t = time.perf_counter()
-                    r = await http.get("/v2/apps", params={"embed": ["apps.tasks", "apps.deployments"]})
-                    http_s.append(time.perf_counter() - t)
-                    assert r.status_code == 200 and len(r.json()["apps"]) == args.apps
-                    size = len(r.content)
-            print(f"task-log reads + shaping: {ms(reads_s)}")
-            print(f"GET /v2/apps?embed=apps.tasks (whole request, {size / 1e6:.1f} MB of JSON): {ms(http_s)}")
-        finally:
-            await pool.close()
-    finally:
-        infra.drop_database(name)
+    async with taskdb.throwaway("mar") as (name, pool):
+        spec = translate.app_to_spec(DEFINITION, app_id="bench-x", base=None).model_copy(
+            update={"instances": args.tasks})
+        await pool.execute(FILL.split(";")[0], args.apps, spec.model_dump_json(), args.tasks)
+        await pool.execute(FILL.split(";")[1])
+        await pool.execute(INSTANCES.split(";")[0], args.apps, args.tasks)
+        await pool.execute(INSTANCES.split(";")[1])
+        for table in ("apps", "app_versions", "instances", "lb_ports"):
+            await pool.execute(f"VACUUM ANALYZE {table}")
+        q = db.Queries("gateway", "control", "deadletters", "access", "drift", "marathon")
+        app, token = await taskdb.gateway(name, pool)
+        print(f"task log: {args.apps} apps x {args.tasks} RUNNING tasks ({args.apps * args.tasks} tasks)")
+        who = await tokenstore.lookup(pool, q, token)
+        assert who is not None
+        reads_s, http_s, size = [], [], 0
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway",
+                                     headers={"Authorization": f"Bearer {token}"}, timeout=120) as http:
+            for _ in range(args.reps):
+                t = time.perf_counter()
+                async with pool.acquire() as conn:
+                    out = await reads.apps(conn, q, who, embed_tasks=True, embed_failure=False)
+                reads_s.append(time.perf_counter() - t)
+                assert len(out) == args.apps
+                t = time.perf_counter()
+                r = await http.get("/v2/apps", params={"embed": ["apps.tasks", "apps.deployments"]})
+                http_s.append(time.perf_counter() - t)
+                assert r.status_code == 200 and len(r.json()["apps"]) == args.apps
+                size = len(r.content)
+        print(f"task-log reads + shaping: {ms(reads_s)}")
+        print(f"GET /v2/apps?embed=apps.tasks (whole request, {size / 1e6:.1f} MB of JSON): {ms(http_s)}")
 
 
 def main() -> None:

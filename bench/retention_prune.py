@@ -11,9 +11,8 @@ import argparse
 import asyncio
 import statistics
 import time
-import uuid
 
-from devtools import infra
+from bench import taskdb
 from libs import db
 from services.reconciler.retention import RetentionPolicy, prune
 
@@ -43,47 +42,37 @@ def ms(xs: list[float]) -> str:
 
 
 async def run(args: argparse.Namespace) -> None:
-    name = f"noops_bench_ret_{uuid.uuid4().hex[:6]}"
-    infra.ensure_postgres()
-    infra.ensure_database(name, fresh=True)
-    try:
-        pool = await db.connect(infra.pg_dsn(name))
-        try:
-            await db.migrate(pool)
-            t = time.perf_counter()
-            await pool.execute(FILL, args.apps)
-            await pool.execute(INSTANCES, args.instances, args.apps, args.ended)
-            await pool.execute(EVENTS, args.ended)
-            await pool.execute("VACUUM ANALYZE instances")
-            await pool.execute("VACUUM ANALYZE instance_events")
-            events = await pool.fetchval("SELECT count(*) FROM instance_events")
-            print(f"task log: {args.instances} instances ({args.ended} ended) over {args.apps} apps, "
-                  f"{events} events; filled in {time.perf_counter() - t:.1f}s")
-            q = db.Queries("retention")
-            t = time.perf_counter()
-            dry = await prune(pool, q, RetentionPolicy(), dry_run=True)
-            print(f"dry run: would remove {dry.would_instances} instances, {dry.would_events} events "
-                  f"in {time.perf_counter() - t:.3f}s")
-            one = dict(batch=1000, max_batches=1)
-            age, count = [], []
-            for _ in range(args.batches):
-                got = await prune(pool, q, RetentionPolicy(keep_per_app=0, max_age_s=7 * 86400, **one))
-                assert got.instances == 1000, got
-                age.append(got.seconds)
-            t = time.perf_counter()
-            over = await pool.fetch(q.apps_over_count, 50)
-            scan = time.perf_counter() - t
-            for _ in range(args.batches):
-                got = await prune(pool, q, RetentionPolicy(keep_per_app=10, max_age_s=0, **one))
-                assert got.instances == 1000, got
-                count.append(got.seconds)
-            print(f"age rule, one batch of 1,000 (+~5,000 events): {ms(age)}")
-            print(f"count rule, one batch of 1,000 (+~5,000 events, apps scan included): {ms(count)}")
-            print(f"count rule's apps scan alone: {scan * 1000:.1f} ms ({len(over)} apps over 50)")
-        finally:
-            await pool.close()
-    finally:
-        infra.drop_database(name)
+    async with taskdb.throwaway("ret") as (_, pool):
+        t = time.perf_counter()
+        await pool.execute(FILL, args.apps)
+        await pool.execute(INSTANCES, args.instances, args.apps, args.ended)
+        await pool.execute(EVENTS, args.ended)
+        await pool.execute("VACUUM ANALYZE instances")
+        await pool.execute("VACUUM ANALYZE instance_events")
+        events = await pool.fetchval("SELECT count(*) FROM instance_events")
+        print(f"task log: {args.instances} instances ({args.ended} ended) over {args.apps} apps, "
+              f"{events} events; filled in {time.perf_counter() - t:.1f}s")
+        q = db.Queries("retention")
+        t = time.perf_counter()
+        dry = await prune(pool, q, RetentionPolicy(), dry_run=True)
+        print(f"dry run: would remove {dry.would_instances} instances, {dry.would_events} events "
+              f"in {time.perf_counter() - t:.3f}s")
+        one = dict(batch=1000, max_batches=1)
+        age, count = [], []
+        for _ in range(args.batches):
+            got = await prune(pool, q, RetentionPolicy(keep_per_app=0, max_age_s=7 * 86400, **one))
+            assert got.instances == 1000, got
+            age.append(got.seconds)
+        t = time.perf_counter()
+        over = await pool.fetch(q.apps_over_count, 50)
+        scan = time.perf_counter() - t
+        for _ in range(args.batches):
+            got = await prune(pool, q, RetentionPolicy(keep_per_app=10, max_age_s=0, **one))
+            assert got.instances == 1000, got
+            count.append(got.seconds)
+        print(f"age rule, one batch of 1,000 (+~5,000 events): {ms(age)}")
+        print(f"count rule, one batch of 1,000 (+~5,000 events, apps scan included): {ms(count)}")
+        print(f"count rule's apps scan alone: {scan * 1000:.1f} ms ({len(over)} apps over 50)")
 
 
 def main() -> None:

@@ -93,6 +93,20 @@ SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, 
  ORDER BY created_at DESC, id DESC
  LIMIT $7;
 
+-- name: instances_page
+-- Instances of every app (the cluster map, `noops instances ls`), newest first, keyset-paged on
+-- (created_at, id) like app_instances.  $1: host or NULL; $2: 'live', 'ended' or NULL; $3: an app-id
+-- LIKE pattern (the token's scope, '*' turned into '%') or NULL; $4/$5: the cursor or NULLs; $6: page size.
+SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at,
+       mac, parent, lease_expires, healthy, health
+  FROM instances
+ WHERE ($1::text IS NULL OR host = $1)
+   AND ($2::text IS NULL OR (state IN ('FAILED', 'KILLED', 'LOST')) = ($2 = 'ended'))
+   AND ($3::text IS NULL OR app LIKE $3)
+   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::text))
+ ORDER BY created_at DESC, id DESC
+ LIMIT $6;
+
 -- name: instance
 SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, created_at, updated_at,
        mac, parent, lease_expires, healthy, health

@@ -38,6 +38,7 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("DELETE", "/v1/apps/{app_id}/delay"): O,
     ("POST", "/v1/apps/{app_id}/kill"): O,
     # observed state (filtered to the token's apps)
+    ("GET", "/v1/instances"): V,
     ("GET", "/v1/instances/{instance_id}"): V,
     ("GET", "/v1/hosts"): V,
     ("GET", "/v1/discovery/prometheus"): V,

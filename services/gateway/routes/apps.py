@@ -4,7 +4,7 @@ The token's app scope is checked for the path's app by ``auth.authorize`` and he
 ``env`` values are shown only to tokens that may change the app (``access.spec_for``)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -16,6 +16,7 @@ from services.gateway.access import Principal, cap_add_problems, spec_for
 from services.gateway.auth import WhoDep
 from services.gateway.deps import PoolDep, QueriesDep, RelayDep, SettingsDep
 from services.gateway.errors import ApiError, invalid_spec, not_found
+from services.gateway.listing import CursorQuery, LimitQuery, PhaseQuery, one_page, start_key
 from services.gateway.models import AppUpdate, BulkCreated, Deleting, ScaleRequest
 from services.gateway.params import AppIdPath
 from services.gateway.responses import CONFLICT, DocumentedRoute
@@ -125,24 +126,13 @@ async def app_instances(
         app_id: AppIdPath, pool: PoolDep, q: QueriesDep, request: Request, response: Response,
         state: Annotated[str | None, Query(pattern=f"^({'|'.join(STATES)})$",
                                            description="Only instances in this state.")] = None,
-        phase: Annotated[Literal["live", "ended"] | None, Query(
-            description="`live`: not ended yet (PENDING, STARTING, RUNNING); `ended`: FAILED, KILLED or LOST "
-                        "(kept for the retention of docs/retention.md).")] = None,
-        limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT,
-                                    description=f"Page size (default {paging.DEFAULT_LIMIT}).")] = paging.DEFAULT_LIMIT,
-        cursor: Annotated[str | None, Query(max_length=paging.MAX_CURSOR, description=(
-            "Where the page starts: the `X-Next-Cursor` of the previous page (opaque)."))] = None,
+        phase: PhaseQuery = None, limit: LimitQuery = paging.DEFAULT_LIMIT, cursor: CursorQuery = None,
 ) -> list[dict[str, Any]]:
     """The app's instances, newest first, a page at a time.  When more follow, the answer carries
     `X-Next-Cursor` (pass it as `cursor`) and `Link: <...>; rel="next"` (the same query, next page);
     the last page has neither.  Pages are stable: instances created meanwhile are newer and do not
     shift them."""
-    key = None
-    if cursor is not None:
-        try:
-            key = paging.decode(cursor)
-        except paging.BadCursor as exc:
-            raise ApiError(422, "invalid request", [{"field": "query.cursor", "reason": str(exc)}]) from None
+    key = start_key(cursor)
     async with pool.acquire() as conn:
         created_at = await conn.fetchval(q.app_created_at, app_id)
         if created_at is None:
@@ -150,11 +140,4 @@ async def app_instances(
         # One row more than the page: whether a next page exists, without a count.
         rows = await conn.fetch(q.app_instances, app_id, created_at, state, phase,
                                 key and key.created_at, key and key.id, limit + 1)
-    if len(rows) > limit:
-        rows = rows[:limit]
-        nxt = paging.encode(paging.Key(rows[-1]["created_at"], rows[-1]["id"]))
-        response.headers["X-Next-Cursor"] = nxt
-        # Relative (path and query): right behind any proxy that keeps the path.
-        there = request.url.include_query_params(cursor=nxt)
-        response.headers["Link"] = f'<{there.path}?{there.query}>; rel="next"'
-    return [views.instance(r) for r in rows]
+    return [views.instance(r) for r in one_page(rows, limit, request, response)]

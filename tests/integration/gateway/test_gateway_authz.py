@@ -44,6 +44,7 @@ EXPECTED: dict[tuple[str, str], tuple[object, dict[str, int]]] = {
     ("POST", "/v1/apps/{app_id}/deployment/cancel"): (None, dict(viewer=D, operator=404, admin=404, payments=F)),
     ("DELETE", "/v1/apps/{app_id}/delay"): (None, dict(viewer=D, operator=404, admin=404, payments=F)),
     ("POST", "/v1/apps/{app_id}/kill"): ({}, dict(viewer=D, operator=422, admin=422, payments=F)),
+    ("GET", "/v1/instances"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v1/instances/{instance_id}"): (None, dict(viewer=404, operator=404, admin=404, payments=404)),
     ("GET", "/v1/hosts"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v1/discovery/prometheus"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
