@@ -19,14 +19,13 @@ import asyncio
 import os
 import platform as pyplatform
 import re
-import signal
 import statistics
 import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench import compare_others
+from bench import compare_others, unwind_on_sigterm
 from bench.compare_systems import CMD, IMAGE, Noops, Raw, Swarm
 
 BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
@@ -193,7 +192,7 @@ def main() -> None:
         raise SystemExit("--n is 1..200 and --reps 1..10")
     # SIGTERM unwinds like Ctrl-C (asyncio.run cancels the run; the other benchmarks get SIGINT),
     # through every finally: containers, swarm, platform.
-    signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    unwind_on_sigterm()
     default_out = Path(__file__).with_name("RESULTS.md")
     if args.others_only:
         write(args.out or default_out, None, others_section(compare_others.run_all()))

@@ -1,5 +1,5 @@
 """`make bench BENCH_ARGS=--all`: the other benchmarks, each run as its own process (bounded in time), its
-key figure read from its output and set beside its goal (issues 3, 4, 5, 10 and 13)."""
+key figure read from its output and set beside its goal (issues 3, 4, 5, 10, 11, 12 and 13)."""
 from __future__ import annotations
 
 import ast
@@ -94,6 +94,10 @@ BENCHES: list[tuple[str, list[str], float, Callable[[str], str], str]] = [
     ("reconciler core, 100k instances / 10k hosts, 1% drift", [M, "bench.reconcile_core"], 600, reconcile_core,
      "< 1 s, < 500 MiB"),
     ("reconciler round with I/O, same scale", [M, "bench.reconcile_round"], 600, reconcile_round, "reported"),
+    ("gateway: Marathon /v2/apps?embed=apps.tasks, 10,000 apps × 3 tasks", [M, "bench.marathon_apps", "--reps", "3"],
+     600, lines_with("GET /v2/apps"), "well under a second"),
+    ("cluster map, 1,000 hosts / 10,000 instances (Chromium)", [M, "bench.map_render", "--reps", "3"], 600,
+     lines_with("first render", "update:"), "stays responsive (reported)"),
 ]
 
 

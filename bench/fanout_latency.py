@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from nats.aio.msg import Msg
 
+from bench import unwind_on_sigterm
 from devtools import infra
 from devtools import sinks as sink_procs
 from libs import bus, db, messages, outbox, subjects
@@ -131,7 +132,16 @@ async def run_rate(pool, nc, js, paths, table: str, port_range, rate: int, secon
             published[iid] = time.monotonic()
             await nc.publish(subjects.report(host), messages.encode(rep))
         sent_s = time.monotonic() - t0
-        await asyncio.wait_for(all_complete.wait(), 180)
+        try:
+            await asyncio.wait_for(all_complete.wait(), 180)
+        except asyncio.TimeoutError:
+            missing = defaultdict(list)
+            for iid, _, _ in rows:
+                for sink in ("commit", "haproxy", "nft"):
+                    if sink not in done[iid]:
+                        missing[sink].append(iid)
+            raise TimeoutError(f"{n - complete[0]} of {n} reports not in every sink after 180 s: "
+                               + "; ".join(f"{k}: {len(v)} (e.g. {v[:3]})" for k, v in missing.items())) from None
     finally:
         stop.set()
         for t in tasks:
@@ -188,6 +198,7 @@ async def main_async(rates: list[int], seconds: float, n_apps: int) -> list[dict
 
 
 def main() -> None:
+    unwind_on_sigterm()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rates", default="100,1000")
     p.add_argument("--seconds", type=float, default=5.0)

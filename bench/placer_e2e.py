@@ -25,6 +25,7 @@ import httpx
 
 from bench.hollow import ADDRESSES, HollowHosts
 from bench.placer_core import make_apps
+from bench import unwind_on_sigterm
 from devtools import infra
 from devtools.cluster import ClusterConfig, ensure_tokens, start_process, wait_healthy
 from libs import bus, db
@@ -197,6 +198,7 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
 
 
 def main() -> None:
+    unwind_on_sigterm()
     p = argparse.ArgumentParser()
     p.add_argument("--hosts", type=int, default=10_000)
     p.add_argument("--apps", type=int, default=1_000)
