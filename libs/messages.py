@@ -183,6 +183,36 @@ class SweepResult(Msg):
     outcomes: list[SweepOutcome]
 
 
+class UsageRequest(Msg):
+    """gateway -> hostd (noops.usage.<host>, request/reply): the latest usage of its instances."""
+
+
+class InstanceUsage(Msg):
+    """One instance's usage as noops-init last counted it (services/hostd/usage.py).  ``cpu_cores``:
+    CPU seconds per second between the host's last two scrapes that found the instance; None after
+    the first one (nothing to compare with yet)."""
+    instance: str
+    app: str
+    cpu_cores: float | None
+    cpu_seconds: float
+    memory_bytes: int
+    ready: bool
+    at: float                     # when scraped (unix time)
+
+
+class Usage(Msg):
+    """hostd -> gateway: instances of images with noops-init (the others have no stats), by
+    instance id, at most ``USAGE_ITEMS_PER_MESSAGE``; ``truncated`` when the host had more."""
+    host: str
+    items: list[InstanceUsage]
+    truncated: bool = False
+
+
+# An item is at most ~330 bytes (76-character id, 63-character app, three 24-digit numbers), so a
+# full reply stays near 330 KB, well under NATS's default max_payload (1 MiB).
+USAGE_ITEMS_PER_MESSAGE = 1000
+
+
 class SinkView(Msg):
     """What one sink holds, read back from the sink itself (not from the registry's cache).
     ``groups``: haproxy: "<lb port>" -> ["<server name> <ip>:<port>"] of servers taking traffic

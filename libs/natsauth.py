@@ -15,9 +15,9 @@ hostd ``h1`` can publish on ``noops.report.h1``: NATS enforces it, with these pe
                     noops.sinks.observe noops.sinks.repair (requests)
                     noops.deploy.*
     registry        (answers noops.sinks.observe / .repair)     noops.sinks.observe noops.sinks.repair
-    gateway         noops.reconcile.now
+    gateway         noops.reconcile.now  noops.usage.* (requests)
     hostd-<host>    noops.report.<host>  noops.heartbeat.<host>  noops.inventory.<host> noops.sweep.<host>
-                                                                (replies only)
+                                                                noops.usage.<host> (replies only)
                     its own placements consumer, pinned to noops.place.<host>
     admin           everything (operators' tools, the test suite)
 
@@ -104,7 +104,8 @@ def service(name: str) -> Identity:
     """The identity of one of the central services."""
     inbox = f"{inbox_prefix(name)}.>"
     if name == "gateway":
-        return Identity(name, (subjects.DEPLOY_ALL, subjects.RECONCILE_NOW, *_streams_admin(), *event_readers()),
+        return Identity(name, (subjects.DEPLOY_ALL, subjects.RECONCILE_NOW, subjects.USAGE_ALL, *_streams_admin(),
+                               *event_readers()),
                         (subjects.ENDPOINTS_ALL, inbox))
     if name == "placer":
         return Identity(name, (subjects.PLACE_ALL, *_streams_admin(),
@@ -125,12 +126,12 @@ def service(name: str) -> Identity:
 
 
 def hostd(host: str) -> Identity:
-    """A host's agent: its own reports, heartbeats, placements and inventory requests only."""
+    """A host's agent: its own reports, heartbeats, placements and inventory, sweep and usage requests only."""
     user = hostd_user(host)
     return Identity(user,
                     (subjects.report(host), subjects.heartbeat(host),
                      *consumer_permissions(subjects.hostd_consumer(host))),
-                    (subjects.inventory(host), subjects.sweep(host), f"{inbox_prefix(user)}.>"),
+                    (subjects.inventory(host), subjects.sweep(host), subjects.usage(host), f"{inbox_prefix(user)}.>"),
                     allow_responses=True)
 
 

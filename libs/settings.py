@@ -102,10 +102,16 @@ class GatewaySettings:
         "PEM certificate (chain) for HTTPS; with NOOPS_GATEWAY_TLS_KEY_FILE the API and web UI are served "
         "over HTTPS only. Empty: plain HTTP (keep NOOPS_HTTP_HOST on loopback behind a TLS proxy then).")
     tls_key_file: str = setting("", "NOOPS_GATEWAY_TLS_KEY_FILE", "PEM private key of that certificate.")
+    usage_timeout_s: float = setting(
+        1.0, "NOOPS_GATEWAY_USAGE_TIMEOUT_S",
+        "How long GET /v1/hosts/{id}/usage (the cluster map's CPU and memory columns) waits for the host's "
+        "hostd to answer before it answers 503.")
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise SettingsError("NOOPS_GATEWAY_TLS_CERT_FILE and NOOPS_GATEWAY_TLS_KEY_FILE go together: set both or neither")
+        if self.usage_timeout_s <= 0:
+            raise SettingsError(f"NOOPS_GATEWAY_USAGE_TIMEOUT_S must be above 0, not {self.usage_timeout_s:g}")
 
 
 @dataclass(frozen=True)

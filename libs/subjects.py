@@ -12,6 +12,7 @@ Flow (arrows are subjects):
     hostd   --noops.heartbeat.<host>--> placer       (core NATS, lossy by design: the next one follows)
     reconciler --noops.inventory.<host>--> hostd     (core NATS request/reply)
     reconciler --noops.sweep.<host>--> hostd         (core NATS request/reply: remove orphans, leaks)
+    gateway --noops.usage.<host>--> hostd            (core NATS request/reply: CPU and memory per instance)
     reconciler --noops.sinks.observe--> registry     (core NATS request/reply: what each sink holds)
     reconciler --noops.sinks.repair--> registry      (core NATS request/reply: re-converge these apps)
     gateway --noops.reconcile.now--> reconciler      (core NATS: run a round now)
@@ -88,6 +89,10 @@ def sweep(host: str) -> str:
     return f"{ROOT}.sweep.{_token(host, 'host')}"
 
 
+def usage(host: str) -> str:
+    return f"{ROOT}.usage.{_token(host, 'host')}"
+
+
 DEPLOY_ALL = f"{ROOT}.deploy.*"
 PLACE_ALL = f"{ROOT}.place.*"
 REPORT_ALL = f"{ROOT}.report.*"
@@ -95,6 +100,7 @@ HEARTBEAT_ALL = f"{ROOT}.heartbeat.*"
 INVENTORY_ALL = f"{ROOT}.inventory.*"
 ENDPOINTS_ALL = f"{ROOT}.endpoints.*"
 SWEEP_ALL = f"{ROOT}.sweep.*"
+USAGE_ALL = f"{ROOT}.usage.*"
 INSTANCE_EVENTS_ALL = f"{ROOT}.instance.*"
 DEPLOYMENT_EVENTS_ALL = f"{ROOT}.deployment.*"
 HOST_EVENTS_ALL = f"{ROOT}.host.*"

@@ -127,6 +127,9 @@ SELECT h.id, h.cpus, h.mem_mb, h.labels::text AS labels, h.load1, h.instances, h
               GROUP BY host) r ON r.host = h.id
  ORDER BY h.id;
 
+-- name: host_known
+SELECT EXISTS (SELECT 1 FROM hosts WHERE id = $1);
+
 -- name: host_reservations_by_app
 -- What hosts_view sums, per app too: a token limited to some apps sees only theirs.
 SELECT host, app, count(*) AS n, sum(cpus)::double precision AS cpus, sum(mem_mb)::bigint AS mem_mb

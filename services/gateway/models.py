@@ -109,3 +109,21 @@ class HostFlags(BaseModel):
     draining: bool
     cordoned: bool
     apps_affected: int = Field(description="Apps with instances on the host, asked to look again.")
+
+
+class InstanceUsage(BaseModel):
+    instance: str
+    app: str
+    cpu_cores: float | None = Field(description="CPU cores used between the host's last two scrapes of the "
+                                                "instance; null after the first (nothing to compare with yet).")
+    cpu_seconds: float = Field(description="CPU seconds of the instance's app process tree so far.")
+    memory_bytes: int = Field(description="Resident memory of that process tree.")
+    ready: bool = Field(description="noops-init's readiness of the instance.")
+    at: str = Field(description="When hostd scraped it (RFC 3339).")
+
+
+class HostUsage(BaseModel):
+    host: str
+    items: list[InstanceUsage] = Field(description="Instances whose image runs noops-init (others have no stats), "
+                                                   "of apps the token sees, by instance id.")
+    truncated: bool = Field(description="The host has more instances with stats than one answer holds (1,000).")

@@ -41,6 +41,7 @@ RULES: dict[tuple[str, str], Role | None] = {
     ("GET", "/v1/instances"): V,
     ("GET", "/v1/instances/{instance_id}"): V,
     ("GET", "/v1/hosts"): V,
+    ("GET", "/v1/hosts/{host_id}/usage"): V,
     ("GET", "/v1/discovery/prometheus"): V,
     ("GET", "/v1/events"): V,
     ("GET", "/v1/drift"): V,

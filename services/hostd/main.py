@@ -25,7 +25,7 @@ from services.hostd import metrics
 from services.hostd.agent import Agent
 from services.hostd.events import watch_deaths
 from services.hostd.heartbeat import heartbeat_loop, machine_offer
-from services.hostd.initstats import scrape_loop
+from services.hostd.initstats import InitStats, scrape_loop
 from services.hostd.inventory import serve_inventory
 from services.hostd.leases import LeaseJournal
 from services.hostd.network import Network
@@ -34,6 +34,7 @@ from services.hostd.reports import Reporter
 from services.hostd.runtime import connect_docker
 from services.hostd.sweep import serve_sweep
 from services.hostd.tombstones import Tombstones
+from services.hostd.usage import UsageBook, serve_usage
 
 log = logging.getLogger("noops.hostd")
 
@@ -135,6 +136,10 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         stack.push_async_callback(inventory.unsubscribe)
         sweep = await serve_sweep(nc, agent)
         stack.push_async_callback(sweep.unsubscribe)
+        # Answered even with init stats off (an empty book): the host is there, its instances have no stats.
+        book = UsageBook()
+        usage = await serve_usage(nc, host=host, book=book)
+        stack.push_async_callback(usage.unsubscribe)
 
         stop = asyncio.Event()
         # Supervised (libs/supervise.py): a crashed loop restarts with the retry policy's backoff
@@ -152,8 +157,12 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         ]
         if cfg.init_stats_interval_s > 0:
             stack.callback(metrics.INSTANCE_STATS.forget, host)
+
+            def scraped(stats: dict[str, tuple[str, InitStats]]) -> None:
+                metrics.INSTANCE_STATS.publish(host, stats)
+                book.record(stats, clock())
             others.append(sup.start("init-stats", lambda: scrape_loop(
-                runtime, owner=agent.owner, publish=lambda stats: metrics.INSTANCE_STATS.publish(host, stats),
+                runtime, owner=agent.owner, publish=scraped,
                 ip_of=lambda inst: att.ip if (att := network.attached.get(inst)) else "",
                 interval_s=cfg.init_stats_interval_s, timeout_s=cfg.init_stats_timeout_s,
                 concurrency=cfg.init_stats_concurrency)))

@@ -47,6 +47,7 @@ EXPECTED: dict[tuple[str, str], tuple[object, dict[str, int]]] = {
     ("GET", "/v1/instances"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v1/instances/{instance_id}"): (None, dict(viewer=404, operator=404, admin=404, payments=404)),
     ("GET", "/v1/hosts"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
+    ("GET", "/v1/hosts/{host_id}/usage"): (None, dict(viewer=404, operator=404, admin=404, payments=404)),
     ("GET", "/v1/discovery/prometheus"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v1/events"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),
     ("GET", "/v1/drift"): (None, dict(viewer=OK, operator=OK, admin=OK, payments=OK)),

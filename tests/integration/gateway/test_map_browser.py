@@ -1,7 +1,8 @@
 """The cluster map page in Debian's Chromium (Playwright) over the real gateway app, task log and
 event stream: tile colours follow the documented load formula, DOWN is white, draining and
 cordoned are marked, a failed deployment shows its reason, the reconciler's drift is shown, user
-data stays text; and changes made in the task log reach the page through /v1/events (a host
+data stays text; the host panel shows CPU and memory of instances its hostd has stats of ("—" for
+the others, and for every instance of a host that does not answer); and changes made in the task log reach the page through /v1/events (a host
 marked DOWN is white within 2 s).  (A host brought down for real is in tests/e2e/test_map.py.)"""
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from libs import db
 from services.placer import liveness
 from tests.integration.placer.taskrows import committer
 from tests.support.serve import serving
+from tests.support.usage import body, hostd_usage
 
 EVIL = '<img src=x onerror="document.title=\'owned\'">'
 
@@ -151,3 +153,42 @@ async def test_changes_arrive_through_the_event_stream(base_url, client, pool, c
             assert took < 2.0, f"white only {took:.2f}s after the host was marked DOWN"
     finally:
         await pool.execute("DELETE FROM instance_events WHERE instance = $1", iid)
+
+
+async def test_the_panel_shows_cpu_and_memory(base_url, client, pool, created, tokens, uid, cluster_cfg,
+                                              tmp_path) -> None:
+    host, mute = f"mapuse-{uid}", f"mapmute-{uid}"
+    created.hosts.extend([host, mute])
+    await _host(pool, host)
+    await _host(pool, mute)
+    app = created.app(f"mapuse-{uid}")
+    measured = await _app_with_instance(client, pool, created, app, host, cpus=0.5, healthy=None)
+    plain = f"{app}-000000000002"       # its image has no noops-init: hostd has no stats of it
+    silent = f"{app}-000000000003"      # on a host whose hostd does not answer
+    created.instances.extend([plain, silent])
+    for iid, on in ((plain, host), (silent, mute)):
+        await pool.execute("INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb, state, ip) "
+                           "VALUES ($1, $2, 1, $3, 1, 0.5, 64, 'RUNNING', '198.18.7.8')", iid, app, on)
+    # hostd's real responder, two scrapes 10 s apart: 1.2 CPU seconds → 0.12 cores; 64 MiB resident.
+    rounds = [(1000.0, {measured: (app, body(1.0, 60 << 20))}), (1010.0, {measured: (app, body(2.2, 64 << 20))})]
+    async with hostd_usage(cluster_cfg, host, rounds), chromium() as ctx:
+        page = await open_map(ctx, base_url, tokens["admin"])
+        await page.locator(f'.tile[data-host="{host}"]').click()
+        row = page.locator(f'#panel tr[data-instance="{measured}"]')
+        await expect(row.locator(".cpu")).to_have_text("0.12")
+        await expect(row.locator(".mem")).to_have_text("64.0")
+        other = page.locator(f'#panel tr[data-instance="{plain}"]')
+        await expect(other).to_contain_text("RUNNING")
+        await expect(other.locator(".cpu")).to_have_text("—")
+        await expect(other.locator(".mem")).to_have_text("—")
+        await page.screenshot(path=tmp_path / "usage.png", full_page=True)
+
+        # A host that does not answer (503): the panel is whole, its columns "—".
+        async with page.expect_response(lambda r: r.url.endswith(f"/v1/hosts/{mute}/usage")) as answer:
+            await page.locator(f'.tile[data-host="{mute}"]').click()
+        assert (await answer.value).status == 503
+        row = page.locator(f'#panel tr[data-instance="{silent}"]')
+        await expect(row).to_contain_text("RUNNING")
+        await expect(page.locator("#panel h2")).to_contain_text(mute)
+        await expect(row.locator(".cpu")).to_have_text("—")
+        await expect(row.locator(".mem")).to_have_text("—")

@@ -1,7 +1,7 @@
 """`noops image build` on the real engine, and its image run by a real hostd: a three-layer image
 (base, a component bringing a crontab and a config file, an app overriding one key) built offline
 twice to the same id; bad input builds nothing; inside hostd the override is applied, the cron
-job runs, noops-init's stats reach hostd's /metrics, a stop takes under 2 s with noops-init as
+job runs, noops-init's stats reach hostd's /metrics and its usage answer (noops.usage.<host>), a stop takes under 2 s with noops-init as
 PID 1, its readiness makes the health check pass, and a crashing app is reported with its exit
 code."""
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from imagebuild.build import BuildResult, build_async
 from imagebuild.errors import BuildError
-from libs import imageref, messages
+from libs import imageref, messages, subjects
 from tests.integration.hostd.hostd_harness import (  # noqa: F401  (fixtures)
     HostdUnderTest, docker, hostd, spec)
 from tests.integration.hostd.test_hostd_stop_grace import stop_seconds
@@ -135,6 +135,14 @@ async def test_the_image_runs_under_hostd(hostd: HostdUnderTest, built: BuildRes
     text = await eventually(lambda: _if(exported, metrics_of(hostd)), timeout=15, what="the instance's init stats")
     memory = next(line for line in text.splitlines() if line.startswith("noops_instance_memory_bytes{"))
     assert float(memory.split()[-1]) > 0
+
+    async def usage_with_a_rate() -> messages.InstanceUsage | None:
+        msg = await hostd.nc.request(subjects.usage(hostd.host), messages.encode(messages.UsageRequest()), timeout=2)
+        found = [u for u in messages.decode(msg.data, messages.Usage).items if u.instance == "web-1"]
+        return found[0] if found and found[0].cpu_cores is not None else None
+    # The same stats on noops.usage.<host> (the cluster map's columns), with CPU cores once two rounds found it.
+    usage = await eventually(usage_with_a_rate, timeout=15, what="web-1's usage with a CPU rate")
+    assert usage.app == "web" and usage.ready and usage.memory_bytes > 0 and usage.cpu_cores >= 0
 
     took = await stop_seconds(hostd, "web-1")
     print(f"stop of a noops-init container through hostd: {took:.2f}s")

@@ -34,6 +34,7 @@ H1 = natsauth.hostd("h1")
     (subjects.place("h1"), False),          # placements come from the placer only
     (subjects.deploy("web"), False),
     (subjects.endpoints("web"), False),
+    (subjects.usage("h1"), False),          # it answers usage requests, it asks none
     ("$JS.API.CONSUMER.CREATE.NOOPS_PLACEMENTS.hostd-h1.noops.place.h1", True),
     ("$JS.API.CONSUMER.CREATE.NOOPS_PLACEMENTS.hostd-h1.noops.place.h2", False),
     ("$JS.API.CONSUMER.DURABLE.CREATE.NOOPS_PLACEMENTS.hostd-h1", False),  # would not pin the filter
@@ -50,6 +51,7 @@ def test_a_host_publishes_only_its_own_subjects(subject: str, ok: bool) -> None:
 
 @pytest.mark.parametrize("subject, ok", [
     (subjects.inventory("h1"), True), (subjects.inventory("h2"), False), (subjects.place("h1"), False),
+    (subjects.usage("h1"), True), (subjects.usage("h2"), False), (subjects.USAGE_ALL, False),
     (subjects.report("h2"), False), ("_INBOX_hostd-h1.abc.1", True), ("_INBOX.abc", False),
     ("_INBOX_hostd-h2.abc", False)], ids=lambda v: str(v))
 def test_a_host_subscribes_only_to_its_own_requests_and_inbox(subject: str, ok: bool) -> None:
@@ -57,16 +59,17 @@ def test_a_host_subscribes_only_to_its_own_requests_and_inbox(subject: str, ok: 
 
 
 @pytest.mark.parametrize("service, publishes, refused", [
-    ("gateway", [subjects.deploy("web"), "$JS.API.CONSUMER.CREATE.NOOPS_EVENTS",
+    ("gateway", [subjects.deploy("web"), subjects.usage("h1"), subjects.usage("h2"), "$JS.API.CONSUMER.CREATE.NOOPS_EVENTS",
                  "$JS.API.CONSUMER.MSG.NEXT.NOOPS_EVENTS.abc", "$JS.API.CONSUMER.DELETE.NOOPS_ENDPOINTS.abc"],
      [subjects.place("h1"), subjects.report("h1"), subjects.instance_events("web"), subjects.host_events("h1"),
       "$JS.API.CONSUMER.DELETE.NOOPS_PLACEMENTS.hostd-h1", "$JS.API.CONSUMER.MSG.NEXT.NOOPS_DEPLOY.placer"]),
     ("placer", [subjects.place("h1"), "$JS.API.CONSUMER.MSG.NEXT.NOOPS_DEPLOY.placer"],
-     [subjects.report("h1"), subjects.heartbeat("h1"), "$JS.API.CONSUMER.MSG.NEXT.NOOPS_REPORTS.registry"]),
+     [subjects.report("h1"), subjects.heartbeat("h1"), subjects.usage("h1"), "$JS.API.CONSUMER.MSG.NEXT.NOOPS_REPORTS.registry"]),
     ("registry", [subjects.endpoints("web"), subjects.deploy("web"), "$JS.ACK.NOOPS_REPORTS.registry.1.2.3.4.5",
                   subjects.instance_events("web"), subjects.deployment_events("web"), subjects.host_events("h1")],
      [subjects.report("h1"), subjects.place("h1")]),
-    ("reconciler", [subjects.inventory("h1"), subjects.deploy("web")], [subjects.place("h1"), subjects.report("h1")]),
+    ("reconciler", [subjects.inventory("h1"), subjects.deploy("web")],
+     [subjects.place("h1"), subjects.report("h1"), subjects.usage("h1")]),
 ], ids=["gateway", "placer", "registry", "reconciler"])
 def test_services_have_what_they_need_and_no_more(service: str, publishes: list[str], refused: list[str]) -> None:
     ident = natsauth.service(service)
@@ -124,3 +127,12 @@ def test_server_config_lists_every_identity_with_its_password() -> None:
     users = [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
     assert [u["user"] for u in users] == ["admin", "gateway", "placer", "registry", "reconciler", "hostd-h1", "hostd-h2"]
     assert users[5]["password"] == "pw-hostd-h1" and users[5]["permissions"]["allow_responses"] is True
+
+
+def test_only_the_gateway_asks_hosts_for_usage_and_only_the_host_hears_it() -> None:
+    """The cluster map's CPU and memory columns: GET /v1/hosts/{host}/usage asks noops.usage.<host>."""
+    askers = [s for s in natsauth.SERVICES if allowed(natsauth.service(s).publish, subjects.usage("h1"))]
+    assert askers == ["gateway"]
+    hearers = [i.user for i in natsauth.identities(["h1", "h2"]) if allowed(i.subscribe, subjects.usage("h1"))]
+    assert hearers == ["admin", "hostd-h1"]
+    assert H1.allow_responses
