@@ -39,3 +39,10 @@ def test_parse_labels(text, want):
 def test_parse_labels_rejects_garbage():
     with pytest.raises(SettingsError):
         settings.parse_labels("rack")
+
+
+def test_the_usage_timeout_must_be_positive():
+    from libs.settings import GatewaySettings
+    assert load(GatewaySettings, {}).usage_timeout_s == 1.0
+    with pytest.raises(SettingsError, match="NOOPS_GATEWAY_USAGE_TIMEOUT_S must be above 0"):
+        load(GatewaySettings, {"NOOPS_GATEWAY_USAGE_TIMEOUT_S": "0"})
