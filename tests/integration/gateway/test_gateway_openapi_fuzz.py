@@ -7,7 +7,8 @@ Hypothesis runs in a worker thread (it is synchronous); each request it builds i
 test's event loop, where the app's pool and NATS connection live, through httpx's ASGI transport.
 Derandomized and bounded per operation, so a run is reproducible and its length is known.  An
 operation with ids in its path also gets valid input naming an app, host and instance that exist,
-so the answers of live resources (200, 202, 409) are checked too, not only 404s."""
+so the answers of live resources (200, 202, 409) are checked too, not only 404s; the known host's
+usage is answered by hostd's real responder (tests/support/usage.py), one instance with stats."""
 from __future__ import annotations
 
 import asyncio
@@ -34,10 +35,12 @@ from schemathesis.specs.openapi.checks import (content_type_conformance, negativ
                                                response_headers_conformance, response_schema_conformance,
                                                status_code_conformance)
 
+from devtools.cluster import ClusterConfig
 from libs import outbox
 from libs.settings import GatewaySettings
 from services.gateway.app import create_app
 from tests.integration.gateway.conftest import Created
+from tests.support.usage import body, hostd_usage
 
 # negative_data_rejection: input the document calls invalid is refused (schemathesis lets pass a
 # mutation a lax server might read as valid, so strict types are tested in tests/unit too).
@@ -141,7 +144,7 @@ async def _known(client: httpx.AsyncClient, pool: asyncpg.Pool, created: Created
 
 async def test_every_answer_matches_the_openapi_document(client: httpx.AsyncClient, pool: asyncpg.Pool,
                                                          created: Created, auth_headers: dict[str, str],
-                                                         uid: str) -> None:
+                                                         uid: str, cluster_cfg: ClusterConfig) -> None:
     loop = asyncio.get_running_loop()
     before = {r["id"] for r in await pool.fetch("SELECT id FROM apps")}
     tokens_before = {r["name"] for r in await pool.fetch("SELECT name FROM tokens")}
@@ -158,7 +161,9 @@ async def test_every_answer_matches_the_openapi_document(client: httpx.AsyncClie
     started = time.monotonic()
     try:
         known = await _known(client, pool, created, auth_headers, uid)
-        run = await asyncio.to_thread(_fuzz, raw, send, auth_headers, known)
+        rounds = [(t, {known["instance_id"]: (known["app_id"], body(t / 1000, 8 << 20))}) for t in (1000.0, 1010.0)]
+        async with hostd_usage(cluster_cfg, known["host_id"], rounds):
+            run = await asyncio.to_thread(_fuzz, raw, send, auth_headers, known)
     finally:
         # Whatever the fuzzer created goes with the ledger's teardown (outbox drained, rows deleted).
         created.apps.extend(r["id"] for r in await pool.fetch("SELECT id FROM apps")
