@@ -119,6 +119,13 @@ def section(n: int, reps: int, results: dict[str, list[dict[str, float]]], stage
              f"| stop {n} (scale → 0) | {cell(raw['stop_s'])} | {cell(swarm['stop_s'])} | {cell(nos['stop_s'])} | "
              f"{ratio(nos['stop_s'], raw['stop_s'])} | ≤ 1.5× |",
              ""]
+    raw_cpu = [r["engine_cpu_s"] for r in results["raw engine"] if "engine_cpu_s" in r]
+    noops_cpu = [(r["engine_cpu_s"], r["platform_cpu_s"]) for r in results["noops"] if "platform_cpu_s" in r]
+    if raw_cpu and noops_cpu:
+        # On two cores the start is CPU-bound: what each system made the machine do, in CPU seconds.
+        lines += [f"CPU seconds during the start (medians): raw — the engine {statistics.median(raw_cpu):.2f}; "
+                  f"noops — the engine {statistics.median(e for e, _ in noops_cpu):.2f} and the platform "
+                  f"(services, NATS, PostgreSQL, HAProxy, dnsmasq) {statistics.median(p for _, p in noops_cpu):.2f}.", ""]
     noops_rows = results["noops"]
     if noops_rows:
         marks = {k: [r[k] for r in noops_rows if k in r] for k in ("accepted_s", "running_s", "healthy_s", "in_lb_s")}
@@ -129,12 +136,14 @@ def section(n: int, reps: int, results: dict[str, list[dict[str, float]]], stage
     if stages and all(stages):
         med = {k: statistics.median(s[k] for s in stages) for k in stages[0]}
         lines += [f"Per instance, from the task log's events and the engine's `State.StartedAt` (medians over "
-                  f"the instances, then over the repetitions): STARTING reports spread over "
+                  f"the instances, then over the repetitions): first PENDING {med['first_pending_s']:.2f} s and first "
+                  f"STARTING {med['first_starting_s']:.2f} s after the POST; STARTING reports spread over "
                   f"{med['starting_spread_s']:.2f} s; PENDING → STARTING (placement delivered, `docker create`) "
                   f"{med['pending_to_starting_s']:.2f} s; STARTING → process started (`docker start`) "
                   f"{med['starting_to_started_s']:.2f} s; started → RUNNING (hostd's network step: macvlan, DHCP; "
                   f"the report and the registry's commit) {med['started_to_running_s']:.2f} s; STARTING → RUNNING "
-                  f"{med['starting_to_running_s']:.2f} s (p90 {med['starting_to_running_p90_s']:.2f} s)."]
+                  f"{med['starting_to_running_s']:.2f} s (p90 {med['starting_to_running_p90_s']:.2f} s); the last process "
+                  f"started → the last instance RUNNING {med['tail_s']:.2f} s."]
     load = [r["load1"] for r in results.get("load average", [])]
     if load:
         lines += ["", f"Load average (1 min) after each system's turn: {min(load):.1f} – {max(load):.1f} on "

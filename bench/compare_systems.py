@@ -26,6 +26,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from bench.placer_e2e import cpu_seconds, postgres_pids
 from devtools import infra
 from devtools import sinks as sink_procs
 from devtools.cluster import ClusterConfig, start_infra
@@ -60,6 +61,22 @@ async def count(*filters: str, running: bool = True) -> int:
     return len((await docker(*args)).split())
 
 
+ENGINE = ("dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "runc", "docker-init", "docker-proxy")
+
+
+def engine_pids() -> list[int]:
+    """The engine's processes now (its shims and runc come and go: an approximation)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ENGINE:
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
 async def until(cond: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.1) -> float:
     """Seconds until ``cond`` holds (polled); TimeoutError past ``timeout``."""
     t0 = time.monotonic()
@@ -91,9 +108,10 @@ class Raw:
             async with sem:
                 await docker("run", "-d", "--network", "none", "--label", f"{BENCH_LABEL}={self.tag}", IMAGE, *CMD)
         t0 = time.monotonic()
+        engine0 = cpu_seconds(engine_pids())
         await asyncio.wait_for(asyncio.gather(*(one() for _ in range(self.n))), self.timeout_s)
         await until(lambda: _eq(count(self.label), self.n), self.timeout_s, "raw containers running")
-        return {"start_s": time.monotonic() - t0}
+        return {"start_s": time.monotonic() - t0, "engine_cpu_s": cpu_seconds(engine_pids()) - engine0}
 
     async def stop(self) -> dict[str, float]:
         t0 = time.monotonic()
@@ -181,6 +199,7 @@ class Noops:
     client: httpx.AsyncClient | None = None
     app: str = ""
     stages: list[dict[str, float]] = field(default_factory=list)
+    _posted_at: float = 0.0     # wall-clock time of the last POST (the task log's times are wall-clock)
 
     async def open(self) -> None:
         run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-"))
@@ -221,6 +240,8 @@ class Noops:
         self.app = f"cmp-{uuid.uuid4().hex[:6]}"
         marks: dict[str, float] = {}
         t0 = time.monotonic()
+        self._posted_at = time.time()
+        engine0, platform0 = cpu_seconds(engine_pids()), cpu_seconds(self._platform_pids())
         r = await self.client.post("/v1/apps", json=self.spec())
         assert r.status_code == 201, r.text
         marks["accepted_s"] = time.monotonic() - t0
@@ -239,8 +260,17 @@ class Noops:
             return {"running_s", "healthy_s", "in_lb_s"} <= set(marks)
         await until(done, self.timeout_s, "noops instances running, healthy and in HAProxy")
         marks["start_s"] = time.monotonic() - t0
+        marks["engine_cpu_s"] = cpu_seconds(engine_pids()) - engine0
+        # Everything noops runs on this machine besides the engine: its services, NATS, PostgreSQL,
+        # HAProxy, dnsmasq (each simulated host's DHCP server), and the health checks they make.
+        marks["platform_cpu_s"] = cpu_seconds(self._platform_pids()) - platform0
         self.stages.append(await self._stages())
         return marks
+
+    def _platform_pids(self) -> list[int]:
+        assert self.cfg is not None
+        pids = [infra.read_pid(f) for f in self.cfg.run_dir.rglob("*.pid")]
+        return [p for p in pids if p] + postgres_pids()
 
     async def _stages(self) -> dict[str, float]:
         """Where the start went, from the task log's events (their times are the registry's)."""
@@ -266,7 +296,12 @@ class Noops:
         def med(a: str, b: str) -> float:
             return statistics.median(x[b] - x[a] for x in both)
         per = sorted(a["RUNNING"] - a["STARTING"] for a in both)
-        return {"starting_spread_s": max(starting) - min(starting),
+        # The lead-in (POST → the first placement acted on) and the tail (the last process started →
+        # the last instance RUNNING): what noops adds around the engine's own work.
+        return {"first_starting_s": min(starting) - self._posted_at,
+                "first_pending_s": min(a["PENDING"] for a in both) - self._posted_at,
+                "tail_s": max(a["RUNNING"] for a in both) - max(a["started"] for a in both),
+                "starting_spread_s": max(starting) - min(starting),
                 "pending_to_starting_s": med("PENDING", "STARTING"),
                 "starting_to_started_s": med("STARTING", "started"),
                 "started_to_running_s": med("started", "RUNNING"),
