@@ -32,17 +32,17 @@ TRANSIENT = retry.DB_TRANSIENT
 # whole batches, so planning is cheap next to them; a generic plan, cached after five runs, keeps
 # the choices made for the sizes of then: one made while the outbox was empty deleted from a
 # 100,000-row backlog by sequential scan, 75 ms a batch, most of PostgreSQL's time (bench/RESULTS.md).
-#
-# Index lookups priced near sequential reads (random_page_cost 1.1, PostgreSQL's advice for data
-# in memory or on SSD; the default 4 is for spinning disks): the task log's hot rows are in shared
-# buffers.  With 4, a report batch of ~500 ids joined instances by hash over a sequential scan
-# while the table grew from nothing to 100,000 rows -- 30-200 ms a batch, 10 of PostgreSQL's 11
-# CPU seconds in bench.placer_e2e (bench/RESULTS.md).
-SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan", "random_page_cost": "1.1"}
+SERVER_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
+# Index lookups priced near sequential reads (NOOPS_DB_RANDOM_PAGE_COST; PostgreSQL's default 4 is
+# for spinning disks): with 4, a report batch of ~500 ids joined instances by hash over a
+# sequential scan while the table grew from nothing to 100,000 rows -- 30-200 ms a batch, 10 of
+# PostgreSQL's 11 CPU seconds in bench.placer_e2e (bench/RESULTS.md).
+DEFAULT_RANDOM_PAGE_COST = 1.1
 
 
 async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_size: int = 10,
-                  command_timeout_s: float | None = 30.0, policy: retry.Policy | None = None) -> asyncpg.Pool:
+                  command_timeout_s: float | None = 30.0, policy: retry.Policy | None = None,
+                  random_page_cost: float = DEFAULT_RANDOM_PAGE_COST) -> asyncpg.Pool:
     """Open a pool, waiting (with a clear log line, no traceback) until PostgreSQL answers.
 
     ``command_timeout_s`` bounds every statement run through the pool (asyncpg cancels it and
@@ -58,7 +58,8 @@ async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_
     async def attempt() -> asyncpg.Pool:
         # A coroutine: tenacity wants one (a Pool is awaitable but not a coroutine).
         return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                         command_timeout=command_timeout_s, server_settings=SERVER_SETTINGS)
+                                         command_timeout=command_timeout_s,
+                                         server_settings={**SERVER_SETTINGS, "random_page_cost": f"{random_page_cost:g}"})
 
     return await policy.until_ok(attempt, what="PostgreSQL", log=log, transient=waitable,
                                  extra={"dsn": _redact(dsn)})
@@ -67,7 +68,8 @@ async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_
 async def connect_with(common: CommonSettings, **kwargs: object) -> asyncpg.Pool:
     """``connect`` with this process's settings (DSN, statement timeout, retry policy)."""
     return await connect(dsn_of(common), command_timeout_s=common.db_command_timeout_s,
-                         policy=retry.Policy.for_connect(common), **kwargs)  # type: ignore[arg-type]
+                         policy=retry.Policy.for_connect(common), random_page_cost=common.db_random_page_cost,
+                         **kwargs)  # type: ignore[arg-type]
 
 
 def password_of(common: CommonSettings) -> str:

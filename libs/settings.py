@@ -69,6 +69,12 @@ class CommonSettings:
         30.0, "NOOPS_DB_COMMAND_TIMEOUT_S",
         "No SQL statement runs longer than this (asyncpg `command_timeout`); a statement that times out is a "
         "transient error, retried like a lost connection.")
+    db_random_page_cost: float = setting(
+        1.1, "NOOPS_DB_RANDOM_PAGE_COST",
+        "PostgreSQL's `random_page_cost` for noops' sessions: what an index lookup costs the planner against a "
+        "sequential read (1.0). 1.1 suits a task log in memory or on SSD (PostgreSQL's own advice); with its "
+        "default 4, report batches were planned as full scans of `instances` while the table grew "
+        "(bench/RESULTS.md, placer end to end). Spinning disks: 4.")
     max_deliver: int = setting(
         10, "NOOPS_MAX_DELIVER",
         "A JetStream message is delivered at most this many times (consumer `max_deliver`); one whose handler "
@@ -78,6 +84,10 @@ class CommonSettings:
         "An outbox row NATS refused this many times for a non-transient reason (payload too large, bad subject) "
         "is set aside (table `outbox_set_aside`, with the reason) and the relay moves on. Transient errors "
         "(NATS away) are retried without limit.")
+
+    def __post_init__(self) -> None:
+        if not self.db_random_page_cost > 0:
+            raise SettingsError(f"NOOPS_DB_RANDOM_PAGE_COST must be above 0, not {self.db_random_page_cost:g}")
 
 
 @dataclass(frozen=True)

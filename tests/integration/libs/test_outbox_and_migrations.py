@@ -86,3 +86,13 @@ async def test_relay_claims_only_the_kinds_it_owns(pool, nc, uid):
     left = [r["msg_id"] for r in await pool.fetch("SELECT msg_id FROM outbox WHERE msg_id LIKE $1", f"kd:{uid}:%")]
     assert left == [f"kd:{uid}:place"]
     await pool.execute("DELETE FROM outbox WHERE msg_id = $1", f"kd:{uid}:place")   # no hostd for that host here
+
+
+async def test_pools_plan_with_the_configured_page_cost_and_custom_plans(cluster_cfg):
+    for cost, shown in ((db.DEFAULT_RANDOM_PAGE_COST, "1.1"), (4.0, "4")):
+        p = await db.connect(cluster_cfg.db_dsn, min_size=1, max_size=1, random_page_cost=cost)
+        try:
+            assert await p.fetchval("SHOW random_page_cost") == shown
+            assert await p.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        finally:
+            await p.close()

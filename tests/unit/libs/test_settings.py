@@ -23,6 +23,12 @@ def test_env_overrides_and_types():
     assert (s.host_id, s.cpus, s.common.cluster) == ("h9", 1.5, "x")
 
 
+def test_random_page_cost_must_be_positive():
+    assert load(PlacerSettings, {}).common.db_random_page_cost == 1.1
+    with pytest.raises(SettingsError, match="NOOPS_DB_RANDOM_PAGE_COST must be above 0"):
+        load(PlacerSettings, {"NOOPS_DB_RANDOM_PAGE_COST": "0"})
+
+
 def test_bad_value_is_a_clear_error():
     with pytest.raises(SettingsError, match="NOOPS_HOST_CPUS='lots' is not a valid float"):
         load(HostdSettings, {"NOOPS_HOST_CPUS": "lots"})
