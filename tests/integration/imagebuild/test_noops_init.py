@@ -91,7 +91,7 @@ async def test_sigterm_then_sigkill_after_the_stop_timeout(start) -> None:  # ty
 
 
 async def test_a_terminated_app_stops_at_once(start) -> None:  # type: ignore[no-untyped-def]
-    init = await start(sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)")
+    init = await start(sys.executable, "-c", "import signal; print('up', flush=True); signal.pause()")
     await eventually(lambda: "up" in init.log(), timeout=5, what="the app up")
     loop = asyncio.get_running_loop()
     t0 = loop.time()
@@ -139,7 +139,10 @@ async def test_cron_stats_and_readiness(start, tmp_path: Path) -> None:  # type:
     app_port = free_port()
     (tmp_path / "crontab").write_text(f"@every 1s echo tick >> {tmp_path}/ticks\n@reboot exit 4\n")
     (tmp_path / "counters").write_text("requests 7\nbad line here\n")
-    init = await start(sys.executable, "-c", f"import time, http.server; time.sleep(0.5); "
+    # The app listens only once the test says so (a FIFO it blocks on), so "not ready" comes first.
+    gate = tmp_path / "go"
+    os.mkfifo(gate)
+    init = await start(sys.executable, "-c", f"import http.server; open({str(gate)!r}).read(); "
                        f"http.server.HTTPServer(('127.0.0.1', {app_port}), http.server.BaseHTTPRequestHandler)"
                        ".serve_forever()", NOOPS_INIT_READY_PORTS=str(app_port))
     first = await eventually(init.stats, timeout=5, what="the stats port")
@@ -147,6 +150,7 @@ async def test_cron_stats_and_readiness(start, tmp_path: Path) -> None:  # type:
     ready = await init.stats("/ready")
     if ready is not None and ready.status_code == 503:   # before the app listens
         assert ready.text == f"not ready: port {app_port} is not listening\n"
+    await asyncio.to_thread(gate.write_text, "go")       # blocks until the app has the FIFO open
     await eventually(lambda: _status(init, "/ready", 200), timeout=10, what="ready once the app listens")
     body = (await init.stats()).text   # type: ignore[union-attr]
     lines = dict(line.split(" ", 1) for line in body.splitlines())
