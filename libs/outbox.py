@@ -21,6 +21,8 @@ log = logging.getLogger("noops.outbox")
 
 PUBLISHED = Counter("noops_outbox_published_total", "Outbox messages published to JetStream")
 REFUSED = Counter("noops_outbox_refused_total", "Outbox publishes refused for a non-transient reason")
+CLAIMS = Counter("noops_outbox_claims_total", "Outbox claims (one transaction each), by kind ('*': a relay of every kind)",
+                 ["kind"])
 SET_ASIDE = Counter("noops_outbox_set_aside_total", "Outbox rows set aside after NOOPS_OUTBOX_MAX_ATTEMPTS refusals")
 # Room the headers (Nats-Msg-Id) and the protocol line take next to the payload, under max_payload.
 _HEADROOM = 512
@@ -33,8 +35,18 @@ def _q() -> db.Queries:
 
 # Writers NOTIFY this channel in their transaction (delivered at commit, once per transaction);
 # every relay LISTENs, so a row written by one service is published at once by the relay that
-# owns its subject, which may run in another service.
+# owns its subject, which may run in another service.  The payload names the kinds written
+# (``instance,endpoints``; libs/queries/outbox.sql builds it from the subjects), so a relay claims
+# only those and the relays of other kinds stay asleep: every commit used to wake every relay of
+# every service for a claim transaction per kind it owns (8 per commit).  An empty payload (the
+# triggers of migration 0015, older writers) wakes every kind.
 CHANNEL = "noops_outbox"
+
+
+def woken_kinds(payload: str) -> frozenset[str] | None:
+    """The kinds a notification's payload names; None: all of them."""
+    kinds = frozenset(k for k in payload.split(",") if k)
+    return kinds or None
 
 
 def columns(items: Iterable[tuple[str, str, messages.Msg]]) -> tuple[list[str], list[str], list[bytes]]:
@@ -94,10 +106,17 @@ class Relay:
         kinds = claim_kinds(subjects)
         self._claims: list[tuple[str, tuple]] = ([("claim_all", ())] if kinds is None
                                                  else [("claim_kind", (k,)) for k in kinds])
+        self._kinds: frozenset[str] | None = None if kinds is None else frozenset(kinds)
         self._more = False   # the last drain left rows behind (a claim came back full)
+        # The kinds the next drain claims (None: all): those named by notifications since the
+        # last drain, and those whose claim came back full.  The first drain, a poll and a retry
+        # after a failure claim every kind.
+        self._due: set[str] | None = None
         self._wake = asyncio.Event()
 
     def kick(self) -> None:
+        """Drain now, every kind (the caller just committed rows; its NOTIFY may come later)."""
+        self._due = None
         self._wake.set()
 
     async def run(self) -> None:
@@ -116,16 +135,27 @@ class Relay:
                     await listener.remove_listener(CHANNEL, self._on_notify)
                 await self.pool.release(listener)
 
-    def _on_notify(self, *_: object) -> None:
+    def _on_notify(self, _conn: object, _pid: object, _channel: object, payload: str) -> None:
+        kinds = woken_kinds(payload)
+        if kinds is None or self._kinds is None:
+            self._due = None
+        else:
+            mine = kinds & self._kinds
+            if not mine:
+                return   # another relay's rows: stay asleep
+            if self._due is not None:
+                self._due |= mine
         self._wake.set()
 
     async def _loop(self) -> None:
         failures = retry.Failures(self.policy)
         while True:
+            due, self._due = self._due, set()
             try:
-                await self.drain_once()
+                await self.drain_once(due)
                 failures.ok()
             except Exception as exc:
+                self._due = None   # the retry claims every kind
                 if not retry.is_transient(exc):
                     raise   # a bug: the supervisor logs it with its traceback and restarts the relay
                 delay = failures.failed()
@@ -139,7 +169,7 @@ class Relay:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_s)
                 except asyncio.TimeoutError:
-                    pass
+                    self._due = None   # the slow poll: rows of a crashed writer, a lost notification
                 self._wake.clear()
 
     async def _redeclare(self) -> None:
@@ -150,18 +180,27 @@ class Relay:
         except Exception as exc:
             log.warning("declaring the streams failed", extra={"error": retry.describe(exc)})
 
-    async def drain_once(self) -> int:
-        """Publish what is waiting, up to one batch per owned kind; returns how many rows were
-        published (rows set aside are not counted)."""
+    async def drain_once(self, kinds: Iterable[str] | None = None) -> int:
+        """Publish what is waiting, up to one batch per owned kind (of ``kinds`` only, when given);
+        returns how many rows were published (rows set aside are not counted)."""
         total, self._more = 0, False
+        wanted = None if kinds is None else set(kinds)
         for claim, args in self._claims:
+            if wanted is not None and args and args[0] not in wanted:
+                continue
             n, claimed = await self._drain(getattr(_q(), claim), args)
             total += n
-            self._more |= claimed >= self.batch
+            if claimed >= self.batch:
+                self._more = True
+                if args and self._due is not None:
+                    self._due.add(args[0])
+                elif not args:
+                    self._due = None
         return total
 
     async def _drain(self, claim: str, args: tuple) -> tuple[int, int]:
         max_payload = getattr(self.js._nc, "max_payload", 0) or 0
+        CLAIMS.labels(args[0] if args else "*").inc()
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(claim, self.batch, *args)
             if not rows:

@@ -1,9 +1,14 @@
 """The outbox relay against real PostgreSQL and JetStream; migrations applied twice."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 import uuid
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from prometheus_client import REGISTRY
 
 from libs import db, messages, outbox, subjects
 
@@ -86,6 +91,66 @@ async def test_relay_claims_only_the_kinds_it_owns(pool, nc, uid):
     left = [r["msg_id"] for r in await pool.fetch("SELECT msg_id FROM outbox WHERE msg_id LIKE $1", f"kd:{uid}:%")]
     assert left == [f"kd:{uid}:place"]
     await pool.execute("DELETE FROM outbox WHERE msg_id = $1", f"kd:{uid}:place")   # no hostd for that host here
+
+
+def _claims(kind: str) -> float:
+    return REGISTRY.get_sample_value("noops_outbox_claims_total", {"kind": kind}) or 0.0
+
+
+async def _until(cond, what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await cond():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f}s"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_notification_wakes_only_the_relays_of_the_kinds_written(pool, nc, uid):
+    """A commit's NOTIFY names the kinds it wrote: the relay of those kinds publishes at once
+    (long before its slow poll), the relays of other kinds make no claim at all."""
+    js = nc.jetstream()
+    app, host = f"wk-{uid}", f"wh-{uid}"
+    endpoints_relay = outbox.Relay(pool, js, subjects=[subjects.ENDPOINTS_ALL], poll_s=60)
+    place_relay = outbox.Relay(pool, js, subjects=[subjects.PLACE_ALL], poll_s=60)
+    before = {k: _claims(k) for k in ("endpoints", "place")}
+    tasks = [asyncio.create_task(r.run()) for r in (endpoints_relay, place_relay)]
+
+    async def gone(msg_id: str) -> bool:
+        return await pool.fetchval("SELECT count(*) FROM outbox WHERE msg_id = $1", msg_id) == 0
+
+    try:
+        # Each relay's first drain (every kind it owns) comes after it LISTENs.
+        await _until(lambda: _true(all(_claims(k) > before[k] for k in before)), "the relays' first claims")
+        at_rest = {k: _claims(k) for k in before}
+        placement = messages.Placement(instance=f"{app}-1", app=app, version=1, host=host, epoch=1, action="stop",
+                                       spec=messages.ContainerSpec(image="", cmd=[], env={}, labels={}, cpus=0,
+                                                                   mem_mb=0, ports=[]))
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(conn, [(subjects.place(host), f"wk:{uid}:place", placement)])
+        await _until(lambda: gone(f"wk:{uid}:place"), "the placement published")
+        assert _claims("place") == at_rest["place"] + 1
+        assert _claims("endpoints") == at_rest["endpoints"], "the endpoints relay woke for a placement"
+        async with pool.acquire() as conn, conn.transaction():
+            await outbox.enqueue(conn, [(subjects.endpoints(app), f"wk:{uid}:ep",
+                                         messages.EndpointsChanged(app=app, endpoints=[], seq=1))])
+        await _until(lambda: gone(f"wk:{uid}:ep"), "the announcement published")
+        assert _claims("endpoints") == at_rest["endpoints"] + 1
+        assert _claims("place") == at_rest["place"] + 1, "the placements relay woke for an announcement"
+    finally:
+        for t in tasks:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        await pool.execute("DELETE FROM outbox WHERE msg_id LIKE $1", f"wk:{uid}:%")
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def test_a_notification_payload_names_kinds_or_all():
+    assert outbox.woken_kinds("instance,endpoints") == {"instance", "endpoints"}
+    assert outbox.woken_kinds("") is None          # migration 0015's triggers, older writers: all kinds
+    assert outbox.woken_kinds(",") is None
 
 
 async def test_pools_plan_with_the_configured_page_cost_and_custom_plans(cluster_cfg):
