@@ -8,10 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
+from pyroute2 import DiagSocket
+from pyroute2.netlink.exceptions import NetlinkError
 
 from libs import messages, subjects
 from libs.settings import HostdSettings, parse_labels
@@ -78,6 +81,30 @@ def listening_ports(*tables: str) -> list[int]:
 
 
 def read_listening_ports() -> list[int]:
+    """This namespace's TCP ports in LISTEN state.  Asked of the kernel by sock_diag with a state
+    filter, which walks only the listening sockets: reading /proc/net/tcp walks the whole socket
+    hash table, 17 ms a call here even with 130 sockets (a fifth of hostd's CPU during a stop,
+    one heartbeat a second).  /proc is the fallback where sock_diag is missing."""
+    try:
+        return _diag_listening_ports()
+    except (OSError, NetlinkError):
+        return _proc_listening_ports()
+
+
+_TCP_LISTEN_STATE = 10   # TCP_LISTEN in the kernel's tcp_states.h
+
+
+def _diag_listening_ports() -> list[int]:
+    ports: set[int] = set()
+    with DiagSocket() as ds:
+        ds.bind()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in ds.get_sock_stats(family=family, states=1 << _TCP_LISTEN_STATE):
+                ports.add(int(msg["idiag_sport"]))
+    return sorted(ports)
+
+
+def _proc_listening_ports() -> list[int]:
     texts = []
     for path in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -103,7 +130,7 @@ async def heartbeat_loop(nc: NATS, runtime: ContainerRuntime, *, host: str, owne
             beat = messages.Heartbeat(host=host, cpus=offer.cpus, mem_mb=offer.mem_mb, labels=offer.labels,
                                       instances=count, load1=os.getloadavg()[0], at=clock(),
                                       disk_free_mb=disk, addresses_free=addresses, ipam=ipam,
-                                      ports_listening=read_listening_ports())
+                                      ports_listening=await asyncio.to_thread(read_listening_ports))
             await nc.publish(subject, messages.encode(beat))
             if not healthy:
                 log.info("heartbeats resumed")

@@ -25,3 +25,28 @@ def test_listening_ports_of_this_machine_include_a_socket_we_open() -> None:
         s.bind(("127.0.0.1", 0))
         s.listen()
         assert s.getsockname()[1] in read_listening_ports()
+
+
+def test_the_kernel_and_proc_agree_and_a_connected_socket_is_not_listening() -> None:
+    """sock_diag (what hostd asks) and /proc/net/tcp (its fallback) list the same ports; a
+    socket that only connects is in neither, one that listens on IPv6 is in both."""
+    import socket
+
+    from services.hostd import heartbeat
+    with socket.socket() as server, socket.socket(socket.AF_INET6) as server6, socket.socket() as client:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        listening = {server.getsockname()[1]}
+        try:
+            server6.bind(("::1", 0))
+            server6.listen()
+            listening.add(server6.getsockname()[1])
+        except OSError:   # a machine without IPv6 on loopback
+            pass
+        client.connect(server.getsockname())
+        diag, proc = heartbeat._diag_listening_ports(), heartbeat._proc_listening_ports()
+        assert listening <= set(diag)
+        assert client.getsockname()[1] not in diag
+        # Other processes' sockets may come and go between the two reads: compare ours.
+        ours = listening | {client.getsockname()[1]}
+        assert ours & set(diag) == ours & set(proc)
