@@ -208,9 +208,11 @@ class Iface:
     cidr: str  # "" when no IPv4 address yet
 
 
-def configure(cidr: str, router: str, egress_mbit: int, mac: str, ifname: str = "eth0") -> None:
+def configure(cidr: str, router: str, egress_mbit: int, mac: str, announced: bool = True,
+              ifname: str = "eth0") -> None:
     """Address the fresh ``ifname`` (made by ``create_in_container``: up, no address, no qdisc),
-    default route, egress rule, announcement.  Runs inside the container."""
+    default route, egress rule, announcement (``announced``: False when the caller sends it on
+    a packet socket it has open anyway).  Runs inside the container."""
     ip, _, prefix = cidr.partition("/")
     with IPRoute() as ipr:
         idx = link_index(ipr, ifname)
@@ -221,7 +223,8 @@ def configure(cidr: str, router: str, egress_mbit: int, mac: str, ifname: str = 
             ipr.route("replace", dst="0.0.0.0/0", gateway=router, oif=idx)
         if egress_mbit > 0:
             ipr.tc("add", "tbf", index=idx, handle="1:", **tbf_params(egress_mbit))
-    announce(ifname, mac, ip)
+    if announced:
+        announce(ifname, mac, ip)
 
 
 ETH_P_ARP = 0x0806
@@ -245,6 +248,15 @@ def announce(ifname: str, mac: str, ip: str) -> None:
         with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
             s.bind((ifname, 0))
             s.send(garp_frame(mac, ip))
+    except OSError:
+        pass
+
+
+def announce_on(sock: socket.socket, mac: str, ip: str, ifname: str = "eth0") -> None:
+    """``announce`` on an open packet socket of the interface (non-blocking; best effort too).
+    Sent as ARP (the socket may be bound to another protocol: the address sets the frame's)."""
+    try:
+        sock.sendto(garp_frame(mac, ip), (ifname, ETH_P_ARP))
     except OSError:
         pass
 

@@ -179,6 +179,33 @@ async def test_pool_mode_uses_the_placed_address(hostd: HostdUnderTest) -> None:
     assert await hostd.containers("web-2") == []
 
 
+async def test_a_dhcp_address_is_announced_on_the_dhcp_socket(hostd: HostdUnderTest) -> None:
+    """With DHCP the announcement goes out on the exchange's own packet socket (one close less on
+    the way to RUNNING): the switch sees a gratuitous ARP for the leased address from the
+    container's MAC."""
+    import socket
+    net = hostd.cfg.net
+    tap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(netns.ETH_P_ARP))
+    try:
+        tap.bind((net.bridge, netns.ETH_P_ARP))
+        tap.setblocking(False)
+        await hostd.start()
+        await hostd.place("web-1")
+        r = await hostd.report("web-1", "RUNNING")
+        want = netns.garp_frame(r.mac, r.ip)
+        seen: list[bytes] = []
+
+        def announced() -> bool:
+            while True:
+                try:
+                    seen.append(tap.recv(2048)[:len(want)])
+                except BlockingIOError:
+                    return want in seen
+        assert await eventually(announced, timeout=5, what=f"a gratuitous ARP for {r.ip} at {r.mac}")
+    finally:
+        tap.close()
+
+
 async def test_a_reused_address_is_announced_to_the_switch(hostd: HostdUnderTest) -> None:
     """The gateway (the switch's bridge) still maps an address to the MAC of the container that
     had it before; hostd's gratuitous ARP moves the entry to the new container's MAC before any
