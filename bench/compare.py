@@ -8,6 +8,7 @@ bench/RESULTS.md, in a section of its own that a re-run replaces (nothing else i
 touched).  ``--all`` also runs the other benchmarks and lists their figures beside their goals.
 
     .venv/bin/python -m bench.compare [--n 50] [--reps 3] [--all | --others-only] [--no-init] [--out FILE]
+        [--systems raw,swarm,noops] [--noops-env NOOPS_NAME=VALUE ...]
 
 Everything it makes is removed at the end, also on Ctrl-C or SIGTERM: the containers, the swarm
 (it joins swarm mode only from ``inactive`` and leaves it), the throw-away noops platform.
@@ -32,9 +33,11 @@ BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
 ALL_BEGIN, ALL_END = "<!-- make bench --all: begin -->", "<!-- make bench --all: end -->"
 
 
-async def measure(n: int, reps: int, deadline_s: float,
-                  init: bool = True) -> tuple[dict[str, list[dict[str, float]]], list[dict]]:
-    systems = [Raw(n), Swarm(n, init=init), Noops(n, init=init)]
+async def measure(n: int, reps: int, deadline_s: float, init: bool = True, noops_env: dict[str, str] | None = None,
+                  only: set[str] | None = None) -> tuple[dict[str, list[dict[str, float]]], list[dict]]:
+    """``only``: the systems to run (names as in the table); all three by default."""
+    systems = [s for s in (Raw(n), Swarm(n, init=init), Noops(n, init=init, env=dict(noops_env or {})))
+               if only is None or s.name in only]
     results: dict[str, list[dict[str, float]]] = {s.name: [] for s in systems}
     results["load average"] = []   # 1 min, after each system's turn: was the machine shared?
     t_end = time.monotonic() + deadline_s
@@ -43,7 +46,8 @@ async def measure(n: int, reps: int, deadline_s: float,
             print(f"bench: setting up {s.name} ...", flush=True)
             await s.open()
         for rep in range(reps):
-            order = systems[rep % 3:] + systems[:rep % 3]
+            k = rep % len(systems)
+            order = systems[k:] + systems[:k]
             for s in order:
                 if time.monotonic() > t_end:
                     raise TimeoutError(f"the whole run is bounded by {deadline_s:.0f}s")
@@ -52,7 +56,7 @@ async def measure(n: int, reps: int, deadline_s: float,
                 results[s.name].append(row)
                 results["load average"].append({"load1": os.getloadavg()[0]})
                 print(f"bench: rep {rep + 1} {s.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
-        stages = systems[2].stages   # type: ignore[attr-defined]
+        stages = next((s.stages for s in systems if isinstance(s, Noops)), [])
     finally:
         for s in reversed(systems):
             try:
@@ -95,7 +99,8 @@ def machine() -> str:
 
 def section(n: int, reps: int, results: dict[str, list[dict[str, float]]], stages: list[dict]) -> str:
     col = {name: {k: [r[k] for r in rows if k in r] for k in ("start_s", "stop_s")} for name, rows in results.items()}
-    raw, swarm, nos = col["raw engine"], col["Docker Swarm"], col["noops"]
+    none: dict[str, list[float]] = {"start_s": [], "stop_s": []}   # a system not run (--systems)
+    raw, swarm, nos = (col.get(name, none) for name in ("raw engine", "Docker Swarm", "noops"))
     lines = [BEGIN,
              f"## `make bench`: noops, the raw engine and Docker Swarm side by side (issue 13) — "
              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
@@ -119,14 +124,14 @@ def section(n: int, reps: int, results: dict[str, list[dict[str, float]]], stage
              f"| stop {n} (scale → 0) | {cell(raw['stop_s'])} | {cell(swarm['stop_s'])} | {cell(nos['stop_s'])} | "
              f"{ratio(nos['stop_s'], raw['stop_s'])} | ≤ 1.5× |",
              ""]
-    raw_cpu = [r["engine_cpu_s"] for r in results["raw engine"] if "engine_cpu_s" in r]
-    noops_cpu = [(r["engine_cpu_s"], r["platform_cpu_s"]) for r in results["noops"] if "platform_cpu_s" in r]
+    raw_cpu = [r["engine_cpu_s"] for r in results.get("raw engine", []) if "engine_cpu_s" in r]
+    noops_cpu = [(r["engine_cpu_s"], r["platform_cpu_s"]) for r in results.get("noops", []) if "platform_cpu_s" in r]
     if raw_cpu and noops_cpu:
         # On two cores the start is CPU-bound: what each system made the machine do, in CPU seconds.
         lines += [f"CPU seconds during the start (medians): raw — the engine {statistics.median(raw_cpu):.2f}; "
                   f"noops — the engine {statistics.median(e for e, _ in noops_cpu):.2f} and the platform "
                   f"(services, NATS, PostgreSQL, HAProxy, dnsmasq) {statistics.median(p for _, p in noops_cpu):.2f}.", ""]
-    noops_rows = results["noops"]
+    noops_rows = results.get("noops", [])
     if noops_rows:
         marks = {k: [r[k] for r in noops_rows if k in r] for k in ("accepted_s", "running_s", "healthy_s", "in_lb_s")}
         lines += ["noops' start, from the POST (median of the repetitions): accepted (201) "
@@ -192,6 +197,12 @@ def main() -> None:
     ap.add_argument("--no-init", action="store_true",
                     help="Swarm and noops without the engine's init (what a stop costs then); printed, not written "
                          "unless --out is given")
+    ap.add_argument("--noops-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="a setting for the noops platform (repeatable), e.g. NOOPS_HOSTD_CONCURRENCY=4; printed, "
+                         "not written unless --out is given")
+    ap.add_argument("--systems", default="raw,swarm,noops",
+                    help="which systems to run, comma separated (raw, swarm, noops); printed, not written unless "
+                         "--out is given when not all three")
     ap.add_argument("--max-s", type=float, default=900.0, help="bound of the side-by-side part")
     ap.add_argument("--out", type=Path, default=None, help="default bench/RESULTS.md (with --no-init: none)")
     args = ap.parse_args()
@@ -199,6 +210,18 @@ def main() -> None:
         raise SystemExit("make bench needs root (network namespaces, nftables, swarm mode)")
     if not 1 <= args.n <= 200 or not 1 <= args.reps <= 10:
         raise SystemExit("--n is 1..200 and --reps 1..10")
+    noops_env = {}
+    for item in args.noops_env:
+        name, eq, value = item.partition("=")
+        if not eq or not name.startswith("NOOPS_"):
+            raise SystemExit(f"--noops-env takes NOOPS_NAME=VALUE, not {item!r}")
+        noops_env[name] = value
+    names = {"raw": "raw engine", "swarm": "Docker Swarm", "noops": "noops"}
+    picked = [x.strip() for x in args.systems.split(",") if x.strip()]
+    if not picked or set(picked) - set(names):
+        raise SystemExit(f"--systems is a comma-separated choice of {', '.join(names)}, not {args.systems!r}")
+    only = {names[x] for x in picked}
+    default_run = not args.no_init and not noops_env and len(only) == 3
     # SIGTERM unwinds like Ctrl-C (asyncio.run cancels the run; the other benchmarks get SIGINT),
     # through every finally: containers, swarm, platform.
     unwind_on_sigterm()
@@ -206,10 +229,11 @@ def main() -> None:
     if args.others_only:
         write(args.out or default_out, None, others_section(compare_others.run_all()))
         return
-    results, stages = asyncio.run(measure(args.n, args.reps, args.max_s, init=not args.no_init))
+    results, stages = asyncio.run(measure(args.n, args.reps, args.max_s, init=not args.no_init, noops_env=noops_env,
+                                          only=only))
     others = others_section(compare_others.run_all()) if args.all else None
     text = section(args.n, args.reps, results, stages)
-    out = args.out or (None if args.no_init else default_out)
+    out = args.out or (default_out if default_run else None)
     if out is None:
         print(text)
     else:

@@ -192,6 +192,7 @@ class Noops:
     placement: str = "spread"
     timeout_s: float = 180.0
     init: bool = True       # NOOPS_HOSTD_INIT
+    env: dict[str, str] = field(default_factory=dict)   # more settings for the platform (--noops-env)
     name: str = "noops"
     cfg: ClusterConfig | None = None
     platform: Platform | None = None
@@ -209,7 +210,8 @@ class Noops:
                                  nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
                                  registry_port=ports[4], reconciler_port=ports[5], hostd_base_port=ports[6],
                                  hosts=self.hosts, host_cpus=8.0, host_mem_mb=16384,
-                                 extra_env={"NOOPS_LOG_LEVEL": "WARNING", "NOOPS_HOSTD_INIT": str(self.init).lower()})
+                                 extra_env={"NOOPS_LOG_LEVEL": "WARNING", "NOOPS_HOSTD_INIT": str(self.init).lower(),
+                                            **self.env})
         self.platform = Platform(self.cfg)   # from here on, close() removes it, even if the start fails
         # start_infra runs in a worker thread: it bootstraps tokens on a loop of its own.
         await asyncio.to_thread(start_infra, self.cfg, fresh_db=True)
