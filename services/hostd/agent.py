@@ -61,8 +61,10 @@ class Agent(Adoption, Lifecycle, Deaths, Sweeping):
                 groups[placement.instance].append((i, j, msg, placement))
 
         async def run_group(instance: str, items: list[tuple[int, int, Msg, messages.Placement]]) -> None:
-            # Lock before slot: waiting on a busy instance must not hold one of the slots.
-            async with self._locks.hold(instance), self._slots:
+            # Lock before slot: waiting on a busy instance must not hold one of the slots.  Stops
+            # have slots of their own: cheap for the engine, and never queued behind starts.
+            stops_only = all(p.action == "stop" for _, _, _, p in items)
+            async with self._locks.hold(instance), (self._stop_slots if stops_only else self._slots):
                 for i, j, msg, placement in items:  # in delivery order
                     results[i][j] = await self._handle_one(msg, placement)   # type: ignore[index]
 

@@ -32,7 +32,7 @@ INIT_LOG_LINES = 20
 class AgentState:
     def __init__(self, *, cluster: str, host: str, runtime: ContainerRuntime, reporter: Reporter,
                  stop_timeout_s: int, network: Network, volumes: VolumeDriver, concurrency: int = 8,
-                 clock: Callable[[], float] = time.time, tombstones: Tombstones | None = None,
+                 stop_concurrency: int = 32, clock: Callable[[], float] = time.time, tombstones: Tombstones | None = None,
                  oom_wait_s: float = 2.0, hardening: ct.Hardening = ct.Hardening()) -> None:
         self.cluster = cluster
         self.host = host
@@ -46,6 +46,7 @@ class AgentState:
         self._clock = clock
         self._locks = KeyedLocks()
         self._slots = asyncio.Semaphore(concurrency)
+        self._stop_slots = asyncio.Semaphore(stop_concurrency)   # placements that only stop
         # instance -> container id, for what this hostd created or adopted (the engine stays the truth).
         self.containers: dict[str, str] = {}
         # instance -> highest placement epoch acted on; an older placement arriving late is stale.

@@ -64,8 +64,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
     if s.tombstones_max < 1 or s.tombstone_ttl_s <= 0:
         raise SettingsError("NOOPS_HOSTD_TOMBSTONES_MAX must be >= 1 and NOOPS_HOSTD_TOMBSTONE_TTL_S > 0 "
                             "(without tombstones a late start recreates a stopped instance)")
-    if s.concurrency < 1:
-        raise SettingsError("NOOPS_HOSTD_CONCURRENCY must be >= 1")
+    if s.concurrency < 1 or s.stop_concurrency < 1:
+        raise SettingsError("NOOPS_HOSTD_CONCURRENCY and NOOPS_HOSTD_STOP_CONCURRENCY must be >= 1")
     if s.init_stats_interval_s < 0 or s.init_stats_timeout_s <= 0 or s.init_stats_concurrency < 1:
         raise SettingsError("NOOPS_HOSTD_INIT_STATS_INTERVAL_S must be >= 0 (0: off), NOOPS_HOSTD_INIT_STATS_TIMEOUT_S "
                             "> 0 and NOOPS_HOSTD_INIT_STATS_CONCURRENCY >= 1")
@@ -124,6 +124,7 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
         agent = Agent(cluster=cfg.common.cluster, host=host, runtime=runtime,
                       reporter=Reporter(js, host, clock), stop_timeout_s=cfg.stop_timeout_s,
                       network=network, volumes=volumes, clock=clock, concurrency=cfg.concurrency,
+                      stop_concurrency=cfg.stop_concurrency,
                       tombstones=Tombstones(state / "tombstones" if state else None, max_count=cfg.tombstones_max,
                                             max_age_s=cfg.tombstone_ttl_s, clock=clock),
                       oom_wait_s=cfg.oom_wait_s, hardening=ct.Hardening.from_settings(cfg))
