@@ -161,3 +161,36 @@ async def test_pools_plan_with_the_configured_page_cost_and_custom_plans(cluster
             assert await p.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
         finally:
             await p.close()
+
+
+async def test_a_pooled_connection_comes_back_without_the_relays_listen(cluster_cfg, nc):
+    """Pools skip asyncpg's session reset (libs/db.py keep_session): what noops leaves on a
+    connection must be gone by itself.  The relay's LISTEN is (remove_listener UNLISTENs), and a
+    transaction left open is rolled back."""
+    pool = await db.connect(cluster_cfg.db_dsn, min_size=2, max_size=2)
+    try:
+        relay = outbox.Relay(pool, nc.jetstream(), subjects=[subjects.ENDPOINTS_ALL], poll_s=60)
+        before = _claims("endpoints")
+        task = asyncio.create_task(relay.run())
+        await _until(lambda: _true(_claims("endpoints") > before), "the relay's first claim (after its LISTEN)")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        first, second = await pool.acquire(), await pool.acquire()   # both of the pool's connections
+        try:
+            for conn in (first, second):
+                assert await conn.fetch("SELECT pg_listening_channels()") == []
+            await first.execute("BEGIN")
+        finally:
+            await pool.release(first)
+            await pool.release(second)
+        first, second = await pool.acquire(), await pool.acquire()
+        try:
+            for conn in (first, second):
+                assert await conn.fetchval("SELECT txid_current_if_assigned()") is None
+                assert not conn.is_in_transaction()
+        finally:
+            await pool.release(first)
+            await pool.release(second)
+    finally:
+        await pool.close()
