@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 # srv_admin_state bits (HAProxy's SRV_ADMF_*): forced maint, inherited maint, config maint,
 # forced drain, inherited drain, resolution maint.  Any of them: not taking new traffic.
 _ADMIN_OFF = 0x01 | 0x02 | 0x04 | 0x08 | 0x10 | 0x20
@@ -88,8 +90,10 @@ class Frontend:
     port_name: str = ""
 
 
-@dataclass(frozen=True)
-class Server:
+class Server(msgspec.Struct, frozen=True, gc=False):
+    """Not tracked by Python's garbage collector (plain values, no cycle can pass through it):
+    the sink caches one per server, and full collections walking tens of thousands of them
+    paused the registry for tens of milliseconds."""
     addr: str
     port: int
     admin_state: int = 0
@@ -168,27 +172,30 @@ def plan_backend(port: int, desired: Mapping[str, tuple[str, int]], observed: Ma
     server is created in maintenance and enabled after.  The ``del server`` may be refused while
     connections drain; the sink retries it later.
     """
-    want = {server_name(k): v for k, v in desired.items()}
+    # Instance ids are the server names (server_name refuses, never rewrites); a name is checked
+    # where it goes into a command: checking and sorting the whole set per batch grew with the app.
     cmds: list[str] = []
-    for name, srv in sorted(observed.items()):
+    # Servers already as desired and enabled need nothing (most of them, in a batch).
+    unsettled = [n for n, srv in observed.items() if not (srv.enabled and (srv.addr, srv.port) == desired.get(n))]
+    for name in sorted(unsettled):
+        srv = observed[name]
         ref = server_ref(port, name)
-        wanted = want.get(name)
+        wanted = desired.get(name)
         if wanted is not None and (srv.addr, srv.port) == wanted:
-            if not srv.enabled:
-                cmds.append(f"enable server {ref}")
+            cmds.append(f"enable server {ref}")   # in maintenance: enabled again
             continue
         if srv.enabled:
             cmds.append(f"set server {ref} state maint")
         cmds.append(f"del server {ref}")
-    for name, (ip, p) in sorted(want.items()):
-        srv = observed.get(name)
-        if srv is None or (srv.addr, srv.port) != (ip, p):
-            ref = server_ref(port, name)
-            # A server added at run time starts with its checks off: "enable health" turns them on.
-            check = check_args(check_interval_s)
-            cmds += [f"add server {ref} {target(ip, p)}{check}"]
-            cmds += [f"enable health {ref}"] if check else []
-            cmds += [f"enable server {ref}"]
+    new = [k for k, v in desired.items() if (o := observed.get(k)) is None or (o.addr, o.port) != v]
+    for name in sorted(new):
+        ip, p = desired[name]
+        ref = server_ref(port, server_name(name))
+        # A server added at run time starts with its checks off: "enable health" turns them on.
+        check = check_args(check_interval_s)
+        cmds += [f"add server {ref} {target(ip, p)}{check}"]
+        cmds += [f"enable health {ref}"] if check else []
+        cmds += [f"enable server {ref}"]
     return cmds
 
 

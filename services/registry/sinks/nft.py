@@ -174,9 +174,20 @@ class NftSink:
         self._held = {a: frozenset(_v4(ips)) for a, ips in want.items()}
 
     async def update(self, changes: Desired) -> None:
-        want = {a: frozenset(_v4(s.ips())) for a, s in changes.items()}
-        fresh = {a: ips for a, ips in want.items() if a not in self._held}
-        diffs = {a: (ips - self._held[a], self._held[a] - ips) for a, ips in want.items() if a in self._held}
+        # Only addresses not held yet are parsed (_v4): what a set holds was checked when written,
+        # and parsing a busy app's whole set per batch was most of this sink's own cost.
+        want: dict[str, frozenset[str]] = {}
+        fresh: dict[str, frozenset[str]] = {}
+        diffs: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        for a, s in changes.items():
+            ips, held = s.ips(), self._held.get(a)
+            if held is None:
+                want[a] = fresh[a] = frozenset(_v4(ips))
+                continue
+            added, removed = frozenset(_v4(ips - held)), held - ips
+            want[a] = (held - removed) | added
+            if added or removed:
+                diffs[a] = (added, removed)
         script = (render(self.family, self.table, fresh) if fresh else "") + \
             render_changes(self.family, self.table, diffs)
         if not script:

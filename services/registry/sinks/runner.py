@@ -42,6 +42,8 @@ class SinkRunner:
         self._forget: set[str] = set()   # apps whose sink-side cache goes before the next step
         self._wake = asyncio.Event()
         self.failures = 0
+        # The metric children, looked up once (a lookup per app per step added up under load).
+        self._lag, self._pending_gauge = LAG.labels(self.name), PENDING.labels(self.name)
         UP.labels(self.name).set(0)
 
     # ------------------------------------------------------------------ feeding (never blocks)
@@ -50,7 +52,7 @@ class SinkRunner:
             old = self._pending.get(app)
             if old is None or old.read_at <= state.read_at:
                 self._pending[app] = state
-        PENDING.labels(self.name).set(len(self._pending))
+        self._pending_gauge.set(len(self._pending))
         self._wake.set()
 
     def submit_repair(self, changes: Desired) -> None:
@@ -65,7 +67,7 @@ class SinkRunner:
         self._full = dict(snapshot)
         # Changes read before the snapshot are contained in it.
         self._pending = {a: s for a, s in self._pending.items() if s.read_at > at}
-        PENDING.labels(self.name).set(len(self._pending))
+        self._pending_gauge.set(len(self._pending))
         self._wake.set()
 
     @property
@@ -104,7 +106,7 @@ class SinkRunner:
                     self._full = full
             else:
                 self._pending = {**work, **self._pending}   # what arrived meanwhile is newer
-            PENDING.labels(self.name).set(len(self._pending))
+            self._pending_gauge.set(len(self._pending))
             delay = self.backoff.backoff(self.failures)  # the one retry policy (libs/retry.py)
             log.warning("sink failed; will retry", extra={"sink": self.name, "error": str(exc) or type(exc).__name__,
                                                           "failures": self.failures, "retry_in_s": delay})
@@ -112,13 +114,13 @@ class SinkRunner:
             return False
         now = self.clock()
         for s in work.values():
-            LAG.labels(self.name).observe(max(now - s.read_at, 0.0))
+            self._lag.observe(max(now - s.read_at, 0.0))
         if self.failures:
             log.info("sink recovered", extra={"sink": self.name, "after_failures": self.failures})
         self.failures = 0
         UP.labels(self.name).set(1)
         LAST_OK.labels(self.name).set(time.time())
-        PENDING.labels(self.name).set(len(self._pending))
+        self._pending_gauge.set(len(self._pending))
         for obs in self.observers:
             try:
                 obs(self.name, work, now)
