@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -167,6 +168,7 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
                                + "; ".join(f"{k}: {len(v)} (e.g. {v[:3]})" for k, v in missing.items())) from None
         cpu = {k: round(cpu_seconds(f()) - cpu0[k], 2) for k, f in procs.items()}
         load1 = os.getloadavg()[0]
+        stages = registry_stages(int(env["NOOPS_REGISTRY_PORT"]))
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)   # py-spy writes its file on SIGINT
@@ -186,7 +188,27 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
             **{f"{k}_p50_ms": round(float(np.percentile(v, 50)), 2) for k, v in lat.items()},
             **{f"{k}_p99_ms": round(float(np.percentile(v, 99)), 2) for k, v in lat.items()},
             "cpu_s": cpu, "registry_cpu_ms_per_report": round(cpu["registry"] / n * 1000, 3),
-            "load_avg_1m": [round(load0, 2), round(load1, 2)], "registry_gc": got.get("gc")}
+            "load_avg_1m": [round(load0, 2), round(load1, 2)], "registry_gc": got.get("gc"), "registry_stages": stages}
+
+
+# The registry's own histograms, read from its /metrics at the end: how many and how long (mean).
+STAGES = ("noops_registry_fanout_read_seconds", "noops_registry_sink_lag_seconds")
+
+
+def registry_stages(port: int) -> dict[str, dict[str, float]]:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError as exc:
+        return {"error": {"metrics": str(exc)}}  # type: ignore[dict-item]
+    sums: dict[str, dict[str, float]] = defaultdict(dict)
+    for line in text.splitlines():
+        for name in STAGES:
+            for part in ("_sum", "_count"):
+                if line.startswith(name + part):
+                    key, _, value = line.rpartition(" ")
+                    sums[name.removeprefix("noops_registry_") + key[len(name) + len(part):]][part[1:]] = float(value)
+    return {k: {"n": v.get("count", 0), "mean_ms": round(v.get("sum", 0) / max(v.get("count", 0), 1) * 1000, 2)}
+            for k, v in sums.items()}
 
 
 async def _until_file(path: Path, timeout: float, pid: int, logfile: Path) -> None:
