@@ -173,3 +173,18 @@ def test_nft_render_changes_touches_only_the_difference():
     assert script.splitlines() == ["delete element inet t app_web { 198.18.0.2 }",
                                    "add element inet t app_web { 198.18.0.9 }"]
     assert nft.render_changes("inet", "t", {"db": ([], [])}) == ""
+
+
+@pytest.mark.parametrize("ip,kept", [
+    ("198.18.0.2", True), ("0.0.0.0", True), ("255.255.255.255", True),
+    ("198.18.0.02", False), ("198.18.0", False), ("198.18.0.2.1", False), ("256.1.1.1", False),
+    ("198.18.0.2 ", False), ("198.18.0.2\n", False), ("198.18.0.2\x00", False), ("0x1.2.3.4", False),
+    ("::1", False), ("::ffff:198.18.0.2", False), ("198.18.0.0/24", False), ("", False),
+], ids=lambda v: repr(v) if isinstance(v, str) else str(v))
+def test_nft_keeps_only_ipv4_addresses_in_their_one_spelling(ip, kept):
+    assert nft._v4([ip]) == ([ip] if kept else [])
+    if kept:
+        assert hc.target(ip, 80) == f"{ip}:80"
+    else:
+        with pytest.raises(hc.CommandError):
+            hc.target(ip, 80)
