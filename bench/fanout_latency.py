@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import unwind_on_sigterm
+from bench.placer_e2e import cpu_seconds
 from devtools import infra
 from devtools import sinks as sink_procs
 from devtools.cluster import ClusterConfig
@@ -63,18 +64,6 @@ async def setup_rows(pool, apps: list[str], per_app: int) -> list[tuple[str, str
     await pool.executemany("INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb, state) "
                            "VALUES ($1, $2, 1, $3, 1, 0.01, 1, 'STARTING')", out)
     return out
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes, in seconds (gone ones count nothing)."""
-    total = 0
-    for pid in pids:
-        try:
-            f = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
-        except OSError:
-            continue
-        total += int(f[11]) + int(f[12])   # utime stime
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _pids_where(match) -> list[int]:
