@@ -181,7 +181,7 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
 
 
 # The registry's own histograms, read from its /metrics at the end: how many and how long (mean).
-STAGES = ("noops_registry_fanout_read_seconds", "noops_registry_sink_lag_seconds")
+STAGES = ("noops_registry_fanout_read_seconds", "noops_registry_sink_lag_seconds", "noops_registry_sink_step_seconds")
 
 
 def registry_stages(port: int) -> dict[str, dict[str, float]]:

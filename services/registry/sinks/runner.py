@@ -23,6 +23,8 @@ log = logging.getLogger("noops.registry.sinks")
 
 LAG = Histogram("noops_registry_sink_lag_seconds", "From reading the task log to the sink holding it",
                 ["sink"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+STEPS = Histogram("noops_registry_sink_step_seconds", "One application to the sink (a batch of apps or a full set)",
+                  ["sink"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 FAILURES = Counter("noops_registry_sink_failures_total", "Failed sink applications (retried with backoff)", ["sink"])
 PENDING = Gauge("noops_registry_sink_pending_apps", "Apps waiting to be applied to the sink", ["sink"])
 UP = Gauge("noops_registry_sink_up", "1 when the sink's last application succeeded", ["sink"])
@@ -44,6 +46,7 @@ class SinkRunner:
         self.failures = 0
         # The metric children, looked up once (a lookup per app per step added up under load).
         self._lag, self._pending_gauge = LAG.labels(self.name), PENDING.labels(self.name)
+        self._step = STEPS.labels(self.name)
         UP.labels(self.name).set(0)
 
     # ------------------------------------------------------------------ feeding (never blocks)
@@ -92,6 +95,7 @@ class SinkRunner:
             work: Desired = full          # changes queued meanwhile are newer: they follow next step
         else:
             work, self._pending = self._pending, {}
+        t0 = time.perf_counter()
         try:
             if full is not None:
                 await self.sink.apply_full(work)
@@ -113,6 +117,7 @@ class SinkRunner:
             await asyncio.sleep(delay)
             return False
         now = self.clock()
+        self._step.observe(time.perf_counter() - t0)
         for s in work.values():
             self._lag.observe(max(now - s.read_at, 0.0))
         if self.failures:
