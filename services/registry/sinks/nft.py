@@ -7,7 +7,9 @@ A protected service admits only an app's containers with a rule it owns, e.g.
 
 Sets of apps that left are flushed, never deleted: a rule may reference them, and an empty set
 admits nobody (the safe answer).  Each batch is one nftables transaction (atomic), through
-libnftables in this process (libnft.py) or an ``nft -f -``.
+libnftables in this process (libnft.py) or an ``nft -f -``; in this process, once the sets exist,
+their changes go over netlink without libnftables (nftnl.py: its cache made each call cost more
+the more apps there were).
 The registry's sink writes the table on its own host; an agent on a protected host runs the
 same ``NftSink`` fed from ``noops.endpoints.*`` (see services/registry/README.md).
 """
@@ -19,7 +21,7 @@ import socket
 from collections.abc import Iterable, Mapping, Sequence
 
 from libs import messages, subjects
-from services.registry.sinks import libnft
+from services.registry.sinks import libnft, nftnl
 from services.registry.sinks.model import Desired
 
 SET_PREFIX = "app_"
@@ -104,6 +106,10 @@ def view_groups(listing: Mapping[str, object]) -> dict[str, list[str]]:
         if isinstance(s, dict) and str(s.get("name", "")).startswith(SET_PREFIX):
             out[s["name"][len(SET_PREFIX):]] = sorted(element_text(e) for e in s.get("elem", []))
     return dict(sorted(out.items()))
+
+
+def _size(diffs: Mapping[str, tuple[frozenset[str], frozenset[str]]]) -> int:
+    return sum(len(added) + len(removed) for added, removed in diffs.values())
 
 
 class NftSink:
@@ -191,12 +197,19 @@ class NftSink:
             want[a] = (held - removed) | added
             if added or removed:
                 diffs[a] = (added, removed)
-        script = (render(self.family, self.table, fresh) if fresh else "") + \
-            render_changes(self.family, self.table, diffs)
-        if not script:
-            return
         try:
-            await self._nft("-f", "-", script=script)
+            if self._lib is not None and not fresh and _size(diffs) <= nftnl.MAX_ELEMENTS:
+                # The sets exist: their changes over netlink, without libnftables' cache of
+                # every set of the table (nftnl.py).  Same transaction, same failure path.
+                try:
+                    nftnl.apply(self.family, self.table, {set_name(a): d for a, d in diffs.items() if d[0] or d[1]})
+                except nftnl.NftnlError as exc:
+                    raise NftError(f"set changes over netlink failed: {exc}") from None
+            else:
+                script = (render(self.family, self.table, fresh) if fresh else "") + \
+                    render_changes(self.family, self.table, diffs)
+                if script:
+                    await self._nft("-f", "-", script=script)
         except NftError:
             self._held = {}
             raise

@@ -188,3 +188,21 @@ def test_nft_keeps_only_ipv4_addresses_in_their_one_spelling(ip, kept):
     else:
         with pytest.raises(hc.CommandError):
             hc.target(ip, 80)
+
+
+def test_nftnl_batch_is_begin_removals_additions_end():
+    import struct
+    from services.registry.sinks import nftnl
+    data, answered = nftnl.batch("inet", "t", {"app_b": (["198.18.0.3"], []), "app_a": (["198.18.0.1"], ["198.18.0.2"]),
+                                               "app_c": ([], [])}, seq=7)
+    kinds, seqs, off = [], [], 0
+    while off < len(data):
+        length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, off)
+        kinds.append(kind & 0xff if kind >> 8 == nftnl.NFNL_SUBSYS_NFTABLES else kind)
+        seqs.append(seq)
+        off += length
+    assert off == len(data) and answered == 3
+    assert kinds == [nftnl.NFNL_MSG_BATCH_BEGIN, nftnl.NFT_MSG_DELSETELEM, nftnl.NFT_MSG_NEWSETELEM,
+                     nftnl.NFT_MSG_NEWSETELEM, nftnl.NFNL_MSG_BATCH_END]   # app_a, then app_b; app_c has nothing
+    assert seqs == [7, 8, 9, 10, 11]
+    assert nftnl.batch("inet", "t", {"app_a": ([], [])})[1] == 0
