@@ -66,6 +66,13 @@ async def setup_rows(pool, apps: list[str], per_app: int) -> list[tuple[str, str
     return out
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every state of /proc/stat's cpu
+    line but idle and iowait)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def _pids_where(match) -> list[int]:
     out = []
     for d in Path("/proc").iterdir():
@@ -130,7 +137,7 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
                                     "-f", "raw", "-o", str(profile / f"registry-r{rate}.txt"), "--pid", str(rpid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = {k: cpu_seconds(f()) for k, f in procs.items()}
-        load0 = os.getloadavg()[0]
+        load0, busy0 = os.getloadavg()[0], machine_busy_s()
         t0 = time.monotonic()
         for i, (iid, app, host) in enumerate(rows):
             due = t0 + i / rate
@@ -156,7 +163,8 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
             raise TimeoutError(f"reports not in every sink after 180 s: "
                                + "; ".join(f"{k}: {len(v)} (e.g. {v[:3]})" for k, v in missing.items())) from None
         cpu = {k: round(cpu_seconds(f()) - cpu0[k], 2) for k, f in procs.items()}
-        load1 = os.getloadavg()[0]
+        load1, busy = os.getloadavg()[0], machine_busy_s() - busy0
+        window_s = time.monotonic() - t0
         stages = registry_stages(int(env["NOOPS_REGISTRY_PORT"]))
     finally:
         if spy is not None:
@@ -177,7 +185,11 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
             **{f"{k}_p50_ms": round(float(np.percentile(v, 50)), 2) for k, v in lat.items()},
             **{f"{k}_p99_ms": round(float(np.percentile(v, 99)), 2) for k, v in lat.items()},
             "cpu_s": cpu, "registry_cpu_ms_per_report": round(cpu["registry"] / n * 1000, 3),
-            "load_avg_1m": [round(load0, 2), round(load1, 2)], "registry_gc": got.get("gc"), "registry_stages": stages}
+            "load_avg_1m": [round(load0, 2), round(load1, 2)],
+            # The machine's CPU while the reports flowed, and the part that was not this run's:
+            # other work on a shared machine (the figure to read the latencies against).
+            "machine_busy_cores": round(busy / window_s, 2), "others_cores": round((busy - sum(cpu.values())) / window_s, 2),
+            "registry_gc": got.get("gc"), "registry_stages": stages}
 
 
 # The registry's own histograms, read from its /metrics at the end: how many and how long (mean).
