@@ -55,7 +55,10 @@ def placer_e2e(out: str) -> str:
 
 def fanout(out: str) -> str:
     return "; ".join(f"{d['rate']}/s (achieved {d['achieved_rate']}): all sinks p50 {d['all_p50_ms']} ms, "
-                     f"p99 {d['all_p99_ms']} ms" for d in _dicts(out) if "rate" in d)
+                     f"p99 {d['all_p99_ms']} ms"
+                     + (f", registry {d['registry_cpu_ms_per_report']} ms CPU/report" if "registry_cpu_ms_per_report" in d else "")
+                     + (f", load {d['load_avg_1m'][0]}" if "load_avg_1m" in d else "")
+                     for d in _dicts(out) if "rate" in d)
 
 
 def reconcile_core(out: str) -> str:

@@ -1,16 +1,18 @@
 """Benchmark: latency from a hostd's IP report to every sink updated, at a given report rate.
 
-Real parts: NATS (JetStream), PostgreSQL (the task log), the registry's report handler and
-outbox in this process, a real HAProxy (master-worker, Runtime API) and real nftables (a table
-of its own).  Generated reports stand in for hostd: instances are inserted PENDING, then one
-RUNNING report per instance is published at the target rate.  No traffic is sent to the
+Real parts: NATS (JetStream), PostgreSQL (the task log), the registry as its own process (its
+own ``main``, bench/fanout_registry.py, which also takes the times), a real HAProxy
+(master-worker, Runtime API) and real nftables (a table of its own).  This process only
+generates: instances are inserted STARTING, then one RUNNING report per instance (standing in
+for hostd) is published at the target rate.  CPU seconds of each process while the reports flow
+are printed (``cpu_s``; PostgreSQL: this database's backends only).  No traffic is sent to the
 (made-up, 198.18.0.0/15) addresses: HAProxy has no health checks and no request is proxied.
 
 Per report three times are taken: the registry committed it (from then on the Prometheus
 discovery endpoint, which reads the task log, lists it: the monitoring "sink"), HAProxy holds
 the server, the nft set holds the address.  "all" is the latest of the three.
 
-    .venv/bin/python -m bench.fanout_latency [--rates 100,1000] [--seconds 5] [--apps 200]
+    .venv/bin/python -m bench.fanout_latency [--rates 100,1000] [--seconds 5] [--apps 200] [--profile DIR]
 
 Starts its own NATS server, database, HAProxy and nft table; removes them at the end.
 """
@@ -21,29 +23,26 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from nats.aio.msg import Msg
 
 from bench import unwind_on_sigterm
+from bench.placer_e2e import cpu_seconds
 from devtools import infra
 from devtools import sinks as sink_procs
-from libs import bus, db, messages, outbox, subjects
-from services.registry.announcer import Announcer
-from services.registry.main import REPORT_BATCH, REPORT_BATCHES_IN_FLIGHT
-from services.registry.records import Records
-from services.registry.sinks.fanout import Fanout
-from services.registry.sinks.haproxy import HAProxyOptions, HAProxySink
-from services.registry.sinks.model import Desired
-from services.registry.sinks.nft import NftSink
-from libs import retry
-from services.registry.sinks.runner import SinkRunner
+from devtools.cluster import ClusterConfig
+from libs import bus, db, messages, subjects
 
 HOSTS = ("h1", "h2", "h3", "h4")
 # Report addresses count up from here, inside 198.18.0.0/15 (room for 75,000 reports).
@@ -67,60 +66,78 @@ async def setup_rows(pool, apps: list[str], per_app: int) -> list[tuple[str, str
     return out
 
 
-async def run_rate(pool, nc, js, paths, table: str, port_range, rate: int, seconds: float, n_apps: int,
-                   tag: str) -> dict:
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every state of /proc/stat's cpu
+    line but idle and iowait)."""
+    f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_where(match) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if match(d):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
+def postgres_backends(db_name: str) -> list[int]:
+    """This database's backends (their title names it), not the server's other work (shared with
+    other users of the machine: checkpointer and WAL writer are left out)."""
+    return _pids_where(lambda d: (d / "comm").read_text().strip() == "postgres"
+                       and f" {db_name} " in (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every process of a process group (HAProxy's master and workers, which change on reload)."""
+    return _pids_where(lambda d: int((d / "stat").read_text().rsplit(") ", 1)[1].split()[2]) == pgid)
+
+
+def registry_env(run_dir: Path, db_name: str, nats_port: int, paths, table: str, port_range) -> dict[str, str]:
+    """The registry's environment as the platform gives it (devtools/cluster.py), with the
+    benchmark's sinks: no health checks (the addresses are made up, and 25,000 servers checked
+    every second would measure HAProxy's checks), no spare frontends, no periodic resync."""
+    cfg = ClusterConfig(run_dir=run_dir, cluster=run_dir.name, db_name=db_name, nats_port=nats_port,
+                        registry_port=infra.free_port(), hosts=())
+    return {**cfg.env("registry"),
+            "NOOPS_SINKS": "haproxy,nft", "NOOPS_HAPROXY_DIR": str(paths.dir), "NOOPS_NFT_TABLE": table,
+            "NOOPS_LB_PORTS": f"{port_range[0]}-{port_range[1]}", "NOOPS_LB_SPARE_FRONTENDS": "0",
+            "NOOPS_LB_CHECK_INTERVAL_S": "0", "NOOPS_SINKS_RESYNC_S": "3600", "NOOPS_LOG_LEVEL": "WARNING",
+            "NOOPS_REGISTRY_CONTAINER_RANGES": "198.18.0.0/15"}
+
+
+async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seconds: float, n_apps: int,
+                   tag: str, db_name: str, nats_pid: int, haproxy_pgid: int, profile: Path | None = None) -> dict:
     apps = [f"b{tag}-r{rate}-a{i}" for i in range(n_apps)]
     n = int(rate * seconds)
     rows = await setup_rows(pool, apps, (n + n_apps - 1) // n_apps)
     rows = rows[:n]
     published: dict[str, float] = {}
-    done: dict[str, dict[str, float]] = defaultdict(dict)   # instance -> sink -> time
-    # Counted as they complete (all three times taken), not by scanning every report: a scan of
-    # 15,000 rows every few ms took a third of this process and delayed what it measures.
-    complete = [0]
-    all_complete = asyncio.Event()
-
-    def taken(instance: str, sink: str, at: float) -> None:
-        times = done[instance]
-        if sink not in times:
-            times[sink] = at
-            if len(times) == 3:
-                complete[0] += 1
-                if complete[0] == n:
-                    all_complete.set()
-
-    def observe(sink: str, work: Desired, at: float) -> None:
-        for state in work.values():
-            for e in state.endpoints:
-                taken(e.instance, sink, at)
-
-    # No health checks (check_interval_s 0): the addresses are made up, and 25,000 servers checked
-    # every second would send SYNs nowhere and measure HAProxy's checks, not the fan-out.
-    hap = HAProxySink(HAProxyOptions(paths=paths, port_range=port_range, spare=0, check_interval_s=0))
-    runners = [SinkRunner(s, backoff=retry.Policy(base_s=0.05, cap_s=1.0), observers=(observe,))
-               for s in (hap, NftSink(table))]
-    relay = outbox.Relay(pool, js)
-    announcer = Announcer(pool, relay)
-    records = Records(pool, db.Queries("registry"), relay, announcer)
-    fanout = Fanout(pool, db.Queries("registry"), runners, lb_bind_host="127.0.0.1", lb_port_range=port_range,
-                    resync_s=3600)
-
-    async def committed(msgs: list[Msg]) -> list[bus.Verdict]:
-        verdicts = await records.handle_batch(msgs)
-        at = time.monotonic()
-        for m in msgs:
-            taken(messages.decode(m.data, messages.IpReport).instance, "commit", at)
-        return verdicts
-
-    consumer = subjects.Consumer(subjects.REPORTS, f"bench{tag}r{rate}", f"{subjects.ROOT}.report.*")
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(fanout.run()), *(asyncio.create_task(r.run()) for r in runners),
-             asyncio.create_task(relay.run()), asyncio.create_task(announcer.run()),
-             asyncio.create_task(bus.pull_loop(js, consumer, fanout.feeding(committed), stop=stop,
-                                               batch=REPORT_BATCH, concurrency=REPORT_BATCHES_IN_FLIGHT))]
+    out = run_dir / f"registry-r{rate}"
+    out.mkdir()
+    # The registry in its own process, as the platform runs it; this process only generates.
+    pidfile = run_dir / f"registry-r{rate}.pid"
+    rpid = infra.spawn([sys.executable, "-m", "bench.fanout_registry", "--out", str(out), "--expect", str(n)],
+                       pidfile=pidfile, logfile=run_dir / "logs" / f"registry-r{rate}.log",
+                       env={**os.environ, **env}, cwd=infra.REPO)
+    spy: subprocess.Popen | None = None
     try:
         # Frontends for every app exist before the clock starts (one reload), as in steady state.
-        await asyncio.wait_for(_until(lambda: all(r.idle for r in runners) and hap.reloads >= 1), 60)
+        await _until_file(out / "ready", 60, rpid, run_dir / "logs" / f"registry-r{rate}.log")
+        procs = {"registry": lambda: [rpid], "bench (generator)": lambda: [os.getpid()],
+                 "postgres (this db)": lambda: postgres_backends(db_name), "nats": lambda: [nats_pid],
+                 "haproxy": lambda: group_pids(haproxy_pgid)}
+        if profile is not None:   # py-spy on the registry while the reports flow (raw stacks, for flamegraph.pl)
+            profile.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "-r", "100",
+                                    "-f", "raw", "-o", str(profile / f"registry-r{rate}.txt"), "--pid", str(rpid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cpu0 = {k: cpu_seconds(f()) for k, f in procs.items()}
+        load0, busy0 = os.getloadavg()[0], machine_busy_s()
         t0 = time.monotonic()
         for i, (iid, app, host) in enumerate(rows):
             due = t0 + i / rate
@@ -133,36 +150,79 @@ async def run_rate(pool, nc, js, paths, table: str, port_range, rate: int, secon
             await nc.publish(subjects.report(host), messages.encode(rep))
         sent_s = time.monotonic() - t0
         try:
-            await asyncio.wait_for(all_complete.wait(), 180)
-        except asyncio.TimeoutError:
+            await _until_file(out / "done.json", 180, rpid, run_dir / "logs" / f"registry-r{rate}.log")
+        except TimeoutError:
+            infra.stop_pidfile(pidfile)   # it writes what it has on the way out
+            got = json.loads((out / "done.json").read_text()) if (out / "done.json").exists() else {"times": {}}
             missing = defaultdict(list)
             for iid, _, _ in rows:
-                for sink in ("commit", "haproxy", "nft"):
-                    if sink not in done[iid]:
+                times = got["times"].get(iid) or [None, None, None]
+                for sink, t in zip(("commit", "haproxy", "nft"), times):
+                    if t is None:
                         missing[sink].append(iid)
-            raise TimeoutError(f"{n - complete[0]} of {n} reports not in every sink after 180 s: "
+            raise TimeoutError(f"reports not in every sink after 180 s: "
                                + "; ".join(f"{k}: {len(v)} (e.g. {v[:3]})" for k, v in missing.items())) from None
+        cpu = {k: round(cpu_seconds(f()) - cpu0[k], 2) for k, f in procs.items()}
+        load1, busy = os.getloadavg()[0], machine_busy_s() - busy0
+        window_s = time.monotonic() - t0
+        stages = registry_stages(int(env["NOOPS_REGISTRY_PORT"]))
     finally:
-        stop.set()
-        for t in tasks:
-            t.cancel()
-        with contextlib.suppress(Exception):
-            await js.delete_consumer(subjects.REPORTS.name, consumer.durable)
-    lat = {k: np.array([(done[i][k] - published[i]) * 1000 for i, _, _ in rows]) for k in ("commit", "haproxy", "nft")}
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)   # py-spy writes its file on SIGINT
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                spy.wait(10)
+            if spy.poll() is None:
+                spy.kill()
+        infra.stop_pidfile(pidfile)
+    got = json.loads((out / "done.json").read_text())
+    col = {k: i for i, k in enumerate(got["names"])}
+    times = got["times"]
+    lat = {k: np.array([(times[i][col[k]] - published[i]) * 1000 for i, _, _ in rows]) for k in ("commit", "haproxy", "nft")}
     lat["all"] = np.maximum.reduce([lat["commit"], lat["haproxy"], lat["nft"]])
     # What the fan-out adds after the registry committed (the part this code owns).
     lat["fanout"] = np.maximum(lat["haproxy"], lat["nft"]) - lat["commit"]
-    return {"rate": rate, "reports": n, "achieved_rate": round(n / sent_s, 1), "haproxy_reloads": hap.reloads,
+    return {"rate": rate, "reports": n, "achieved_rate": round(n / sent_s, 1),
             **{f"{k}_p50_ms": round(float(np.percentile(v, 50)), 2) for k, v in lat.items()},
-            **{f"{k}_p99_ms": round(float(np.percentile(v, 99)), 2) for k, v in lat.items()}}
+            **{f"{k}_p99_ms": round(float(np.percentile(v, 99)), 2) for k, v in lat.items()},
+            "cpu_s": cpu, "registry_cpu_ms_per_report": round(cpu["registry"] / n * 1000, 3),
+            "load_avg_1m": [round(load0, 2), round(load1, 2)],
+            # The machine's CPU while the reports flowed, and the part that was not this run's:
+            # other work on a shared machine (the figure to read the latencies against).
+            "machine_busy_cores": round(busy / window_s, 2), "others_cores": round((busy - sum(cpu.values())) / window_s, 2),
+            "registry_gc": got.get("gc"), "registry_stages": stages}
 
 
-async def _until(cond) -> None:
-    while not cond():
-        await asyncio.sleep(0.005)
+# The registry's own histograms, read from its /metrics at the end: how many and how long (mean).
+STAGES = ("noops_registry_fanout_read_seconds", "noops_registry_sink_lag_seconds", "noops_registry_sink_step_seconds")
 
 
-async def main_async(rates: list[int], seconds: float, n_apps: int) -> list[dict]:
+def registry_stages(port: int) -> dict[str, dict[str, float]]:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError as exc:
+        return {"error": {"metrics": str(exc)}}  # type: ignore[dict-item]
+    sums: dict[str, dict[str, float]] = defaultdict(dict)
+    for line in text.splitlines():
+        for name in STAGES:
+            for part in ("_sum", "_count"):
+                if line.startswith(name + part):
+                    key, _, value = line.rpartition(" ")
+                    sums[name.removeprefix("noops_registry_") + key[len(name) + len(part):]][part[1:]] = float(value)
+    return {k: {"n": v.get("count", 0), "mean_ms": round(v.get("sum", 0) / max(v.get("count", 0), 1) * 1000, 2)}
+            for k, v in sums.items()}
+
+
+async def _until_file(path: Path, timeout: float, pid: int, logfile: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if not infra.pid_alive(pid):
+            raise RuntimeError(f"the registry ({pid}) ended: {logfile.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} not written after {timeout:.0f} s")
+        await asyncio.sleep(0.02)
+
+
+async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Path | None = None) -> list[dict]:
     tag = uuid.uuid4().hex[:6]
     run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-fanout-"))
     (run_dir / "logs").mkdir()
@@ -180,10 +240,14 @@ async def main_async(rates: list[int], seconds: float, n_apps: int) -> list[dict
         nc = await bus.connect(f"nats://127.0.0.1:{nport}", "bench")
         js = nc.jetstream()
         await bus.ensure_streams(js)
+        nats_pid = infra.read_pid(run_dir / "nats.pid") or 0
+        haproxy_pgid = infra.read_pid(run_dir / "haproxy.pid") or 0   # spawn() made it a session (and group) leader
         try:
             for k, rate in enumerate(rates):
                 lo = 30000 + 1000 * (k % 2)          # below the ephemeral range, clear of cluster ranges
-                results.append(await run_rate(pool, nc, js, paths, table, (lo, lo + 999), rate, seconds, n_apps, tag))
+                env = registry_env(run_dir, db_name, nport, paths, table, (lo, lo + 999))
+                results.append(await run_rate(pool, nc, run_dir, env, rate, seconds, n_apps, tag, db_name,
+                                              nats_pid, haproxy_pgid, profile))
                 print(json.dumps(results[-1]), flush=True)
         finally:
             await nc.close()
@@ -203,8 +267,9 @@ def main() -> None:
     p.add_argument("--rates", default="100,1000")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--apps", type=int, default=200)
+    p.add_argument("--profile", type=Path, help="directory for py-spy's raw stacks of the registry, one file per rate")
     args = p.parse_args()
-    asyncio.run(main_async([int(r) for r in args.rates.split(",")], args.seconds, args.apps))
+    asyncio.run(main_async([int(r) for r in args.rates.split(",")], args.seconds, args.apps, args.profile))
 
 
 if __name__ == "__main__":

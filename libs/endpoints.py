@@ -23,6 +23,11 @@ async def in_service(conn: asyncpg.Connection, apps: list[str] | None) -> list[a
     return await conn.fetch(_Q.in_service, apps)
 
 
+async def in_service_of(conn: asyncpg.Connection, instances: list[str]) -> list[asyncpg.Record]:
+    """Rows like ``in_service``'s of those of ``instances`` that are in service now."""
+    return await conn.fetch(_Q.in_service_instances, instances)
+
+
 def ports_of(text: str | None, cache: dict[str, dict[str, int]]) -> dict[str, int]:
     """Port name -> container port from an in_service row's ``ports`` text.  An app's instances
     share that text: each distinct one is parsed once per ``cache`` (one read of the sets)."""

@@ -252,7 +252,10 @@ class ReconcileNow(Msg):
     reason: str = ""
 
 
-class Endpoint(Msg):
+class Endpoint(Msg, gc=False):
+    """Not tracked by the garbage collector (it holds no reference cycle: strings and a dict of
+    ints): the registry keeps one per in-service instance, and full collections walking them
+    all paused it for tens of milliseconds."""
     instance: str
     host: str
     ip: str

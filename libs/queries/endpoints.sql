@@ -23,3 +23,12 @@ INSERT INTO endpoints_changed (app) SELECT unnest($1::text[]);
 -- name: take_changed
 -- Rows of transactions not committed yet are not seen: they are taken by the next round.
 DELETE FROM endpoints_changed RETURNING app;
+
+-- name: in_service_instances
+-- The same rule for the instances named in $1: those of them in service now (the others are
+-- not).  The registry's fan-out after a report batch: only the instances the batch named.
+SELECT i.app, i.id, i.host, i.ip, i.version, v.spec -> 'ports' AS ports
+FROM instances i JOIN app_versions v ON v.app = i.app AND v.version = i.version
+WHERE i.id = ANY($1::text[])
+  AND noops_in_service(i.state, i.healthy, v.spec)
+ORDER BY i.app, i.id;

@@ -25,6 +25,8 @@ log = logging.getLogger("noops.registry")
 
 ACCEPTED = Counter("noops_registry_reports_accepted_total", "IP reports accepted", ["changed"])
 REJECTED = Counter("noops_registry_reports_rejected_total", "IP reports rejected", ["reason"])
+# The children, looked up once: ``labels()`` per report was 5% of the registry's CPU at 5,000/s.
+_ACCEPTED = {changed: ACCEPTED.labels(str(changed).lower()) for changed in (False, True)}
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ class Records:
                     log.warning("rejected report", extra={"instance": r.instance, "host": r.host,
                                                           "subject": p.msg.subject, "reason": v.reason})
                     continue
-                ACCEPTED.labels(str(v.changed).lower()).inc()
+                _ACCEPTED[v.changed].inc()
                 if not v.changed:
                     # The same RUNNING fact with a renewed DHCP lease: only the lease moves.
                     if (row is not None and r.lease_expires > 0 and r.state == row.state == "RUNNING"

@@ -131,15 +131,20 @@ class HAProxySink:
         self._servers: dict[int, dict[str, hc.Server]] | None = None   # None: refresh from HAProxy
         self._backends: set[int] | None = None
         self._draining: dict[tuple[int, str], _Draining] = {}
+        self._fronts: dict[int, hc.Frontend] | None = None   # of _desired; None: to be built again
         self.reloads = 0
 
     # ------------------------------------------------------------------ Sink
     async def apply_full(self, desired: Desired) -> None:
         self._desired = dict(desired)
-        self._servers = None
+        self._servers = self._fronts = None
         await self._converge(set(self._frontends()))
 
     async def update(self, changes: Desired) -> None:
+        # The frontends follow the apps' LB ports, which seldom change: built again only then,
+        # not from every app per batch.
+        if any((old := self._desired.get(a)) is None or old.lb != s.lb for a, s in changes.items()):
+            self._fronts = None
         self._desired.update(changes)
         ports = {lb.port for s in changes.values() for lb in s.lb.values()}
         await self._converge(ports)
@@ -161,11 +166,13 @@ class HAProxySink:
 
     # ------------------------------------------------------------------ core
     def _frontends(self) -> dict[int, hc.Frontend]:
-        out: dict[int, hc.Frontend] = {}
-        for app, s in self._desired.items():
-            for pname, lb in s.lb.items():
-                out[lb.port] = hc.Frontend(lb.port, lb.bind_host, app, pname)
-        return out
+        if self._fronts is None:
+            out: dict[int, hc.Frontend] = {}
+            for app, s in self._desired.items():
+                for pname, lb in s.lb.items():
+                    out[lb.port] = hc.Frontend(lb.port, lb.bind_host, app, pname)
+            self._fronts = out
+        return self._fronts
 
     def _wanted(self, fronts: Mapping[int, hc.Frontend]) -> dict[int, dict[str, tuple[str, int]]]:
         out: dict[int, dict[str, tuple[str, int]]] = {}

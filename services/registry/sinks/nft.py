@@ -7,19 +7,21 @@ A protected service admits only an app's containers with a rule it owns, e.g.
 
 Sets of apps that left are flushed, never deleted: a rule may reference them, and an empty set
 admits nobody (the safe answer).  Each batch is one nftables transaction (atomic), through
-libnftables in this process (libnft.py) or an ``nft -f -``.
+libnftables in this process (libnft.py) or an ``nft -f -``; in this process, once the sets exist,
+their changes go over netlink without libnftables (nftnl.py: its cache made each call cost more
+the more apps there were).
 The registry's sink writes the table on its own host; an agent on a protected host runs the
 same ``NftSink`` fed from ``noops.endpoints.*`` (see services/registry/README.md).
 """
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 
 from libs import messages, subjects
-from services.registry.sinks import libnft
+from services.registry.sinks import libnft, nftnl
 from services.registry.sinks.model import Desired
 
 SET_PREFIX = "app_"
@@ -37,13 +39,16 @@ def set_name(app: str) -> str:
 
 
 def _v4(ips: Iterable[str]) -> list[str]:
+    """The IPv4 addresses among ``ips``, sorted; anything else (IPv6, not an address) left out.
+    ``inet_pton`` is as strict as ``ipaddress`` here (four decimal parts, no leading zeros) and
+    eight times cheaper, which counts for every address of a batch."""
     out = []
     for ip in ips:
         try:
-            if ipaddress.ip_address(ip).version == 4:
-                out.append(ip)
-        except ValueError:
+            socket.inet_pton(socket.AF_INET, ip)
+        except (OSError, ValueError, TypeError):
             continue
+        out.append(ip)
     return sorted(out)
 
 
@@ -101,6 +106,10 @@ def view_groups(listing: Mapping[str, object]) -> dict[str, list[str]]:
         if isinstance(s, dict) and str(s.get("name", "")).startswith(SET_PREFIX):
             out[s["name"][len(SET_PREFIX):]] = sorted(element_text(e) for e in s.get("elem", []))
     return dict(sorted(out.items()))
+
+
+def _size(diffs: Mapping[str, tuple[frozenset[str], frozenset[str]]]) -> int:
+    return sum(len(added) + len(removed) for added, removed in diffs.values())
 
 
 class NftSink:
@@ -174,15 +183,33 @@ class NftSink:
         self._held = {a: frozenset(_v4(ips)) for a, ips in want.items()}
 
     async def update(self, changes: Desired) -> None:
-        want = {a: frozenset(_v4(s.ips())) for a, s in changes.items()}
-        fresh = {a: ips for a, ips in want.items() if a not in self._held}
-        diffs = {a: (ips - self._held[a], self._held[a] - ips) for a, ips in want.items() if a in self._held}
-        script = (render(self.family, self.table, fresh) if fresh else "") + \
-            render_changes(self.family, self.table, diffs)
-        if not script:
-            return
+        # Only addresses not held yet are parsed (_v4): what a set holds was checked when written,
+        # and parsing a busy app's whole set per batch was most of this sink's own cost.
+        want: dict[str, frozenset[str]] = {}
+        fresh: dict[str, frozenset[str]] = {}
+        diffs: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
+        for a, s in changes.items():
+            ips, held = s.ips(), self._held.get(a)
+            if held is None:
+                want[a] = fresh[a] = frozenset(_v4(ips))
+                continue
+            added, removed = frozenset(_v4(ips - held)), held - ips
+            want[a] = (held - removed) | added
+            if added or removed:
+                diffs[a] = (added, removed)
         try:
-            await self._nft("-f", "-", script=script)
+            if self._lib is not None and not fresh and _size(diffs) <= nftnl.MAX_ELEMENTS:
+                # The sets exist: their changes over netlink, without libnftables' cache of
+                # every set of the table (nftnl.py).  Same transaction, same failure path.
+                try:
+                    nftnl.apply(self.family, self.table, {set_name(a): d for a, d in diffs.items() if d[0] or d[1]})
+                except nftnl.NftnlError as exc:
+                    raise NftError(f"set changes over netlink failed: {exc}") from None
+            else:
+                script = (render(self.family, self.table, fresh) if fresh else "") + \
+                    render_changes(self.family, self.table, diffs)
+                if script:
+                    await self._nft("-f", "-", script=script)
         except NftError:
             self._held = {}
             raise

@@ -23,6 +23,8 @@ log = logging.getLogger("noops.registry.sinks")
 
 LAG = Histogram("noops_registry_sink_lag_seconds", "From reading the task log to the sink holding it",
                 ["sink"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60))
+STEPS = Histogram("noops_registry_sink_step_seconds", "One application to the sink (a batch of apps or a full set)",
+                  ["sink"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 FAILURES = Counter("noops_registry_sink_failures_total", "Failed sink applications (retried with backoff)", ["sink"])
 PENDING = Gauge("noops_registry_sink_pending_apps", "Apps waiting to be applied to the sink", ["sink"])
 UP = Gauge("noops_registry_sink_up", "1 when the sink's last application succeeded", ["sink"])
@@ -42,6 +44,9 @@ class SinkRunner:
         self._forget: set[str] = set()   # apps whose sink-side cache goes before the next step
         self._wake = asyncio.Event()
         self.failures = 0
+        # The metric children, looked up once (a lookup per app per step added up under load).
+        self._lag, self._pending_gauge = LAG.labels(self.name), PENDING.labels(self.name)
+        self._step = STEPS.labels(self.name)
         UP.labels(self.name).set(0)
 
     # ------------------------------------------------------------------ feeding (never blocks)
@@ -50,7 +55,7 @@ class SinkRunner:
             old = self._pending.get(app)
             if old is None or old.read_at <= state.read_at:
                 self._pending[app] = state
-        PENDING.labels(self.name).set(len(self._pending))
+        self._pending_gauge.set(len(self._pending))
         self._wake.set()
 
     def submit_repair(self, changes: Desired) -> None:
@@ -65,7 +70,7 @@ class SinkRunner:
         self._full = dict(snapshot)
         # Changes read before the snapshot are contained in it.
         self._pending = {a: s for a, s in self._pending.items() if s.read_at > at}
-        PENDING.labels(self.name).set(len(self._pending))
+        self._pending_gauge.set(len(self._pending))
         self._wake.set()
 
     @property
@@ -90,6 +95,7 @@ class SinkRunner:
             work: Desired = full          # changes queued meanwhile are newer: they follow next step
         else:
             work, self._pending = self._pending, {}
+        t0 = time.perf_counter()
         try:
             if full is not None:
                 await self.sink.apply_full(work)
@@ -104,21 +110,22 @@ class SinkRunner:
                     self._full = full
             else:
                 self._pending = {**work, **self._pending}   # what arrived meanwhile is newer
-            PENDING.labels(self.name).set(len(self._pending))
+            self._pending_gauge.set(len(self._pending))
             delay = self.backoff.backoff(self.failures)  # the one retry policy (libs/retry.py)
             log.warning("sink failed; will retry", extra={"sink": self.name, "error": str(exc) or type(exc).__name__,
                                                           "failures": self.failures, "retry_in_s": delay})
             await asyncio.sleep(delay)
             return False
         now = self.clock()
+        self._step.observe(time.perf_counter() - t0)
         for s in work.values():
-            LAG.labels(self.name).observe(max(now - s.read_at, 0.0))
+            self._lag.observe(max(now - s.read_at, 0.0))
         if self.failures:
             log.info("sink recovered", extra={"sink": self.name, "after_failures": self.failures})
         self.failures = 0
         UP.labels(self.name).set(1)
         LAST_OK.labels(self.name).set(time.time())
-        PENDING.labels(self.name).set(len(self._pending))
+        self._pending_gauge.set(len(self._pending))
         for obs in self.observers:
             try:
                 obs(self.name, work, now)

@@ -77,4 +77,45 @@ async def test_endpoints_event_triggers_a_read_only_when_it_differs(pool, rows, 
     await f.on_endpoints(_Msg(same))
     assert not f._dirty                      # what we hold already: no read
     await f.on_endpoints(_Msg(EndpointsChanged(app=app, seq=2, endpoints=[])))
-    assert f._dirty == {app}                 # different: look again (from the task log)
+    assert f._dirty_instances == {app: {f"{app}-1"}}   # different: look again at what differs (task log)
+    await f.on_endpoints(_Msg(EndpointsChanged(app=f"{app}x", seq=3, endpoints=[])))
+    assert f._dirty == {f"{app}x"}                     # an app never read: read it whole
+
+
+async def test_named_instances_are_read_again_and_merged_into_the_set_read_before(pool, rows, uid, port_range):
+    app = f"fm-{uid}"
+    await rows.app(app, {"http": 8080})
+    for k in (1, 2, 3):
+        await rows.instance(app, f"{app}-{k}", f"198.18.9.{k}")
+    f = Fanout(pool, db.Queries("registry"), [], lb_bind_host="127.0.0.1", lb_port_range=port_range)
+    first = (await f.read([app]))[app]
+    assert [e.instance for e in first.endpoints] == [f"{app}-1", f"{app}-2", f"{app}-3"]
+    await rows.set_state(f"{app}-1", "KILLED")
+    await rows.instance(app, f"{app}-4", "198.18.9.4")
+    await rows.instance(app, f"{app}-5", "198.18.9.5", state="STARTING")
+    await rows.set_state(f"{app}-3", "KILLED")   # not named: the merge keeps what was read (until a read of it)
+    got = (await f.read_changes((), {app: {f"{app}-1", f"{app}-4", f"{app}-5"}}))[app]
+    assert [e.instance for e in got.endpoints] == [f"{app}-2", f"{app}-3", f"{app}-4"]
+    assert got.lb == first.lb and got.read_at >= first.read_at
+    # Named later (its report's batch), or found by the next whole read: the set converges.
+    got = (await f.read_changes((), {app: {f"{app}-3"}}))[app]
+    assert [e.instance for e in got.endpoints] == [f"{app}-2", f"{app}-4"]
+    assert [e.instance for e in (await f.read(None))[app].endpoints] == [f"{app}-2", f"{app}-4"]
+
+
+async def test_an_app_not_read_yet_or_a_new_port_name_is_read_whole(pool, rows, uid, port_range):
+    app = f"fn-{uid}"
+    await rows.app(app, {"http": 8080})
+    await rows.instance(app, f"{app}-1", "198.18.9.1")
+    await rows.instance(app, f"{app}-2", "198.18.9.2")
+    f = Fanout(pool, db.Queries("registry"), [], lb_bind_host="127.0.0.1", lb_port_range=port_range)
+    got = (await f.read_changes((), {app: {f"{app}-1"}}))[app]   # never read: whole, LB port assigned
+    assert [e.instance for e in got.endpoints] == [f"{app}-1", f"{app}-2"] and set(got.lb) == {"http"}
+    # Version 2 brings a port name of its own; its first instance serving gets it an LB port.
+    spec = '{"ports": [{"name": "http", "container_port": 8080}, {"name": "admin", "container_port": 9090}]}'
+    await pool.execute("INSERT INTO app_versions (app, version, spec) VALUES ($1, 2, $2::jsonb)", app, spec)
+    await pool.execute("INSERT INTO instances (id, app, version, host, epoch, cpus, mem_mb, state, ip) "
+                       "VALUES ($1, $2, 2, 'h1', 1, 0.1, 32, 'RUNNING', '198.18.9.3')", f"{app}-3", app)
+    got = (await f.read_changes((), {app: {f"{app}-3"}}))[app]
+    assert [e.instance for e in got.endpoints] == [f"{app}-1", f"{app}-2", f"{app}-3"]
+    assert set(got.lb) == {"http", "admin"}

@@ -123,6 +123,34 @@ async def test_in_process_libnftables_writes_the_same_sets():
         sh("nft", "flush", "set", "inet", table, set_name("web"))     # behind the sink's back
         with pytest.raises(NftError, match="failed"):
             await sink.update(web("198.18.254.2"))
+        await sink.update(web("198.18.254.2"))                        # rewritten whole
+        assert await sink.members("web") == {"198.18.254.2"}
+    finally:
+        await sink.delete_table()
+        await sink.close()
+    assert sh("nft", "list", "table", "inet", table, check=False).returncode != 0
+
+
+async def test_set_changes_over_netlink_are_one_transaction():
+    """nftnl.py, the in-process path for changes of sets that exist: every set's additions and
+    removals in one batch, applied whole or (one removal of an element that is not there) not at all."""
+    from services.registry.sinks import nftnl
+    table = f"noops_t{uuid.uuid4().hex[:6]}"
+    sink = NftSink(table)
+    two = {**web("198.18.254.2"), "db": AppState("db", (Endpoint(instance="db-0", host="h1", ip="198.18.254.20",
+                                                                 ports={}),))}
+    try:
+        await sink.apply_full(two)
+        nftnl.apply("inet", table, {set_name("web"): (["198.18.254.3", "198.18.254.4"], ["198.18.254.2"]),
+                                    set_name("db"): (["198.18.254.21"], [])})
+        assert await sink.members("web") == {"198.18.254.3", "198.18.254.4"}
+        assert await sink.members("db") == {"198.18.254.20", "198.18.254.21"}
+        with pytest.raises(nftnl.NftnlError, match="No such file"):
+            nftnl.apply("inet", table, {set_name("db"): (["198.18.254.22"], []),
+                                        set_name("web"): ([], ["198.18.254.99"])})
+        assert await sink.members("db") == {"198.18.254.20", "198.18.254.21"}   # nothing of it applied
+        with pytest.raises(nftnl.NftnlError):
+            nftnl.apply("inet", table, {"app_nosuchset": (["198.18.254.5"], [])})
     finally:
         await sink.delete_table()
         await sink.close()

@@ -173,3 +173,36 @@ def test_nft_render_changes_touches_only_the_difference():
     assert script.splitlines() == ["delete element inet t app_web { 198.18.0.2 }",
                                    "add element inet t app_web { 198.18.0.9 }"]
     assert nft.render_changes("inet", "t", {"db": ([], [])}) == ""
+
+
+@pytest.mark.parametrize("ip,kept", [
+    ("198.18.0.2", True), ("0.0.0.0", True), ("255.255.255.255", True),
+    ("198.18.0.02", False), ("198.18.0", False), ("198.18.0.2.1", False), ("256.1.1.1", False),
+    ("198.18.0.2 ", False), ("198.18.0.2\n", False), ("198.18.0.2\x00", False), ("0x1.2.3.4", False),
+    ("::1", False), ("::ffff:198.18.0.2", False), ("198.18.0.0/24", False), ("", False),
+], ids=lambda v: repr(v) if isinstance(v, str) else str(v))
+def test_nft_keeps_only_ipv4_addresses_in_their_one_spelling(ip, kept):
+    assert nft._v4([ip]) == ([ip] if kept else [])
+    if kept:
+        assert hc.target(ip, 80) == f"{ip}:80"
+    else:
+        with pytest.raises(hc.CommandError):
+            hc.target(ip, 80)
+
+
+def test_nftnl_batch_is_begin_removals_additions_end():
+    import struct
+    from services.registry.sinks import nftnl
+    data, answered = nftnl.batch("inet", "t", {"app_b": (["198.18.0.3"], []), "app_a": (["198.18.0.1"], ["198.18.0.2"]),
+                                               "app_c": ([], [])}, seq=7)
+    kinds, seqs, off = [], [], 0
+    while off < len(data):
+        length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, off)
+        kinds.append(kind & 0xff if kind >> 8 == nftnl.NFNL_SUBSYS_NFTABLES else kind)
+        seqs.append(seq)
+        off += length
+    assert off == len(data) and answered == 3
+    assert kinds == [nftnl.NFNL_MSG_BATCH_BEGIN, nftnl.NFT_MSG_DELSETELEM, nftnl.NFT_MSG_NEWSETELEM,
+                     nftnl.NFT_MSG_NEWSETELEM, nftnl.NFNL_MSG_BATCH_END]   # app_a, then app_b; app_c has nothing
+    assert seqs == [7, 8, 9, 10, 11]
+    assert nftnl.batch("inet", "t", {"app_a": ([], [])})[1] == 0
