@@ -5,22 +5,31 @@ round runs, further batches mark more apps, and the next round announces them al
 under load a big app's set is read once per round instead of once per batch; when traffic is
 light a round follows each batch at once.  A slow poll covers marks left by a crashed process.
 
-    report batch commits ──kick──> take marks, read sets, outbox (one transaction) ──kick──> relay
+The same transaction asks the placer to look at each announced app again (a DeployRequest): an
+instance came into service (the next rolling-update step may be due, the deployment may be
+done) or left it.  Once a round, not once per report batch: each look re-reads all the app's
+live instances.  Instances that end while wanted are asked for by the report batch itself, at
+once (records.py).
+
+    report batch commits ──kick──> take marks, read sets, outbox: EndpointsChanged + DeployRequest
+                                   (one transaction) ──kick──> relay
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 import asyncpg
 from prometheus_client import Counter
 
-from libs import endpoints, outbox, retry
+from libs import endpoints, messages, outbox, retry, subjects
 from libs.service import Pacer
 
 log = logging.getLogger("noops.registry")
 
 PUBLISHED = Counter("noops_registry_endpoint_events_total", "EndpointsChanged events written")
+LOOK_REASON = "in-service set changed"
 
 
 class Announcer:
@@ -68,7 +77,10 @@ class Announcer:
     async def announce_once(self) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             out = await endpoints.announce_changed(conn)
-            await outbox.enqueue(conn, out)
+            looks = [(subjects.deploy(m.app), f"deploy:{m.app}:{uuid.uuid4().hex}",
+                      messages.DeployRequest(app=m.app, reason=LOOK_REASON))
+                     for _, _, m in out if isinstance(m, messages.EndpointsChanged)]
+            await outbox.enqueue(conn, [*out, *looks])
         if out:
             PUBLISHED.inc(len(out))
             self.relay.kick()
