@@ -34,7 +34,7 @@ log = logging.getLogger("noops.bench.hollow")
 
 CONSUMER = subjects.Consumer(subjects.PLACEMENTS, "hollow", f"{subjects.ROOT}.place.*", ack_wait_s=60.0)
 ADDRESSES = ipaddress.ip_network("198.18.0.0/15")
-_BASE = int(ADDRESSES.network_address)
+_BASE, _SIZE = int(ADDRESSES.network_address), ADDRESSES.num_addresses
 
 
 def host_id(k: int) -> str:
@@ -114,7 +114,7 @@ class HollowHosts:
 
     def _ip(self) -> str:
         self._next_ip += 1
-        n = _BASE + self._next_ip % ADDRESSES.num_addresses
+        n = _BASE + self._next_ip % _SIZE
         return f"{n >> 24}.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
 
     async def handle(self, msgs: list[Msg]) -> list[bus.Verdict]:
