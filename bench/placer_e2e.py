@@ -44,12 +44,18 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def postgres_pids() -> list[int]:
+def postgres_pids(db_name: str | None = None) -> list[int]:
+    """PostgreSQL's processes; with ``db_name``, only the backends connected to that database
+    (their title is "postgres: [cluster:] user database client state"), so another benchmark on
+    the same server does not count.  The server's shared processes (WAL writer, checkpointer,
+    autovacuum) are then left out."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "comm").read_text().strip() == "postgres":
+                if (d / "comm").read_text().strip() != "postgres":
+                    continue
+                if db_name is None or f" {db_name} " in (d / "cmdline").read_bytes().decode(errors="replace"):
                     out.append(int(d.name))
             except OSError:
                 pass
@@ -98,7 +104,10 @@ async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bul
 
         def cpu_now() -> dict[str, float]:
             # CPU seconds per component so far; PostgreSQL's backends come and go (an approximation).
-            return {name: cpu_seconds(p) for name, p in procs.items()} | {"postgres": cpu_seconds(postgres_pids())}
+            # "postgres": this database's backends; "postgres (server)": every PostgreSQL process
+            # on the machine, other benchmarks' and the shared WAL writer and checkpointer included.
+            return {name: cpu_seconds(p) for name, p in procs.items()} | {
+                "postgres": cpu_seconds(postgres_pids(cfg.db_name)), "postgres (server)": cpu_seconds(postgres_pids())}
 
         idle = {}
         if idle_s > 0:

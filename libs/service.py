@@ -28,20 +28,38 @@ from libs.settings import CommonSettings, HttpSettings, SettingsError
 logger = logging.getLogger("noops.service")
 
 
+def paced_gap(min_gap_s: float, cost_s: float, share: float, max_gap_s: float = float("inf")) -> float:
+    """The gap between the starts of two rounds: at least ``min_gap_s``, and with a ``share``
+    (0 < share <= 1) long enough that a round costing ``cost_s`` takes at most that share of the
+    time, up to ``max_gap_s``.  A round whose cost grows with what piled up (a big app's whole
+    set read again) then runs less often as it grows, instead of taking the process."""
+    if share <= 0:
+        return min_gap_s
+    return max(min_gap_s, min(cost_s / share, max_gap_s))
+
+
 class Pacer:
     """Lets a loop's rounds start at most every ``min_gap_s``: an idle loop starts at once, a busy
-    one waits out the rest of the gap, so the work queued meanwhile is done in one round."""
+    one waits out the rest of the gap, so the work queued meanwhile is done in one round.  With
+    ``share``, call ``done()`` after each round: the gap also grows to ``cost / share``, at
+    most ``max_gap_s`` (``paced_gap``)."""
 
-    def __init__(self, min_gap_s: float) -> None:
-        self.min_gap_s = min_gap_s
+    def __init__(self, min_gap_s: float, share: float = 0.0, max_gap_s: float = float("inf")) -> None:
+        self.min_gap_s, self.share, self.max_gap_s = min_gap_s, share, max_gap_s
+        self.gap_s = min_gap_s
         self._last = float("-inf")
 
     async def wait(self) -> None:
         loop = asyncio.get_running_loop()
-        gap = self._last + self.min_gap_s - loop.time()
+        gap = self._last + self.gap_s - loop.time()
         if gap > 0:
             await asyncio.sleep(gap)
         self._last = loop.time()
+
+    def done(self) -> None:
+        """The round that started at the last ``wait`` has ended: the next gap follows its cost."""
+        cost = asyncio.get_running_loop().time() - self._last
+        self.gap_s = paced_gap(self.min_gap_s, cost, self.share, self.max_gap_s)
 
 
 class Health:

@@ -224,6 +224,13 @@ class RegistrySettings:
         "nftables table (family inet) holding one set `app_<app>` of container IPs per app, for whitelists.")
     ipvs_vip: str = setting(
         "", "NOOPS_IPVS_VIP", "Virtual address of the IPVS services (sink `ipvs`); empty: `NOOPS_LB_BIND_HOST`.")
+    announce_busy_share: float = setting(
+        0.125, "NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE",
+        "The announcer's rounds (one EndpointsChanged per app whose in-service set changed, each holding the "
+        "complete set) are spaced so that they take at most this share of the time: a round that cost 40 ms "
+        "starts the next one 0.32 s after its own start, so while big apps come up one round carries the changes "
+        "of more report batches (between 50 ms and 1 s apart). 0: a round every 50 ms at most. Sinks do not wait "
+        "for announcements.")
     container_ranges: str = setting(
         "", "NOOPS_REGISTRY_CONTAINER_RANGES",
         "Where container addresses may be: networks, comma separated, each either for every host "
@@ -232,6 +239,10 @@ class RegistrySettings:
         "noops_registry_reports_rejected_total; so is one whose address is not the one the `pool` IPAM reserved "
         "for the instance. Empty: addresses are only checked for form (unicast, not loopback, link-local or "
         "multicast), and the registry says so in its log at start.")
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.announce_busy_share <= 1:
+            raise SettingsError(f"NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE must be in [0, 1], not {self.announce_busy_share:g}")
 
     def lb_port_range(self) -> tuple[int, int]:
         lo, sep, hi = self.lb_ports.partition("-")

@@ -52,7 +52,7 @@ async def main(settings: RegistrySettings, *, observers: tuple[Observer, ...] = 
     await advisories.start()
     relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("registry"), policy=policy,
                          max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
-    announcer = Announcer(pool, relay, policy=policy)
+    announcer = Announcer(pool, relay, busy_share=settings.announce_busy_share, policy=policy)
     ranges = settings.container_networks()
     if not ranges.configured:
         log.warning("NOOPS_REGISTRY_CONTAINER_RANGES is empty: report addresses are checked for form only, "

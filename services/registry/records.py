@@ -109,9 +109,12 @@ class Records:
                 now = in_service(r.state, healthy, row.has_checks)
                 if was != now or (now and r.ip != row.ip):
                     touched_apps.add(r.app)
-                # The placer looks again when an instance ends while wanted (replace it) and when
-                # one starts serving (the next rolling-update step may be due).
-                if (r.state in messages.TERMINAL and row.desired == "RUNNING") or (now and not was):
+                # The placer looks again at once when an instance ends while wanted (replace it).
+                # When one starts serving (the next rolling-update step may be due) the app's set
+                # changed, so it is marked above and the announcer asks for the look, once a round
+                # (announcer.py): a big app coming up is then looked at once per round instead of
+                # once per batch, and each look re-reads all its live instances.
+                if r.state in messages.TERMINAL and row.desired == "RUNNING":
                     respawn_apps.add(r.app)
                 verdict = None if healthy is None else ("healthy" if healthy else "unhealthy")
                 if v.state_changed:

@@ -19,7 +19,8 @@ async def rows(pool) -> AsyncIterator[TaskRows]:
         yield t
     finally:
         await pool.execute("DELETE FROM endpoints_changed WHERE app = ANY($1)", t.apps)
-        await pool.execute("DELETE FROM outbox WHERE subject = ANY($1)", [subjects.endpoints(a) for a in t.apps])
+        await pool.execute("DELETE FROM outbox WHERE subject = ANY($1)",
+                           [*(subjects.endpoints(a) for a in t.apps), *(subjects.deploy(a) for a in t.apps)])
         await t.cleanup()
 
 
@@ -27,6 +28,12 @@ async def _announced(pool, app: str) -> list[messages.EndpointsChanged]:
     """The announcements of ``app`` waiting in the outbox (taken out of it)."""
     got = await pool.fetch("DELETE FROM outbox WHERE subject = $1 RETURNING id, payload", subjects.endpoints(app))
     return [messages.decode(bytes(r["payload"]), messages.EndpointsChanged) for r in sorted(got, key=lambda r: r["id"])]
+
+
+async def _looks(pool, app: str) -> list[messages.DeployRequest]:
+    """The placer's look requests for ``app`` waiting in the outbox (taken out of it)."""
+    got = await pool.fetch("DELETE FROM outbox WHERE subject = $1 RETURNING payload", subjects.deploy(app))
+    return [messages.decode(bytes(r["payload"]), messages.DeployRequest) for r in got]
 
 
 async def test_marks_coalesce_and_a_later_commit_gets_a_later_announcement(pool, nc, rows, uid):
@@ -46,6 +53,8 @@ async def test_marks_coalesce_and_a_later_commit_gets_a_later_announcement(pool,
         await announcer.announce_once()
         first = await _announced(pool, app)
         assert [sorted(e.instance for e in ev.endpoints) for ev in first] == [[f"{app}-1", f"{app}-2"]]
+        # Three marks, one round: one look for the placer (the next rolling-update step may be due).
+        assert [r.app for r in await _looks(pool, app)] == [app]
         assert first[0].endpoints[0].ports == {"http": 8080}
         await rows.set_state(f"{app}-2", "KILLED")
         await tx.commit()
@@ -53,6 +62,8 @@ async def test_marks_coalesce_and_a_later_commit_gets_a_later_announcement(pool,
     second = await _announced(pool, app)
     assert [[e.instance for e in ev.endpoints] for ev in second] == [[f"{app}-1"]]
     assert second[0].seq > first[0].seq
-    await announcer.announce_once()          # nothing marked: nothing announced
+    assert [r.app for r in await _looks(pool, app)] == [app]
+    await announcer.announce_once()          # nothing marked: nothing announced, no look asked for
     assert await _announced(pool, app) == []
     assert await _announced(pool, quiet) == []
+    assert await _looks(pool, app) == [] and await _looks(pool, quiet) == []

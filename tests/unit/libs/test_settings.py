@@ -52,3 +52,10 @@ def test_the_usage_timeout_must_be_positive():
     assert load(GatewaySettings, {}).usage_timeout_s == 1.0
     with pytest.raises(SettingsError, match="NOOPS_GATEWAY_USAGE_TIMEOUT_S must be above 0"):
         load(GatewaySettings, {"NOOPS_GATEWAY_USAGE_TIMEOUT_S": "0"})
+
+
+def test_announce_busy_share_is_a_share():
+    from libs.settings import RegistrySettings
+    assert load(RegistrySettings, {}).announce_busy_share == 0.125
+    with pytest.raises(SettingsError, match="NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE must be in"):
+        load(RegistrySettings, {"NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE": "1.5"})

@@ -80,3 +80,20 @@ def test_no_range_configured_checks_form_only() -> None:
 def test_bad_ranges_are_refused_with_the_entry(text: str) -> None:
     with pytest.raises(ValueError, match="198.18|nope|H 1"):
         Ranges.parse(text)
+
+
+@pytest.mark.parametrize("ip", [
+    "198.18.0.17", "198.18.0.0", "198.18.15.255", "198.18.16.0", "198.19.9.5", "0.0.0.0", "0.1.2.3",
+    "127.0.0.1", "169.254.0.1", "169.253.255.255", "224.0.0.1", "239.255.255.255", "240.0.0.1",
+    "255.255.255.255", "223.255.255.254", "10.0.0.1", "198.18.0.017", "01.2.3.4", "1.2.3", "1.2.3.4.5",
+    "256.1.1.1", "1.2.3.4 ", " 1.2.3.4", "1.2.3.4\n", "١.2.3.4", "::1", "fe80::1", "2001:db8::1",
+    "2001:DB8::1", "::ffff:198.18.0.1", "198.18.0.1%eth0", "", "x",
+])
+@pytest.mark.parametrize("ranges", [
+    pytest.param(RANGES, id="configured"),
+    pytest.param(Ranges.parse("198.18.0.0/31,198.18.0.8/32,2001:db8::/64"), id="tiny-and-v6"),
+    pytest.param(Ranges(), id="none"),
+])
+def test_v4_fast_path_judges_as_ipaddress_does(ip: str, ranges: Ranges) -> None:
+    nets = ranges.of("h1")
+    assert s._address(ip, nets, ranges.configured) == s._address_any(ip, nets, ranges.configured)
