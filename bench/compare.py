@@ -130,7 +130,8 @@ def section(n: int, reps: int, results: dict[str, list[dict[str, float]]], stage
         # On two cores the start is CPU-bound: what each system made the machine do, in CPU seconds.
         lines += [f"CPU seconds during the start (medians): raw — the engine {statistics.median(raw_cpu):.2f}; "
                   f"noops — the engine {statistics.median(e for e, _ in noops_cpu):.2f} and the platform "
-                  f"(services, NATS, PostgreSQL, HAProxy, dnsmasq) {statistics.median(p for _, p in noops_cpu):.2f}.", ""]
+                  f"(services, NATS, the PostgreSQL backends of its database, HAProxy, dnsmasq) "
+                  f"{statistics.median(p for _, p in noops_cpu):.2f}.", ""]
     noops_rows = results.get("noops", [])
     if noops_rows:
         marks = {k: [r[k] for r in noops_rows if k in r] for k in ("accepted_s", "running_s", "healthy_s", "in_lb_s")}

@@ -272,7 +272,8 @@ class Noops:
     def _platform_pids(self) -> list[int]:
         assert self.cfg is not None
         pids = [infra.read_pid(f) for f in self.cfg.run_dir.rglob("*.pid")]
-        return [p for p in pids if p] + postgres_pids()
+        # PostgreSQL: the backends of the platform's own database (another run's are not noops').
+        return [p for p in pids if p] + postgres_pids(self.cfg.db_name)
 
     async def _stages(self) -> dict[str, float]:
         """Where the start went, from the task log's events (their times are the registry's)."""
