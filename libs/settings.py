@@ -379,6 +379,12 @@ class HostdSettings:
         "Most instances hostd starts, stops or sweeps at once (others wait their turn; one instance is always "
         "handled by one at a time). The engine, not hostd, is the limit on a deploy: past the engine's own "
         "parallelism more only makes each start slower (bench/RESULTS.md, start path).")
+    health_first_retry_s: float = setting(
+        0.1, "NOOPS_HOSTD_HEALTH_FIRST_RETRY_S",
+        "A health check runs as soon as its instance does; while it has never passed and its grace period lasts, "
+        "a failure (the app not listening yet) is retried after this long, then twice as long each time, up to "
+        "the check's `interval_s`. 0: retry after the interval (an app listening a moment after its start was "
+        "healthy a whole interval later).")
     stop_concurrency: int = setting(
         32, "NOOPS_HOSTD_STOP_CONCURRENCY",
         "Most instances hostd stops at once, apart from NOOPS_HOSTD_CONCURRENCY (so stops never queue behind "

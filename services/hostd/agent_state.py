@@ -33,7 +33,8 @@ class AgentState:
     def __init__(self, *, cluster: str, host: str, runtime: ContainerRuntime, reporter: Reporter,
                  stop_timeout_s: int, network: Network, volumes: VolumeDriver, concurrency: int = 8,
                  stop_concurrency: int = 32, clock: Callable[[], float] = time.time, tombstones: Tombstones | None = None,
-                 oom_wait_s: float = 2.0, hardening: ct.Hardening = ct.Hardening()) -> None:
+                 oom_wait_s: float = 2.0, hardening: ct.Hardening = ct.Hardening(),
+                 health_first_retry_s: float = 0.1) -> None:
         self.cluster = cluster
         self.host = host
         self.owner = ct.owner_labels(cluster, host)
@@ -60,7 +61,7 @@ class AgentState:
         self._stopping: set[str] = set()
         # Health checks of running instances; started after RUNNING is reported, stopped with the instance.
         self.health = Monitors(runtime=runtime, clock=clock, on_change=self._report_health,
-                               on_kill=self._kill_unhealthy,
+                               on_kill=self._kill_unhealthy, first_retry_s=health_first_retry_s,
                                ip_of=lambda inst: att.ip if (att := network.attached.get(inst)) else "")
         network.on_renewed = self._report_lease
 

@@ -27,6 +27,7 @@ class CheckState:
     last: str = ""                # the last result, "http /health: status 500"
     proven: bool = False          # a success was seen: the grace period is over
     next_at: float = 0.0          # when the check is due next
+    early: int = 0                # failures in the grace period before any success (quick retries)
 
 
 def first(started_at: float) -> CheckState:
@@ -34,14 +35,27 @@ def first(started_at: float) -> CheckState:
     return CheckState(next_at=started_at)
 
 
+def early_retry_s(interval_s: float, first_retry_s: float, early: int) -> float:
+    """How soon a check that failed ``early`` times in its grace period, never passing yet, runs
+    again: ``first_retry_s``, doubling, up to the check's interval (0: always the interval)."""
+    if first_retry_s <= 0:
+        return interval_s
+    return min(interval_s, first_retry_s * 2 ** min(early, 30))
+
+
 def observe(check: HealthCheckSpec, state: CheckState, result: Result, *, started_at: float,
-            now: float) -> CheckState:
+            now: float, first_retry_s: float = 0.0) -> CheckState:
+    """``first_retry_s``: see ``early_retry_s`` (NOOPS_HOSTD_HEALTH_FIRST_RETRY_S)."""
     last = f"{check.name}: {result.detail}"
     nxt = now + check.interval_s
     if result.ok:
         return CheckState(healthy=True, failures=0, last=last, proven=True, next_at=nxt)
     if not state.proven and now < started_at + check.grace_period_s:
-        return replace(state, last=last, next_at=nxt)  # in the grace period: does not count
+        # In the grace period: does not count.  The app is most likely still coming up (the first
+        # check runs as soon as the process does): look again soon, then less and less often, so
+        # an app listening a moment after its start is healthy then, not a whole interval later.
+        return replace(state, last=last, early=state.early + 1,
+                       next_at=now + early_retry_s(check.interval_s, first_retry_s, state.early))
     return CheckState(healthy=False, failures=state.failures + 1, last=last, proven=state.proven, next_at=nxt)
 
 

@@ -61,6 +61,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> HostdSettings:
         raise SettingsError("NOOPS_HOSTD_DOCKER_TIMEOUT_S and NOOPS_HOSTD_COMMAND_TIMEOUT_S must be > 0")
     if s.oom_wait_s < 0:
         raise SettingsError("NOOPS_HOSTD_OOM_WAIT_S must be >= 0")
+    if s.health_first_retry_s < 0:
+        raise SettingsError("NOOPS_HOSTD_HEALTH_FIRST_RETRY_S must be >= 0 (0: retry after the check's interval)")
     if s.tombstones_max < 1 or s.tombstone_ttl_s <= 0:
         raise SettingsError("NOOPS_HOSTD_TOMBSTONES_MAX must be >= 1 and NOOPS_HOSTD_TOMBSTONE_TTL_S > 0 "
                             "(without tombstones a late start recreates a stopped instance)")
@@ -127,7 +129,8 @@ async def main(cfg: HostdSettings, *, clock: Callable[[], float] = time.time) ->
                       stop_concurrency=cfg.stop_concurrency,
                       tombstones=Tombstones(state / "tombstones" if state else None, max_count=cfg.tombstones_max,
                                             max_age_s=cfg.tombstone_ttl_s, clock=clock),
-                      oom_wait_s=cfg.oom_wait_s, hardening=ct.Hardening.from_settings(cfg))
+                      oom_wait_s=cfg.oom_wait_s, hardening=ct.Hardening.from_settings(cfg),
+                      health_first_retry_s=cfg.health_first_retry_s)
         stack.push_async_callback(agent.health.close)  # health loops end before Docker and NATS close
         since = clock()
         health.detail["stage"] = "adopting"

@@ -36,8 +36,10 @@ OnKill = Callable[[Watch, str], Awaitable[None]]
 
 class Monitors:
     def __init__(self, *, runtime: ContainerRuntime, ip_of: Callable[[str], str], clock: Callable[[], float],
-                 on_change: OnChange, on_kill: OnKill) -> None:
+                 on_change: OnChange, on_kill: OnKill, first_retry_s: float = 0.0) -> None:
+        """``first_retry_s``: how soon a check failing while its app starts runs again (health.early_retry_s)."""
         self._rt = runtime
+        self._first_retry_s = first_retry_s
         self._ip_of = ip_of
         self._clock = clock
         self._on_change = on_change
@@ -79,7 +81,8 @@ class Monitors:
                                                           runtime=self._rt) for i in due))
             now = self._clock()
             for i, result in zip(due, results):
-                states[i] = health.observe(w.checks[i], states[i], result, started_at=w.started_at, now=now)
+                states[i] = health.observe(w.checks[i], states[i], result, started_at=w.started_at, now=now,
+                                           first_retry_s=self._first_retry_s)
             dead = next((i for i in due if health.doomed(w.checks[i], states[i])), None)
             if dead is not None:
                 reason = health.kill_reason(w.checks[dead], states[dead])

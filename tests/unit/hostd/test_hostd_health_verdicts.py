@@ -63,3 +63,22 @@ def test_verdict(states: list[CheckState], healthy: bool | None, text: str) -> N
 def test_kill_reason_names_check_count_and_result() -> None:
     last = run([(12, BAD), (14, BAD), (16, BAD)])[-1]
     assert health.kill_reason(CHECK, last) == "health check http /health failed 3 times: status 500"
+
+
+def test_a_check_failing_while_its_app_starts_is_retried_soon_then_less_often() -> None:
+    """Quick retries (0.1, 0.2, 0.4, ... up to the interval) only before the first success and in
+    the grace period; after a success, or once failures count, a whole interval."""
+    state, times = health.first(0.0), []
+    now = 0.0
+    for _ in range(6):
+        state = health.observe(CHECK, state, BAD, started_at=0.0, now=now, first_retry_s=0.1)
+        times.append(round(state.next_at - now, 3))
+        now = state.next_at
+    assert times == [0.1, 0.2, 0.4, 0.8, 1.6, 2]
+    assert state.healthy is None and state.failures == 0
+    passed = health.observe(CHECK, state, OK, started_at=0.0, now=now, first_retry_s=0.1)
+    again = health.observe(CHECK, passed, BAD, started_at=0.0, now=passed.next_at, first_retry_s=0.1)
+    assert again.next_at - passed.next_at == CHECK.interval_s          # proven: every failure counts
+    late = health.observe(CHECK, health.first(0.0), BAD, started_at=0.0, now=11.0, first_retry_s=0.1)
+    assert late.next_at == 11.0 + CHECK.interval_s and late.failures == 1   # past the grace period
+    assert health.observe(CHECK, health.first(0.0), BAD, started_at=0.0, now=0.0).next_at == CHECK.interval_s
