@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -11,6 +10,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from prometheus_client import REGISTRY
 
 from libs import db, messages, outbox, subjects
+from tests.support.wait import eventually
 
 
 async def test_migrations_are_idempotent(pool):
@@ -97,13 +97,6 @@ def _claims(kind: str) -> float:
     return REGISTRY.get_sample_value("noops_outbox_claims_total", {"kind": kind}) or 0.0
 
 
-async def _until(cond, what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await cond():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout_s:.0f}s"
-        await asyncio.sleep(0.02)
-
-
 async def test_a_notification_wakes_only_the_relays_of_the_kinds_written(pool, nc, uid):
     """A commit's NOTIFY names the kinds it wrote: the relay of those kinds publishes at once
     (long before its slow poll), the relays of other kinds make no claim at all."""
@@ -119,20 +112,20 @@ async def test_a_notification_wakes_only_the_relays_of_the_kinds_written(pool, n
 
     try:
         # Each relay's first drain (every kind it owns) comes after it LISTENs.
-        await _until(lambda: _true(all(_claims(k) > before[k] for k in before)), "the relays' first claims")
+        await eventually(lambda: all(_claims(k) > before[k] for k in before), timeout=10, what="the relays' first claims")
         at_rest = {k: _claims(k) for k in before}
         placement = messages.Placement(instance=f"{app}-1", app=app, version=1, host=host, epoch=1, action="stop",
                                        spec=messages.ContainerSpec(image="", cmd=[], env={}, labels={}, cpus=0,
                                                                    mem_mb=0, ports=[]))
         async with pool.acquire() as conn, conn.transaction():
             await outbox.enqueue(conn, [(subjects.place(host), f"wk:{uid}:place", placement)])
-        await _until(lambda: gone(f"wk:{uid}:place"), "the placement published")
+        await eventually(lambda: gone(f"wk:{uid}:place"), timeout=10, what="the placement published")
         assert _claims("place") == at_rest["place"] + 1
         assert _claims("endpoints") == at_rest["endpoints"], "the endpoints relay woke for a placement"
         async with pool.acquire() as conn, conn.transaction():
             await outbox.enqueue(conn, [(subjects.endpoints(app), f"wk:{uid}:ep",
                                          messages.EndpointsChanged(app=app, endpoints=[], seq=1))])
-        await _until(lambda: gone(f"wk:{uid}:ep"), "the announcement published")
+        await eventually(lambda: gone(f"wk:{uid}:ep"), timeout=10, what="the announcement published")
         assert _claims("endpoints") == at_rest["endpoints"] + 1
         assert _claims("place") == at_rest["place"] + 1, "the placements relay woke for an announcement"
     finally:
@@ -141,10 +134,6 @@ async def test_a_notification_wakes_only_the_relays_of_the_kinds_written(pool, n
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         await pool.execute("DELETE FROM outbox WHERE msg_id LIKE $1", f"wk:{uid}:%")
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def test_a_notification_payload_names_kinds_or_all():
@@ -172,7 +161,7 @@ async def test_a_pooled_connection_comes_back_without_the_relays_listen(cluster_
         relay = outbox.Relay(pool, nc.jetstream(), subjects=[subjects.ENDPOINTS_ALL], poll_s=60)
         before = _claims("endpoints")
         task = asyncio.create_task(relay.run())
-        await _until(lambda: _true(_claims("endpoints") > before), "the relay's first claim (after its LISTEN)")
+        await eventually(lambda: _claims("endpoints") > before, timeout=10, what="the relay's first claim (after its LISTEN)")
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
