@@ -242,7 +242,7 @@ async def _async(value: object) -> object:
 async def main(only: list[str], out: Path) -> None:
     run_dir = Path(tempfile.mkdtemp(prefix="noops-chaos-"))
     tag = uuid.uuid4().hex[:8]
-    ports = [infra.free_port() for _ in range(10)]
+    ports = infra.free_ports(10)
     cfg = ClusterConfig(run_dir=run_dir, cluster=f"x{tag}", db_name=f"noops_chaos_{tag}", nats_port=ports[0],
                         nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
                         registry_port=ports[4], reconciler_port=ports[5], hostd_base_port=ports[6],

@@ -205,7 +205,7 @@ class Noops:
     async def open(self) -> None:
         run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-"))
         tag = uuid.uuid4().hex[:8]
-        ports = [infra.free_port() for _ in range(7)]
+        ports = infra.free_ports(7)
         self.cfg = ClusterConfig(run_dir=run_dir, cluster=f"v{tag}", db_name=f"noops_cmp_{tag}", nats_port=ports[0],
                                  nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
                                  registry_port=ports[4], reconciler_port=ports[5], hostd_base_port=ports[6],

@@ -228,7 +228,7 @@ async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Pat
     (run_dir / "logs").mkdir()
     db_name = f"noops_bench_{tag}"
     table = f"noops_bench_{tag}"
-    nport, mport = infra.free_port(), infra.free_port()
+    nport, mport = infra.free_ports(2)
     infra.ensure_postgres()
     dsn = infra.ensure_database(db_name, fresh=True)
     results = []

@@ -72,7 +72,7 @@ def peak_rss_mb(pid: int) -> float:
 async def run(n_hosts: int, n_apps: int, n_instances: int, timeout_s: float, bulk: int, idle_s: float = 0.0) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-"))
     tag = uuid.uuid4().hex[:6]
-    ports = [infra.free_port() for _ in range(6)]
+    ports = infra.free_ports(6)
     cfg = ClusterConfig(run_dir=run_dir, cluster=f"b{tag}", db_name=f"noops_bench_{tag}", nats_port=ports[0],
                         nats_monitor_port=ports[1], gateway_port=ports[2], placer_port=ports[3],
                         registry_port=ports[4], reconciler_port=ports[5], hosts=(),

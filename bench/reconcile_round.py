@@ -109,7 +109,7 @@ async def run(n_hosts: int, n_instances: int, n_apps: int, drift: float) -> dict
     run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-rec-"))
     tag = uuid.uuid4().hex[:6]
     db_name = f"noops_bench_{tag}"
-    nats_port, mon_port = infra.free_port(), infra.free_port()
+    nats_port, mon_port = infra.free_ports(2)
     infra.ensure_postgres()
     infra.ensure_database(db_name, fresh=True)
     infra.start_nats(run_dir, port=nats_port, monitor_port=mon_port)

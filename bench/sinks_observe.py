@@ -64,7 +64,7 @@ async def main_async(n_apps: int, per_app: int, rounds: int) -> dict:
     run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-observe-"))
     (run_dir / "logs").mkdir()
     table = f"noops_bench_{tag}"
-    nport, mport = infra.free_port(), infra.free_port()
+    nport, mport = infra.free_ports(2)
     lo = 30000                     # below the ephemeral range, clear of cluster ranges
     try:
         infra.start_nats(run_dir, port=nport, monitor_port=mport)

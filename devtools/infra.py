@@ -3,6 +3,7 @@ image, and service processes.  Everything started here is tracked by PID file so
 and test teardown end exactly what they started, nothing else."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import ipaddress
 import os
@@ -48,9 +49,18 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.1):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports.  Every socket stays bound until all are picked: ports
+    picked one at a time can repeat (the kernel may hand out a port just released), and a NATS
+    whose client port was its monitor's failed a whole CI run."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

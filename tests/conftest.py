@@ -26,7 +26,7 @@ from libs import bus, db
 def cluster_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterConfig]:
     run_dir: Path = tmp_path_factory.mktemp("noops-run")
     tag = uuid.uuid4().hex[:8]
-    ports = [infra.free_port() for _ in range(10)]
+    ports = infra.free_ports(10)
     cfg = ClusterConfig(run_dir=run_dir, cluster=f"t{tag}", db_name=f"noops_test_{tag}",
                         nats_port=ports[0], nats_monitor_port=ports[1], gateway_port=ports[2],
                         placer_port=ports[3], registry_port=ports[4], reconciler_port=ports[5],

@@ -28,8 +28,7 @@ def _start(tmp_path, name: str, env: dict[str, str]) -> tuple[subprocess.Popen, 
                  "waiting for NATS", id="hostd-before-nats"),
 ])
 async def test_waits_for_dependencies(tmp_path, cluster_cfg, service, env, needle):
-    dead = infra.free_port()
-    port = infra.free_port()
+    dead, port = infra.free_ports(2)
     env = {k: v.format(dead=dead) for k, v in env.items()}
     env.update({"NOOPS_PLACER_PORT": str(port), "NOOPS_HOSTD_PORT": str(port),
                 "NOOPS_CLUSTER": cluster_cfg.cluster})

@@ -17,7 +17,7 @@ from tests.support.wait import eventually
 
 @pytest_asyncio.fixture
 async def throwaway_nats(tmp_path):
-    port, monitor = infra.free_port(), infra.free_port()
+    port, monitor = infra.free_ports(2)
     store = tmp_path / "store"
     argv = ["nats-server", "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)]
 
