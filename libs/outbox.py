@@ -193,9 +193,7 @@ class Relay:
             if claimed >= self.batch:
                 self._more = True
                 if args and self._due is not None:
-                    self._due.add(args[0])
-                elif not args:
-                    self._due = None
+                    self._due.add(args[0])   # that kind again next (claim_all claims all anyway)
         return total
 
     async def _drain(self, claim: str, args: tuple) -> tuple[int, int]:

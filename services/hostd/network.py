@@ -139,20 +139,19 @@ class Network:
             cidr, router, lease = address, self.pool_gateway, None
             await netns.in_netns(pid, netns.configure, cidr, router, egress_mbit, mac)
         else:
-            sock = await netns.in_netns(pid, netns.open_raw, "eth0")
-            try:
-                lease = await dhcp.acquire(sock, mac, timeout_s=self.dhcp_timeout_s, clock=self.clock)
-                cidr, router = lease.cidr, lease.router
+            async def lease_and_configure(sock: socket.socket) -> Lease:
+                got = await dhcp.acquire(sock, mac, timeout_s=self.dhcp_timeout_s, clock=self.clock)
                 try:
-                    await netns.in_netns(pid, netns.configure, cidr, router, egress_mbit, mac, False)
+                    await netns.in_netns(pid, netns.configure, got.cidr, got.router, egress_mbit, mac, False)
                 except BaseException:
-                    await self._send_release(lease, parent)
+                    await self._send_release(got, parent)
                     raise
                 # The announcement goes out on the DHCP socket: a packet socket of its own would
                 # cost another close (see _close_raw) on the way to RUNNING.
-                netns.announce_on(sock, mac, cidr.partition("/")[0])
-            finally:
-                await _close_raw(sock)
+                netns.announce_on(sock, mac, got.ip)
+                return got
+            lease = await self._dhcp(pid, lease_and_configure)
+            cidr = lease.cidr
         ip, _, prefix = cidr.partition("/")
         att = Attachment(instance=instance, pid=pid, ip=ip, prefix=int(prefix), mac=mac, parent=parent, lease=lease)
         self._keep(att)

@@ -3,19 +3,20 @@ backend from what it holds to what it should hold, and parsers of HAProxy's answ
 
 Every piece joined into a command or a configuration line is checked where the line is built
 (``name``, ``server_ref``, ``target``, ``_port``): a server name we create is an instance id (a
-strict token), one we refer to is a HAProxy identifier, an address goes through ``inet_pton``, a
+strict token), one we refer to is a HAProxy identifier, an address goes through ``v4.v4_int``, a
 port is an int in 1-65535.  Anything else raises ``CommandError``: a space, ``;`` or a newline
 would otherwise be a second argument, a second command or a second configuration line.
 """
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+
+from services.registry.v4 import v4_int
 
 # srv_admin_state bits (HAProxy's SRV_ADMF_*): forced maint, inherited maint, config maint,
 # forced drain, inherited drain, resolution maint.  Any of them: not taking new traffic.
@@ -39,15 +40,9 @@ def _port(port: object) -> int:
 
 
 def _address(ip: object) -> str:
-    # inet_pton/inet_ntop: as strict as ipaddress (one spelling: four decimal parts, no leading
-    # zeros) at an eighth of the cost, paid for every server added.
-    try:
-        canonical = socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, ip)) if isinstance(ip, str) else None
-    except (OSError, ValueError):
-        canonical = None
-    if canonical is None or canonical != ip:
+    if v4_int(ip) is None:   # one spelling only (registry/v4.py), paid for every server added
         raise CommandError(f"HAProxy: {ip!r:.60} is not an IPv4 address")
-    return canonical
+    return ip   # type: ignore[return-value]  (a str: v4_int said so)
 
 
 def _bind(host: object) -> str:

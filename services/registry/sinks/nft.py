@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Iterable, Mapping, Sequence
 
 from libs import messages, subjects
 from services.registry.sinks import libnft, nftnl
 from services.registry.sinks.model import Desired
+from services.registry.v4 import v4_int
 
 SET_PREFIX = "app_"
 
@@ -39,17 +39,9 @@ def set_name(app: str) -> str:
 
 
 def _v4(ips: Iterable[str]) -> list[str]:
-    """The IPv4 addresses among ``ips``, sorted; anything else (IPv6, not an address) left out.
-    ``inet_pton`` is as strict as ``ipaddress`` here (four decimal parts, no leading zeros) and
-    eight times cheaper, which counts for every address of a batch."""
-    out = []
-    for ip in ips:
-        try:
-            socket.inet_pton(socket.AF_INET, ip)
-        except (OSError, ValueError, TypeError):
-            continue
-        out.append(ip)
-    return sorted(out)
+    """The IPv4 addresses among ``ips`` (registry/v4.py), sorted; anything else (IPv6, not an
+    address) left out."""
+    return sorted(ip for ip in ips if v4_int(ip) is not None)
 
 
 def render(family: str, table: str, apps: Mapping[str, Iterable[str]], *, also_flush: Sequence[str] = ()) -> str:
