@@ -90,8 +90,7 @@ class Lifecycle(AgentState):
             except Exception as exc:
                 # A process that died during the setup is the news (OOMKilled, exit code), not
                 # the namespace it took with it; give the engine a moment to notice the exit.
-                pid_gone = not os.path.exists(f"/proc/{info.pid}")
-                again = await self._rt.settle(cid, timeout_s=5.0 if pid_gone else 0.0)
+                again = await self._rt.settle(cid, timeout_s=5.0 if _exited(info.pid) else 0.0)
                 if again is not None and not again.running:
                     await self._send(p, "FAILED", container_id=cid, reason=await self._exit_reason(again))
                     return
@@ -142,3 +141,14 @@ class Lifecycle(AgentState):
                     container_id: str = "", reason: str = "", **address: object) -> None:
         await self._tell(instance=p.instance, app=p.app, epoch=p.epoch, state=state,
                                 container_id=container_id, reason=reason, **address)  # type: ignore[arg-type]
+
+
+def _exited(pid: int) -> bool:
+    """The process is dead or a zombie: its namespaces go at exit, while /proc/<pid> stays until
+    it is reaped (a zombie looked alive, and a container exiting at once was reported FAILED
+    with the network step's error instead of its exit code)."""
+    try:
+        os.close(os.open(f"/proc/{pid}/ns/net", os.O_RDONLY))
+    except OSError:
+        return True
+    return False
