@@ -12,7 +12,7 @@ Per report three times are taken: the registry committed it (from then on the Pr
 discovery endpoint, which reads the task log, lists it: the monitoring "sink"), HAProxy holds
 the server, the nft set holds the address.  "all" is the latest of the three.
 
-    .venv/bin/python -m bench.fanout_latency [--rates 100,1000] [--seconds 5] [--apps 200] [--profile DIR]
+    .venv/bin/python -m bench.fanout_latency [--rates 100,1000] [--seconds 5] [--apps 200] [--profile DIR] [--dump DIR]
 
 Starts its own NATS server, database, HAProxy and nft table; removes them at the end.
 """
@@ -111,7 +111,8 @@ def registry_env(run_dir: Path, db_name: str, nats_port: int, paths, table: str,
 
 
 async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seconds: float, n_apps: int,
-                   tag: str, db_name: str, nats_pid: int, haproxy_pgid: int, profile: Path | None = None) -> dict:
+                   tag: str, db_name: str, nats_pid: int, haproxy_pgid: int, profile: Path | None = None,
+                   dump: Path | None = None) -> dict:
     apps = [f"b{tag}-r{rate}-a{i}" for i in range(n_apps)]
     n = int(rate * seconds)
     rows = await setup_rows(pool, apps, (n + n_apps - 1) // n_apps)
@@ -181,6 +182,11 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
     lat["all"] = np.maximum.reduce([lat["commit"], lat["haproxy"], lat["nft"]])
     # What the fan-out adds after the registry committed (the part this code owns).
     lat["fanout"] = np.maximum(lat["haproxy"], lat["nft"]) - lat["commit"]
+    if dump is not None:   # per report, in publish order: when it was sent (s after the first) and its latencies
+        dump.mkdir(parents=True, exist_ok=True)
+        sent = np.array([published[i] - t0 for i, _, _ in rows])
+        np.savetxt(dump / f"reports-r{rate}.tsv", np.column_stack([sent, lat["commit"], lat["haproxy"], lat["nft"]]),
+                   fmt="%.4f", delimiter="\t", header="sent_s\tcommit_ms\thaproxy_ms\tnft_ms")
     return {"rate": rate, "reports": n, "achieved_rate": round(n / sent_s, 1),
             **{f"{k}_p50_ms": round(float(np.percentile(v, 50)), 2) for k, v in lat.items()},
             **{f"{k}_p99_ms": round(float(np.percentile(v, 99)), 2) for k, v in lat.items()},
@@ -222,7 +228,8 @@ async def _until_file(path: Path, timeout: float, pid: int, logfile: Path) -> No
         await asyncio.sleep(0.02)
 
 
-async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Path | None = None) -> list[dict]:
+async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Path | None = None,
+                     dump: Path | None = None) -> list[dict]:
     tag = uuid.uuid4().hex[:6]
     run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-fanout-"))
     (run_dir / "logs").mkdir()
@@ -247,7 +254,7 @@ async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Pat
                 lo = 30000 + 1000 * (k % 2)          # below the ephemeral range, clear of cluster ranges
                 env = registry_env(run_dir, db_name, nport, paths, table, (lo, lo + 999))
                 results.append(await run_rate(pool, nc, run_dir, env, rate, seconds, n_apps, tag, db_name,
-                                              nats_pid, haproxy_pgid, profile))
+                                              nats_pid, haproxy_pgid, profile, dump))
                 print(json.dumps(results[-1]), flush=True)
         finally:
             await nc.close()
@@ -268,8 +275,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--apps", type=int, default=200)
     p.add_argument("--profile", type=Path, help="directory for py-spy's raw stacks of the registry, one file per rate")
+    p.add_argument("--dump", type=Path, help="directory for each report's send time and latencies, one file per rate")
     args = p.parse_args()
-    asyncio.run(main_async([int(r) for r in args.rates.split(",")], args.seconds, args.apps, args.profile))
+    asyncio.run(main_async([int(r) for r in args.rates.split(",")], args.seconds, args.apps, args.profile, args.dump))
 
 
 if __name__ == "__main__":
