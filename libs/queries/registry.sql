@@ -1,18 +1,29 @@
--- name: lock_instances
--- Locked so that a concurrent writer cannot slip a transition between our read and write.
--- Ordered, so two batches in flight at once lock rows in the same order (no deadlock).
+-- name: read_instances
+-- What the judge needs of each instance, and its row version (xmin): the batch is then written
+-- only where the row is still that version (record_batch), so nothing is locked while judging.
 -- has_checks: the instance's version has health checks (in service then needs healthy).
 -- address: IPAM mode `pool`, the reserved address a report's ip must be.
 SELECT i.id, i.app, i.host, i.epoch, i.state, i.desired, i.ip, i.container_id, i.healthy, i.health, i.health_at,
        i.address, i.version,
-       jsonb_array_length(coalesce(v.spec -> 'health_checks', '[]'::jsonb)) > 0 AS has_checks
+       jsonb_array_length(coalesce(v.spec -> 'health_checks', '[]'::jsonb)) > 0 AS has_checks,
+       i.xmin AS row_version
 FROM instances i LEFT JOIN app_versions v ON v.app = i.app AND v.version = i.version
-WHERE i.id = ANY($1::text[]) ORDER BY i.id FOR UPDATE OF i;
+WHERE i.id = ANY($1::text[]);
+
+-- name: lock_instances
+-- After record_batch found a row changed: the batch is judged again with its rows locked, so
+-- that no concurrent writer slips a transition between the read and the write.  Ordered, so two
+-- batches locking at once take the rows in the same order (no deadlock).
+SELECT 1 FROM instances WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE;
 
 -- name: record_batch
 -- A report batch's writes in one statement (one round trip; every data-modifying CTE runs
 -- whatever the final SELECT reads):
--- * the instances' new facts.  mac/parent/lease_expires: the interface hostd gave the instance
+-- * the instances' new facts, each only where the row is still the version the batch was judged
+--   against ($20, read_instances); if any is not, the statement fails as a whole
+--   (noops_unchanged_or_fail, migration 0018: serialization_failure) and writes nothing.
+--   $1 is in id order: concurrent batches take row locks in the same order.
+--   mac/parent/lease_expires: the interface hostd gave the instance
 --   (lease_expires 0 = none, NULL); healthy/health: written only by a report with health news
 --   (health <> ''), others keep them; health_at: the time of the verdict they carry;
 -- * their transitions (instance_events);
@@ -29,9 +40,9 @@ WITH applied AS (
         health = CASE WHEN t.health <> '' THEN t.health ELSE i.health END,
         health_at = CASE WHEN t.health <> '' THEN t.health_at ELSE i.health_at END
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-                $8::float8[], $9::boolean[], $10::text[], $19::float8[])
-         AS t(id, state, ip, container_id, reason, mac, parent, lease_expires, healthy, health, health_at)
-    WHERE i.id = t.id
+                $8::float8[], $9::boolean[], $10::text[], $19::float8[], $20::xid[])
+         AS t(id, state, ip, container_id, reason, mac, parent, lease_expires, healthy, health, health_at, row_version)
+    WHERE i.id = t.id AND i.xmin = t.row_version
     RETURNING 1
 ), events AS (
     INSERT INTO instance_events (instance, state, reason, source)
@@ -45,7 +56,7 @@ WITH applied AS (
     SELECT * FROM unnest($15::text[], $16::text[], $17::bytea[])
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM applied) AS applied,
+SELECT noops_unchanged_or_fail((SELECT count(*) FROM applied) = cardinality($1::text[])) AS applied,
        CASE WHEN cardinality($15::text[]) > 0 THEN pg_notify($18, (SELECT string_agg(DISTINCT split_part(s, '.', 2), ',')
                                                                 FROM unnest($15::text[]) AS s)) END AS notified;
 

@@ -25,7 +25,8 @@ from services.registry.sinks.runner import Observer
 log = logging.getLogger("noops.registry")
 
 # Two report batches in flight: one waits on PostgreSQL while the next is judged.  Safe because
-# each batch locks its instances in id order and a state never moves backwards (judge.py).
+# each batch writes only rows still as it read them (else it is judged again, locked, in id order:
+# records.py) and a state never moves backwards (judge.py).
 REPORT_BATCHES_IN_FLIGHT = 2
 # Reports judged and written per transaction; each batch announces an app's endpoint set once.
 REPORT_BATCH = 1000

@@ -1,6 +1,7 @@
-"""Report batches in flight at once (the registry handles two) never write over each other: each
-locks its instances in id order before judging (records.py), so the later one is judged against
-what the earlier wrote."""
+"""A report batch is judged against its instances as read, unlocked, and written only where they
+are still as read (records.py, record_batch): a writer that changes an instance in between wins,
+and the batch is judged again, locked, against what that writer left.  Two batches in flight at
+once (the registry handles two) never write over each other either."""
 from __future__ import annotations
 
 import asyncio
@@ -9,17 +10,78 @@ import time
 import asyncpg
 from nats.aio.msg import Msg
 
-from libs import db, messages, natsauth, outbox, subjects
+from libs import bus, db, messages, natsauth, outbox, subjects
 from services.registry.announcer import Announcer
-from services.registry.records import Records
+from services.registry.records import MOVED, Records
 from tests.integration.registry.taskrows import TaskRows
+
+
+def running(iid: str, app: str, ip: str) -> Msg:
+    r = messages.IpReport(instance=iid, app=app, host="h1", epoch=1, state="RUNNING", container_id="c1",
+                          ip=ip, at=time.time())
+    return Msg(_client=None, subject=subjects.report("h1"), data=messages.encode(r))  # type: ignore[arg-type]
+
+
+async def blocked_on(pool: asyncpg.Pool, holder_pid: int, deadline_s: float = 10.0) -> None:
+    """Until some backend waits for a lock the holder's transaction holds."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                               holder_pid):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the report batch never waited for the other writer's row lock")
+
+
+async def test_a_writer_between_the_read_and_the_write_wins(pool: asyncpg.Pool, nc, rows: TaskRows,
+                                                            uid: str) -> None:
+    app, iid = f"rr-{uid}", f"rr-{uid}-1"
+    await rows.app(app, {"http": 8080})
+    await rows.instance(app, iid, "198.18.100.9", state="STARTING")
+    await pool.execute("UPDATE instances SET container_id = 'c1' WHERE id = $1", iid)
+    relay = outbox.Relay(pool, nc.jetstream(), subjects=natsauth.relay_subjects("registry"))
+    records = Records(pool, db.Queries("registry"), relay, Announcer(pool, relay))
+    before = MOVED._value.get()
+
+    # Another writer (the reconciler finding the instance gone) has changed the row and not yet
+    # committed: the batch reads the STARTING row, judges RUNNING a change, and its write waits.
+    other = await pool.acquire()
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("UPDATE instances SET state = 'LOST', reason = 'host gone' WHERE id = $1", iid)
+        batch = asyncio.create_task(records.handle_batch([running(iid, app, "198.18.100.9")]))
+        await blocked_on(pool, await other.fetchval("SELECT pg_backend_pid()"))
+        await tx.commit()
+    finally:
+        await pool.release(other)
+    assert await asyncio.wait_for(batch, 10) == [bus.ACK]
+
+    # Judged again against LOST: old news, nothing written over the other writer's fact.
+    got = await pool.fetchrow("SELECT state, reason FROM instances WHERE id = $1", iid)
+    assert (got["state"], got["reason"]) == ("LOST", "host gone")
+    assert await pool.fetchval("SELECT count(*) FROM instance_events WHERE instance = $1 AND source = 'registry'",
+                               iid) == 0
+    assert await pool.fetchval("SELECT count(*) FROM endpoints_changed WHERE app = $1", app) == 0
+    assert MOVED._value.get() == before + 1
+
+    # With nothing in between, the same kind of report is written by the unlocked path.
+    await rows.instance(app, iid, "198.18.100.9", state="STARTING")
+    assert await records.handle_batch([running(iid, app, "198.18.100.10")]) == [bus.ACK]
+    got = await pool.fetchrow("SELECT state, ip FROM instances WHERE id = $1", iid)
+    assert (got["state"], got["ip"]) == ("RUNNING", "198.18.100.10")
+    assert MOVED._value.get() == before + 1
+    await pool.execute("DELETE FROM instance_events WHERE instance = $1", iid)
+    await pool.execute("DELETE FROM endpoints_changed WHERE app = $1", app)
+    await pool.execute("DELETE FROM outbox WHERE subject LIKE $1", f"%.{app}")
 
 
 async def test_two_batches_in_flight_for_one_instance_keep_its_order(pool: asyncpg.Pool, nc, rows: TaskRows,
                                                                     uid: str) -> None:
     """STARTING and RUNNING of many instances in two batches handled at once, each batch naming
     every instance: whichever gets there first, every instance ends RUNNING with one event per
-    transition (a STARTING judged after RUNNING is old news)."""
+    transition (the loser of a race is judged again, never writes over the winner; a STARTING
+    judged after RUNNING is old news)."""
     app = f"rr2-{uid}"
     await rows.app(app, {"http": 8080})
     ids = [f"{app}-{k:03d}" for k in range(200)]
