@@ -3,10 +3,10 @@
 -- only where the row is still that version (record_batch), so nothing is locked while judging.
 -- has_checks: the instance's version has health checks (in service then needs healthy).
 -- address: IPAM mode `pool`, the reserved address a report's ip must be.
+-- The columns are services/registry/judge.py's Row fields, in their order, then the row version.
 SELECT i.id, i.app, i.host, i.epoch, i.state, i.desired, i.ip, i.container_id, i.healthy, i.health, i.health_at,
-       i.address, i.version,
        jsonb_array_length(coalesce(v.spec -> 'health_checks', '[]'::jsonb)) > 0 AS has_checks,
-       i.xmin AS row_version
+       i.address, i.version, i.xmin AS row_version
 FROM instances i LEFT JOIN app_versions v ON v.app = i.app AND v.version = i.version
 WHERE i.id = ANY($1::text[]);
 

@@ -3,7 +3,6 @@ changed (announced by announcer.py after the commit) and writes the deploy reque
 transaction (outbox), so a crash loses nothing and a redelivered batch changes nothing."""
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 import uuid
@@ -103,8 +102,10 @@ class Records:
         """What the batch writes, judged against ``read`` (no I/O; the counters and log lines wait
         for ``Plan.count``, so a batch judged twice is counted once)."""
         plan = Plan()
-        rows = {i: Row(**{k: v for k, v in r.items() if k != "row_version"}) for i, r in read.items()}
-        versions = {i: r["row_version"] for i, r in read.items()}
+        # read_instances' columns are Row's fields in order, then the row version (a test holds
+        # them to it).
+        rows = {i: Row(*tuple(r)[:-1]) for i, r in read.items()}
+        versions = {i: r[-1] for i, r in read.items()}
         updates: dict[str, messages.IpReport] = {}
         health_times: dict[str, float] = {}
         events = plan.events
@@ -157,8 +158,8 @@ class Records:
             updates[r.instance] = msgspec.structs.replace(r, healthy=healthy, health=health)
             health_times[r.instance] = health_at
             # Later reports in the same batch are judged against what this one wrote.
-            rows[r.instance] = dataclasses.replace(row, state=r.state, ip=r.ip, container_id=r.container_id,
-                                                   healthy=healthy, health=health, health_at=health_at)
+            rows[r.instance] = msgspec.structs.replace(row, state=r.state, ip=r.ip, container_id=r.container_id,
+                                                       healthy=healthy, health=health, health_at=health_at)
         # In id order: concurrent statements take the row locks in the same order.
         plan.updates = [updates[i] for i in sorted(updates)]
         plan.health_times = [health_times[i] for i in sorted(updates)]

@@ -12,6 +12,7 @@ from nats.aio.msg import Msg
 
 from libs import bus, db, messages, natsauth, outbox, subjects
 from services.registry.announcer import Announcer
+from services.registry.judge import Row
 from services.registry.records import MOVED, Records
 from tests.integration.registry.taskrows import TaskRows
 
@@ -42,6 +43,9 @@ async def test_a_writer_between_the_read_and_the_write_wins(pool: asyncpg.Pool, 
     relay = outbox.Relay(pool, nc.jetstream(), subjects=natsauth.relay_subjects("registry"))
     records = Records(pool, db.Queries("registry"), relay, Announcer(pool, relay))
     before = MOVED._value.get()
+    # The batch builds its rows from read_instances by position.
+    read = await pool.fetch(db.Queries("registry").read_instances, [iid])
+    assert list(read[0].keys()) == [*Row.__struct_fields__, "row_version"]
 
     # Another writer (the reconciler finding the instance gone) has changed the row and not yet
     # committed: the batch reads the STARTING row, judges RUNNING a change, and its write waits.
