@@ -7,13 +7,11 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 import uvicorn
-import uvloop
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -166,20 +164,12 @@ def run_service(name: str, build_settings: Callable[[], object],
             logger.info("stopping on signal")
 
     try:
-        run_loop(_runner(), common.event_loop)
+        asyncio.run(_runner())
     except KeyboardInterrupt:
         pass
     except SettingsError as exc:  # found once running, e.g. an unreadable password file
         sys.stderr.write(f"noops-{name}: bad configuration: {exc}\n")
         raise SystemExit(2) from None
-
-
-def run_loop(main: Coroutine[Any, Any, None], event_loop: str) -> None:
-    """``asyncio.run`` on the event loop NOOPS_EVENT_LOOP names (libs/settings.py)."""
-    if event_loop == "uvloop":
-        uvloop.run(main)
-    else:
-        asyncio.run(main)
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,6 @@ def setting(default: Any, env: str, doc: str) -> Any:
     return field(default=default, metadata={"env": env, "doc": doc})
 
 
-EVENT_LOOPS = ("uvloop", "asyncio")
-
-
 @dataclass(frozen=True)
 class CommonSettings:
     cluster: str = setting(
@@ -56,11 +53,6 @@ class CommonSettings:
         "File holding the database password (read at start, keep it mode 0600); it overrides a password in "
         "NOOPS_DB_DSN. `make up` generates one per machine in /var/lib/noops/pg-password.")
     log_level: str = setting("INFO", "NOOPS_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR.")
-    event_loop: str = setting(
-        "uvloop", "NOOPS_EVENT_LOOP",
-        "The service's asyncio event loop: `uvloop` (libuv; its sockets, timers and callbacks cost less CPU "
-        "than the standard loop's, which the registry's report path and the placer's heartbeats spend "
-        "most of their time in) or `asyncio` (Python's own).")
     log_format: str = setting("json", "NOOPS_LOG_FORMAT", "`json` (one object per line) or `text`.")
     connect_retry_max_s: float = setting(
         5.0, "NOOPS_CONNECT_RETRY_MAX_S",
@@ -94,8 +86,6 @@ class CommonSettings:
         "(NATS away) are retried without limit.")
 
     def __post_init__(self) -> None:
-        if self.event_loop not in EVENT_LOOPS:
-            raise SettingsError(f"NOOPS_EVENT_LOOP must be one of {', '.join(EVENT_LOOPS)}, not {self.event_loop!r}")
         if not self.db_random_page_cost > 0:
             raise SettingsError(f"NOOPS_DB_RANDOM_PAGE_COST must be above 0, not {self.db_random_page_cost:g}")
 

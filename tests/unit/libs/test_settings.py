@@ -59,23 +59,3 @@ def test_announce_busy_share_is_a_share():
     assert load(RegistrySettings, {}).announce_busy_share == 0.125
     with pytest.raises(SettingsError, match="NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE must be in"):
         load(RegistrySettings, {"NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE": "1.5"})
-
-
-def test_event_loop_is_uvloop_or_asyncio():
-    assert load(PlacerSettings, {}).common.event_loop == "uvloop"
-    assert load(PlacerSettings, {"NOOPS_EVENT_LOOP": "asyncio"}).common.event_loop == "asyncio"
-    with pytest.raises(SettingsError, match="NOOPS_EVENT_LOOP must be one of uvloop, asyncio, not 'tokio'"):
-        load(PlacerSettings, {"NOOPS_EVENT_LOOP": "tokio"})
-
-
-@pytest.mark.parametrize("event_loop, module", [("uvloop", "uvloop"), ("asyncio", "asyncio")])
-def test_services_run_on_the_loop_named(event_loop, module):
-    import asyncio
-
-    from libs.service import run_loop
-    seen = []
-
-    async def main():
-        seen.append(type(asyncio.get_running_loop()).__module__.split(".")[0])
-    run_loop(main(), event_loop)
-    assert seen == [module]
