@@ -16,6 +16,7 @@ from nats.js.errors import NoStreamResponseError, NotFoundError
 from prometheus_client import Counter
 
 from libs import db, deadletters, messages, retry, subjects
+from libs.jspublish import AckedPublisher
 
 log = logging.getLogger("noops.outbox")
 
@@ -113,6 +114,9 @@ class Relay:
         # after a failure claim every kind.
         self._due: set[str] | None = None
         self._wake = asyncio.Event()
+        # Acks checked, not parsed into nats-py's PubAck (libs/jspublish.py): the relay of the
+        # registry publishes a change event for every report.
+        self._publisher = AckedPublisher(js._nc)
 
     def kick(self) -> None:
         """Drain now, every kind (the caller just committed rows; its NOTIFY may come later)."""
@@ -218,13 +222,15 @@ class Relay:
                     futures.append(None)
                     continue
                 try:
-                    futures.append(await self.js.publish_async(r["subject"], payload,
-                                                               headers={"Nats-Msg-Id": r["msg_id"]}))
+                    futures.append(await self._publisher.publish(r["subject"], payload, msg_id=r["msg_id"]))
                 except (nats.errors.MaxPayloadError, nats.errors.BadSubjectError, nats.errors.BadHeaderError) as exc:
                     refused[r["id"]] = retry.describe(exc)
                     futures.append(None)
             pending = [f for f in futures if f is not None]
-            results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=10.0)
+            try:
+                results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=10.0)
+            finally:
+                self._publisher.forget(pending)   # those never answered (timeout, cancel): not kept
             outcome = iter(results)
             done: list[int] = []
             transient: BaseException | None = None
