@@ -115,8 +115,8 @@ class Relay:
         self._due: set[str] | None = None
         self._wake = asyncio.Event()
         # Acks checked, not parsed into nats-py's PubAck (libs/jspublish.py): the relay of the
-        # registry publishes a change event for every report.
-        self._publisher = AckedPublisher(js._nc)
+        # registry publishes a change event for every report.  Made at the first publish.
+        self._publisher: AckedPublisher | None = None
 
     def kick(self) -> None:
         """Drain now, every kind (the caller just committed rows; its NOTIFY may come later)."""
@@ -202,6 +202,9 @@ class Relay:
 
     async def _drain(self, claim: str, args: tuple) -> tuple[int, int]:
         max_payload = getattr(self.js._nc, "max_payload", 0) or 0
+        if self._publisher is None:
+            self._publisher = AckedPublisher(self.js._nc)
+        publisher = self._publisher
         CLAIMS.labels(args[0] if args else "*").inc()
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(claim, self.batch, *args)
@@ -222,7 +225,7 @@ class Relay:
                     futures.append(None)
                     continue
                 try:
-                    futures.append(await self._publisher.publish(r["subject"], payload, msg_id=r["msg_id"]))
+                    futures.append(await publisher.publish(r["subject"], payload, msg_id=r["msg_id"]))
                 except (nats.errors.MaxPayloadError, nats.errors.BadSubjectError, nats.errors.BadHeaderError) as exc:
                     refused[r["id"]] = retry.describe(exc)
                     futures.append(None)
@@ -230,7 +233,7 @@ class Relay:
             try:
                 results = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), timeout=10.0)
             finally:
-                self._publisher.forget(pending)   # those never answered (timeout, cancel): not kept
+                publisher.forget(pending)   # those never answered (timeout, cancel): not kept
             outcome = iter(results)
             done: list[int] = []
             transient: BaseException | None = None
