@@ -21,7 +21,7 @@ SELECT 1 FROM instances WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE;
 -- whatever the final SELECT reads):
 -- * the instances' new facts, each only where the row is still the version the batch was judged
 --   against ($20, read_instances); if any is not, the statement fails as a whole
---   (noops_unchanged_or_fail, migration 0018: serialization_failure) and writes nothing.
+--   (noops_unchanged_or_fail, migration 0019: serialization_failure) and writes nothing.
 --   $1 is in id order: concurrent batches take row locks in the same order.
 --   mac/parent/lease_expires: the interface hostd gave the instance
 --   (lease_expires 0 = none, NULL); healthy/health: written only by a report with health news
