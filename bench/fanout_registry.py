@@ -21,13 +21,21 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import msgspec
 from nats.aio.msg import Msg
 
-from libs import messages
 from libs.service import run_service
 from libs.settings import RegistrySettings, load
 from services.registry import main as registry
 from services.registry.sinks.model import Desired
+
+
+class _Id(msgspec.Struct):
+    """The one field of a report the clock needs (the rest is skipped, not decoded)."""
+    instance: str
+
+
+_ID = msgspec.json.Decoder(_Id)
 
 
 class Clock:
@@ -39,6 +47,7 @@ class Clock:
         self.done: dict[str, dict[str, float]] = defaultdict(dict)
         self.complete = 0
         self.applied: set[str] = set()
+        self.held: dict[str, set[str]] = defaultdict(set)   # sink -> instances it held once
         self.written = False
         # The garbage collector's pauses (they stop the registry's one thread): generation -> durations.
         self.gc_pauses: dict[int, list[float]] = defaultdict(list)
@@ -66,8 +75,8 @@ class Clock:
         at = time.monotonic()
         for m in msgs:
             try:
-                self._taken(messages.decode(m.data, messages.IpReport).instance, "commit", at)
-            except messages.DecodeError:
+                self._taken(_ID.decode(m.data).instance, "commit", at)
+            except msgspec.DecodeError:
                 continue
 
     def observe(self, sink: str, work: Desired, at: float) -> None:
@@ -75,9 +84,15 @@ class Clock:
             self.applied.add(sink)
             if self.applied >= set(self.sinks):
                 (self.out / "ready").write_text(str(os.getpid()))
+        # Each application carries the app's whole set: only the instances this sink has not held
+        # yet are looked at (the observer runs in the registry's own loop, so its cost is the
+        # registry's latency).
+        held = self.held[sink]
         for state in work.values():
             for e in state.endpoints:
-                self._taken(e.instance, sink, at)
+                if e.instance not in held:
+                    held.add(e.instance)
+                    self._taken(e.instance, sink, at)
 
     def write(self) -> None:
         if self.written:

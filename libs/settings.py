@@ -224,6 +224,12 @@ class RegistrySettings:
         "nftables table (family inet) holding one set `app_<app>` of container IPs per app, for whitelists.")
     ipvs_vip: str = setting(
         "", "NOOPS_IPVS_VIP", "Virtual address of the IPVS services (sink `ipvs`); empty: `NOOPS_LB_BIND_HOST`.")
+    report_batches_in_flight: int = setting(
+        2, "NOOPS_REGISTRY_REPORT_BATCHES_IN_FLIGHT",
+        "Report batches the registry judges and writes at once (each on its own PostgreSQL connection): while "
+        "one waits on PostgreSQL the next is judged. A batch writes only rows still as it read them, so batches "
+        "in flight never undo each other (one that meets a change is judged again, locked). At most 6: each holds "
+        "one of the registry's 10 pooled connections, which its relay, announcer and fan-out need too.")
     announce_busy_share: float = setting(
         0.125, "NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE",
         "The announcer's rounds (one EndpointsChanged per app whose in-service set changed, each holding the "
@@ -243,6 +249,9 @@ class RegistrySettings:
     def __post_init__(self) -> None:
         if not 0 <= self.announce_busy_share <= 1:
             raise SettingsError(f"NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE must be in [0, 1], not {self.announce_busy_share:g}")
+        if not 1 <= self.report_batches_in_flight <= 6:
+            raise SettingsError("NOOPS_REGISTRY_REPORT_BATCHES_IN_FLIGHT must be in [1, 6], "
+                                f"not {self.report_batches_in_flight}")
 
     def lb_port_range(self) -> tuple[int, int]:
         lo, sep, hi = self.lb_ports.partition("-")

@@ -24,10 +24,6 @@ from services.registry.sinks.runner import Observer
 
 log = logging.getLogger("noops.registry")
 
-# Two report batches in flight: one waits on PostgreSQL while the next is judged.  Safe because
-# each batch writes only rows still as it read them (else it is judged again, locked, in id order:
-# records.py) and a state never moves backwards (judge.py).
-REPORT_BATCHES_IN_FLIGHT = 2
 # Reports judged and written per transaction; each batch announces an app's endpoint set once.
 REPORT_BATCH = 1000
 
@@ -82,8 +78,11 @@ async def main(settings: RegistrySettings, *, observers: tuple[Observer, ...] = 
     await watch.serve(nc)
     sup.start("outbox-relay", relay.run)
     sup.start("announcer", announcer.run)
+    # Several report batches in flight (NOOPS_REGISTRY_REPORT_BATCHES_IN_FLIGHT): safe because each
+    # writes only rows still as it read them (else it is judged again, locked, in id order:
+    # records.py) and a state never moves backwards (judge.py).
     sup.start("reports", lambda: bus.pull_loop(
-        js, subjects.REGISTRY, handler, batch=REPORT_BATCH, concurrency=REPORT_BATCHES_IN_FLIGHT, policy=policy,
+        js, subjects.REGISTRY, handler, batch=REPORT_BATCH, concurrency=settings.report_batches_in_flight, policy=policy,
         max_deliver=common.max_deliver, dead_letters=recorder, declare_streams=b.declare_streams))
     # What exists now (modules, settings, connections) lives as long as the process: out of the
     # garbage collector's full passes, which otherwise walk it all again and again while reports

@@ -59,3 +59,10 @@ def test_announce_busy_share_is_a_share():
     assert load(RegistrySettings, {}).announce_busy_share == 0.125
     with pytest.raises(SettingsError, match="NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE must be in"):
         load(RegistrySettings, {"NOOPS_REGISTRY_ANNOUNCE_BUSY_SHARE": "1.5"})
+
+
+def test_report_batches_in_flight_is_bounded():
+    from libs.settings import RegistrySettings
+    assert load(RegistrySettings, {}).report_batches_in_flight == 2
+    with pytest.raises(SettingsError, match="NOOPS_REGISTRY_REPORT_BATCHES_IN_FLIGHT must be in \\[1, 6\\], not 0"):
+        load(RegistrySettings, {"NOOPS_REGISTRY_REPORT_BATCHES_IN_FLIGHT": "0"})
