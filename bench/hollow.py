@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import itertools
 import logging
 import time
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.errors import APIError, NoStreamResponseError
 
 from libs import bus, messages, subjects
+from libs.jspublish import AckedPublisher
 
 log = logging.getLogger("noops.bench.hollow")
 
@@ -41,51 +42,6 @@ def host_id(k: int) -> str:
     return f"hh{k:05d}"
 
 
-class PublishRefused(RuntimeError):
-    """JetStream answered a report's publish with an error (or nothing stored it)."""
-
-
-class _Acks:
-    """Publishes to JetStream pipelined, as ``js.publish_async`` does (a reply inbox per
-    message, one subscription for all), but checks each ack for an error without building a
-    ``PubAck`` from it."""
-
-    def __init__(self, nc: NATS) -> None:
-        self.nc = nc
-        self._prefix = ""
-        self._seq = itertools.count()
-        self._waiting: dict[str, asyncio.Future[None]] = {}
-
-    async def _start(self) -> None:
-        self._prefix = f"{self.nc.new_inbox()}."
-        await self.nc.subscribe(f"{self._prefix}*", cb=self._answered)
-
-    async def _answered(self, msg: Msg) -> None:
-        fut = self._waiting.pop(msg.subject[len(self._prefix):], None)
-        if fut is None or fut.done():
-            return
-        # A stored message's ack is {"stream":..,"seq":..}; a refusal has "error"; no stream for
-        # the subject is an empty message with a 503 status header.
-        if not msg.data or b'"error"' in msg.data:
-            fut.set_exception(PublishRefused(msg.data.decode(errors="replace") or str(msg.headers)))
-        else:
-            fut.set_result(None)
-
-    async def publish(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future[None]:
-        if not self._prefix:
-            await self._start()
-        token = str(next(self._seq))
-        fut = self._waiting[token] = asyncio.get_running_loop().create_future()
-        await self.nc.publish(subject, data, reply=self._prefix + token, headers={"Nats-Msg-Id": msg_id})
-        return fut
-
-    def forget(self, futures: list[asyncio.Future[None]]) -> None:
-        """Stop waiting for these (timed out): their tokens are dropped."""
-        dead = {id(f) for f in futures if not f.done()}
-        for token in [t for t, f in self._waiting.items() if id(f) in dead]:
-            del self._waiting[token]
-
-
 class HollowHosts:
     def __init__(self, nc: NATS, n: int, *, cpus: float = 32.0, mem_mb: int = 131072,
                  ack_timeout_s: float = 30.0) -> None:
@@ -94,7 +50,7 @@ class HollowHosts:
         self.started = 0
         self.stopped = 0
         self._next_ip = 1
-        self._acks = _Acks(nc)
+        self._acks = AckedPublisher(nc)   # the outbox relays' publisher (libs/jspublish.py)
 
     def labels(self, k: int) -> dict[str, str]:
         return {"hostname": host_id(k), "rack": f"r{k // 40}", "zone": f"z{k % 4}"}
@@ -129,10 +85,11 @@ class HollowHosts:
                 r = messages.IpReport(instance=p.instance, app=p.app, host=p.host, epoch=p.epoch, state="KILLED",
                                       container_id=f"hollow-{p.instance}", at=time.time())
             futures.append(await self._acks.publish(
-                subjects.report(p.host), messages.encode(r), f"report:{p.instance}:{p.epoch}:{r.state}:{r.container_id}"))
+                subjects.report(p.host), messages.encode(r),
+                msg_id=f"report:{p.instance}:{p.epoch}:{r.state}:{r.container_id}"))
         try:
             await asyncio.wait_for(asyncio.gather(*futures), self.ack_timeout_s)
-        except (asyncio.TimeoutError, PublishRefused) as exc:
+        except (asyncio.TimeoutError, APIError, NoStreamResponseError) as exc:
             # Not all stored: the placements come again (a report published twice is dropped
             # by its msg id), as hostd NAKs.
             self._acks.forget(futures)
