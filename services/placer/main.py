@@ -223,7 +223,8 @@ async def lead(settings: PlacerSettings, b: Backends, queries: db.Queries, leade
                          max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
     placer = Placer(settings, pool, committer, relay, queries)
     ears = silence.Ears()
-    sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back, ears=ears)
+    sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back, ears=ears,
+                         grace_s=settings.heartbeat_grace_s)
     sub = await nc.subscribe(subjects.HEARTBEAT_ALL, cb=sink.handle)
     # A crashed loop restarts with the policy's backoff; losing leadership (Deposed from the
     # committer, LostLeadership from the watch) is escalated instead: the caller steps down.
