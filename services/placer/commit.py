@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import asyncpg
 import pydantic
@@ -74,6 +75,54 @@ def launch_key(spec_json: dict, restart_gen: int) -> str:
                       sort_keys=True)
 
 
+@dataclass(frozen=True)
+class ParsedSpec:
+    """One stored spec text, parsed once: a look at an app re-reads its spec and its live
+    versions' specs, which change only with a new version, so each distinct text is parsed,
+    validated and turned into its container spec once -- not once per look (1,000 apps looked at
+    a dozen times each while a deployment comes up)."""
+    json: dict
+    spec: AppSpec | None        # None: the text is not a valid spec for this version (error says why)
+    error: str = ""
+    _keys: dict[int, str] = field(default_factory=dict, compare=False)
+    _container: list = field(default_factory=list, compare=False)
+
+    def launch_key(self, restart_gen: int) -> str:
+        key = self._keys.get(restart_gen)
+        if key is None:
+            key = self._keys[restart_gen] = launch_key(self.json, restart_gen)
+        return key
+
+    def container(self) -> messages.ContainerSpec:
+        assert self.spec is not None
+        if not self._container:
+            self._container.append(container_spec(self.spec))
+        return self._container[0]
+
+
+class SpecCache:
+    """Stored spec texts -> ParsedSpec; dropped whole when it outgrows ``limit`` (apps deleted
+    or changed many times), so it never grows without bound.  What it hands out is never mutated."""
+
+    def __init__(self, limit: int = 8192) -> None:
+        self.limit = limit
+        self._parsed: dict[str, ParsedSpec] = {}
+
+    def get(self, text: str | None) -> ParsedSpec:
+        text = text or "{}"
+        got = self._parsed.get(text)
+        if got is None:
+            if len(self._parsed) >= self.limit:
+                self._parsed.clear()
+            spec_json = json.loads(text)
+            try:
+                got = ParsedSpec(spec_json, AppSpec.model_validate(spec_json))
+            except pydantic.ValidationError as exc:
+                got = ParsedSpec(spec_json, None, str(exc))
+            self._parsed[text] = got
+        return got
+
+
 def _inf_if(value: float, unlimited: bool) -> float:
     return float("inf") if unlimited else float(value)
 
@@ -114,6 +163,7 @@ class Committer:
         self._draining: frozenset[str] = frozenset()
         self._pool_hosts: frozenset[str] = frozenset()
         self._json_cache: dict[str, dict] = {}
+        self._specs = SpecCache()
         self._taken_at = 0.0
         self.max_age_s = 1.0                # snapshot refresh period (our own reservations are in the scratch)
         self._refresh_cost_s = 0.0
@@ -166,9 +216,9 @@ class Committer:
             for r in await conn.fetch(self.q.live_instances_of, ids):
                 insts[r["app"]].append(r)
             want = sorted({(r["app"], r["version"]) for a in ids for r in insts[a]})
-            vspecs: dict[str, dict[int, tuple[dict, int]]] = {a: {} for a in ids}
+            vspecs: dict[str, dict[int, tuple[ParsedSpec, int]]] = {a: {} for a in ids}
             for r in await conn.fetch(self.q.version_specs_of, [w[0] for w in want], [w[1] for w in want]):
-                vspecs[r["app"]][r["version"]] = (json.loads(r["spec"]), r["restart_gen"])
+                vspecs[r["app"]][r["version"]] = (self._specs.get(r["spec"]), r["restart_gen"])
             failures = {r["app"]: r["failures"] for r in await conn.fetch(self.q.failures_of, ids)}
             deps = {r["app"]: r for r in await conn.fetch(self.q.latest_deployments_of, ids)}
 
@@ -182,18 +232,18 @@ class Committer:
         STOPPED.inc(res.stopped)
         return res
 
-    def _one(self, row: asyncpg.Record, inst_rows: list[asyncpg.Record], vspecs: dict[int, tuple[dict, int]],
-             failures: int, dep_row: asyncpg.Record | None, now: datetime, w: "_Writes", res: BatchResult) -> None:
+    def _one(self, row: asyncpg.Record, inst_rows: list[asyncpg.Record],
+             vspecs: dict[int, tuple[ParsedSpec, int]], failures: int, dep_row: asyncpg.Record | None,
+             now: datetime, w: "_Writes", res: BatchResult) -> None:
         app_id, version = row["id"], row["version"]
-        spec_json = json.loads(row["spec"])
-        try:
-            spec = AppSpec.model_validate(spec_json)
-        except pydantic.ValidationError as exc:
+        parsed = self._specs.get(row["spec"])
+        spec = parsed.spec
+        if spec is None:
             # A stored spec this version cannot read: permanent, so absorb and say why.
-            log.error("stored app spec is invalid; skipping", extra={"app": app_id, "error": str(exc)})
+            log.error("stored app spec is invalid; skipping", extra={"app": app_id, "error": parsed.error})
             return
-        key = launch_key(spec_json, row["restart_gen"])
-        compatible = frozenset(v for v, (sj, gen) in vspecs.items() if v != version and launch_key(sj, gen) == key)
+        key = parsed.launch_key(row["restart_gen"])
+        compatible = frozenset(v for v, (ps, gen) in vspecs.items() if v != version and ps.launch_key(gen) == key)
         dep = None
         if dep_row is not None:
             dep = deploys.DeploymentView(dep_row["id"], dep_row["from_version"], dep_row["to_version"],
@@ -212,14 +262,14 @@ class Committer:
             strategy=spec.placement, minimum_health_capacity=us.minimum_health_capacity,
             maximum_over_capacity=us.maximum_over_capacity, compatible_versions=compatible, paused=paused,
             may_launch=bo.may_launch(now), host_ports=tuple(p.host_port for p in spec.ports if p.host_port))
-        views = [core.InstanceView(id=r["id"], version=r["version"], host=r["host"], state=r["state"],
-                                   desired=r["desired"], seq=n, doomed=r["kill_requested"],
-                                   in_service=r["in_service"])
+        view = core.InstanceView
+        views = [view(r["id"], r["version"], r["host"], r["state"], r["desired"], n, r["kill_requested"],
+                      r["in_service"])
                  for n, r in enumerate(inst_rows)]
         # Seeded from the app and its version: a post-mortem can replay the same decision.
         plan = core.decide(app, views, self._scratch, seed=zlib.crc32(f"{app_id}:{version}".encode()),
                            draining=self._draining)
-        w.add_plan(self, spec, version, plan)
+        w.add_plan(self, spec, parsed.container(), version, plan)
         res.placed += len(plan.place)
         res.stopped += len(plan.stop)
         if plan.unplaced:
@@ -231,7 +281,7 @@ class Committer:
         if new_deployment:
             serving = collections.Counter(v.version for v in views if v.serving and v.desired == "RUNNING")
             last_good = deploys.rollback_target(last_good, dep, serving,
-                                                {v: sj.get("instances", 0) for v, (sj, _) in vspecs.items()})
+                                                {v: ps.json.get("instances", 0) for v, (ps, _) in vspecs.items()})
         if not row["deleted"]:
             step = deploys.track(version, last_good, dep, plan, target=row["instances"],
                                  deadline_s=us.progress_deadline_s, auto_rollback=us.auto_rollback, now=now)
@@ -332,8 +382,9 @@ class _Writes:
         self.new_deps: list[tuple] = []
         self.rollbacks: list[tuple[str, int]] = []
 
-    def add_plan(self, c: Committer, spec: AppSpec, version: int, plan: core.Plan) -> None:
-        self.specs[spec.id] = container_spec(spec)
+    def add_plan(self, c: Committer, spec: AppSpec, container: messages.ContainerSpec, version: int,
+                 plan: core.Plan) -> None:
+        self.specs[spec.id] = container
         r = spec.resources
         # 48 random bits per instance id, from one read of the system's random source per plan
         # (a uuid4 each was a visible share of placing 100,000 instances).
@@ -344,8 +395,7 @@ class _Writes:
         self.stop_ids += plan.stop
 
 
-@dataclass(frozen=True)
-class _Start:
+class _Start(NamedTuple):   # one per placement (100,000 a deployment): a tuple is cheap to build
     id: str
     app: str
     version: int
