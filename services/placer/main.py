@@ -15,10 +15,10 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge
 
 from libs import bus, db, deadletters, messages, natsauth, outbox, retry, subjects
-from libs.service import Backends, Health, Pacer, connect_backends, run_ops_server, run_service
+from libs.service import Backends, Health, Pacer, connect_backends, paced_gap, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
 from services.placer import liveness, silence
-from services.placer.commit import Committer, Deposed
+from services.placer.commit import BatchResult, Committer, Deposed
 from services.placer.heartbeats import HeartbeatSink
 from services.placer.sampling import Sampling
 from libs.leader import Leadership, LostLeadership
@@ -37,6 +37,19 @@ MAX_BATCH = 1000          # apps decided in one transaction
 # big app looked at once per report batch cost the placer most of its time.  Waiting this long
 # after a busy batch lets those requests pile up into one look; an idle placer starts at once.
 MIN_BATCH_GAP_S = 0.05
+# After a batch that placed and stopped nothing (bookkeeping looks: deployment progress, status),
+# the next waits its cost / NOOPS_PLACER_QUIET_SHARE, at most this long: while 100,000 instances
+# come into service such looks, each re-reading every live instance of its apps, kept the placer
+# busy through the registry's last seconds.
+QUIET_MAX_GAP_S = 1.0
+
+
+def batch_gap(res: BatchResult, cost_s: float, quiet_share: float) -> float:
+    """How long after a batch's start the next may start: at once (50 ms) while work moves
+    (placed, stopped, rolled back), else its cost / ``quiet_share``, at most QUIET_MAX_GAP_S."""
+    if res.placed or res.stopped or res.again:
+        return MIN_BATCH_GAP_S
+    return paced_gap(MIN_BATCH_GAP_S, cost_s, quiet_share, QUIET_MAX_GAP_S)
 
 
 class WorkQueue:
@@ -87,6 +100,7 @@ class Placer:
         while True:
             await self.queue.ready()
             await pacer.wait()
+            started = loop.time()
             batch = await self.queue.take()
             try:
                 res = await self.committer.reconcile(list(batch))
@@ -104,6 +118,7 @@ class Placer:
                 self.queue.nudge(batch)
                 continue
             failures.ok()
+            pacer.gap_s = batch_gap(res, loop.time() - started, self.settings.quiet_share)
             for futs in batch.values():
                 for f in futs:
                     if not f.done():
