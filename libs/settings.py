@@ -168,6 +168,11 @@ class PlacerSettings:
     resync_interval_s: float = setting(
         10.0, "NOOPS_PLACER_RESYNC_S",
         "Every this many seconds the placer looks at every app again (level-triggered safety net for lost requests).")
+    heartbeat_fast_path: bool = setting(
+        True, "NOOPS_PLACER_HEARTBEAT_FAST_PATH",
+        "Hand heartbeats to the placer straight from nats-py's read loop (services/placer/heartbeat_feed.py), "
+        "skipping its per-message objects, queue and task: about half the placer's CPU for heartbeats. false: "
+        "nats-py's ordinary subscription path (also taken by itself where the installed nats-py lacks the hook).")
     quiet_share: float = setting(
         0.25, "NOOPS_PLACER_QUIET_SHARE",
         "Largest share of the placer's time that looks placing and stopping nothing may take (while instances come "

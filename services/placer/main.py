@@ -17,7 +17,7 @@ from prometheus_client import Counter, Gauge
 from libs import bus, db, deadletters, messages, natsauth, outbox, retry, subjects
 from libs.service import Backends, Health, Pacer, connect_backends, paced_gap, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
-from services.placer import liveness, silence
+from services.placer import heartbeat_feed, liveness, silence
 from services.placer.commit import BatchResult, Committer, Deposed
 from services.placer.heartbeats import HeartbeatSink
 from services.placer.sampling import Sampling
@@ -240,7 +240,7 @@ async def lead(settings: PlacerSettings, b: Backends, queries: db.Queries, leade
     ears = silence.Ears()
     sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back, ears=ears,
                          grace_s=settings.heartbeat_grace_s)
-    sub = await nc.subscribe(subjects.HEARTBEAT_ALL, cb=sink.handle)
+    feed = await heartbeat_feed.subscribe(nc, sink, fast=settings.heartbeat_fast_path)
     # A crashed loop restarts with the policy's backoff; losing leadership (Deposed from the
     # committer, LostLeadership from the watch) is escalated instead: the caller steps down.
     sup = health.supervisor(policy, escalate=(Deposed, LostLeadership))
@@ -258,7 +258,7 @@ async def lead(settings: PlacerSettings, b: Backends, queries: db.Queries, leade
         await sup.wait()
     finally:
         await sup.cancel()
-        await sub.unsubscribe()
+        await feed.unsubscribe()
         # A standby runs none of the leader's loops: they are not dead, just not ours now.
         for name in ("outbox-relay", "heartbeats", "worker", "resync", "liveness", "deploy-requests", "leadership"):
             health.loops.states.pop(name, None)
