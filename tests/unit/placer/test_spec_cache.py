@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from services.placer.commit import SpecCache, container_spec, launch_key
+from services.placer.specs import SpecCache, container_spec, launch_key
 from libs.appspec import AppSpec
 
 WEB = json.dumps({"id": "web", "image": "noops/base:latest", "instances": 3, "resources": {"cpus": 0.5, "mem_mb": 256}})
