@@ -160,12 +160,26 @@ class PlacerSettings:
             raise SettingsError(f"NOOPS_MASS_SILENCE_SHARE must be in (0, 1], not {self.mass_silence_share:g}")
         if self.eviction_rate_per_s <= 0 or self.eviction_burst < 1:
             raise SettingsError("NOOPS_EVICTION_RATE must be above 0 and NOOPS_EVICTION_BURST at least 1")
+        if not 0 < self.quiet_share <= 1:
+            raise SettingsError(f"NOOPS_PLACER_QUIET_SHARE must be in (0, 1], not {self.quiet_share:g}")
         if not 0 <= self.score_percent <= 100 or self.score_min_hosts < 1 or self.score_max_hosts < 0:
             raise SettingsError("NOOPS_PLACER_SCORE_PERCENT must be in [0, 100], NOOPS_PLACER_SCORE_MIN_HOSTS at "
                                 "least 1 and NOOPS_PLACER_SCORE_MAX_HOSTS not negative")
     resync_interval_s: float = setting(
         10.0, "NOOPS_PLACER_RESYNC_S",
         "Every this many seconds the placer looks at every app again (level-triggered safety net for lost requests).")
+    heartbeat_fast_path: bool = setting(
+        True, "NOOPS_PLACER_HEARTBEAT_FAST_PATH",
+        "Hand heartbeats to the placer straight from nats-py's read loop (services/placer/heartbeat_feed.py), "
+        "skipping its per-message objects, queue and task: about half the placer's CPU for heartbeats. false: "
+        "nats-py's ordinary subscription path (also taken by itself where the installed nats-py lacks the hook).")
+    quiet_share: float = setting(
+        0.25, "NOOPS_PLACER_QUIET_SHARE",
+        "Largest share of the placer's time that looks placing and stopping nothing may take (while instances come "
+        "up, the registry asks for a look at each app whose instances came into service, every announcement round): "
+        "after such a batch the next one starts no sooner than its cost divided by this share, and at most 1 s later, "
+        "so the requests arriving meanwhile are one look per app. A batch that placed or stopped instances is "
+        "followed at once (50 ms). 1: no such pacing.")
     score_percent: float = setting(
         0.0, "NOOPS_PLACER_SCORE_PERCENT",
         "Share of the hosts (percent) a placement decision looks for among the feasible ones before it ranks them, "

@@ -13,17 +13,18 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import asyncpg
-import pydantic
 from prometheus_client import Counter, Histogram
 
 from libs import constraints as cons
 from libs import ipam, messages, outbox
-from libs.appspec import AppSpec, HealthCheck
+from libs.appspec import AppSpec
 from libs.db import Queries
 from services.placer import core, deploys, outgoing
 from services.placer.sampling import Sampling
+from services.placer.specs import ParsedSpec, SpecCache
 from services.placer.snapshot import ClusterSnapshot, HostRow
 
 log = logging.getLogger("noops.placer")
@@ -32,8 +33,7 @@ PLACED = Counter("noops_placer_instances_placed_total", "Instances placed")
 STOPPED = Counter("noops_placer_instances_stopped_total", "Instances asked to stop")
 UNPLACED = Counter("noops_placer_unplaceable_total", "App decisions that left instances waiting for room")
 BATCH = Histogram("noops_placer_batch_seconds", "Time to decide and commit one batch of apps")
-# Fields that do not change the container: a version differing only in these keeps its instances.
-_NOT_LAUNCH = {"instances", "upgrade_strategy", "backoff_seconds", "backoff_factor", "max_launch_delay_seconds"}
+
 
 
 class Deposed(RuntimeError):
@@ -46,32 +46,6 @@ class BatchResult:
     stopped: int = 0
     wake_at: dict[str, datetime] = field(default_factory=dict)   # apps to look at again later
     again: set[str] = field(default_factory=set)                 # apps to look at again now (rollback)
-
-
-def container_spec(spec: AppSpec) -> messages.ContainerSpec:
-    return messages.ContainerSpec(
-        image=spec.image, cmd=list(spec.cmd), env=dict(spec.env), labels=dict(spec.labels),
-        cpus=spec.resources.cpus, mem_mb=spec.resources.mem_mb,
-        ports=[messages.PortSpec(name=p.name, container_port=p.container_port, protocol=p.protocol)
-               for p in spec.ports],
-        disk_mb=spec.resources.disk_mb, egress_mbit=spec.resources.egress_mbit, volume_path=spec.volume_path,
-        health_checks=[health_check_spec(spec, c) for c in spec.health_checks],
-        security=messages.SecuritySpec(cap_add=list(spec.security.cap_add), user=spec.security.user or "",
-                                       read_only_rootfs=spec.security.read_only_rootfs),
-        stop_timeout_s=spec.kill_grace_s or 0)
-
-
-def health_check_spec(spec: AppSpec, c: HealthCheck) -> messages.HealthCheckSpec:
-    ports = {p.name: p.container_port for p in spec.ports}
-    return messages.HealthCheckSpec(
-        protocol=c.protocol, name=c.describe(), port=ports.get(c.port_name or "", 0), path=c.path,
-        status_min=c.status[0], status_max=c.status[1], command=list(c.command), grace_period_s=c.grace_period_s,
-        interval_s=c.interval_s, timeout_s=c.timeout_s, max_consecutive_failures=c.max_consecutive_failures)
-
-
-def launch_key(spec_json: dict, restart_gen: int) -> str:
-    return json.dumps({k: v for k, v in spec_json.items() if k not in _NOT_LAUNCH} | {"_restart": restart_gen},
-                      sort_keys=True)
 
 
 def _inf_if(value: float, unlimited: bool) -> float:
@@ -114,6 +88,7 @@ class Committer:
         self._draining: frozenset[str] = frozenset()
         self._pool_hosts: frozenset[str] = frozenset()
         self._json_cache: dict[str, dict] = {}
+        self._specs = SpecCache()
         self._taken_at = 0.0
         self.max_age_s = 1.0                # snapshot refresh period (our own reservations are in the scratch)
         self._refresh_cost_s = 0.0
@@ -166,9 +141,9 @@ class Committer:
             for r in await conn.fetch(self.q.live_instances_of, ids):
                 insts[r["app"]].append(r)
             want = sorted({(r["app"], r["version"]) for a in ids for r in insts[a]})
-            vspecs: dict[str, dict[int, tuple[dict, int]]] = {a: {} for a in ids}
+            vspecs: dict[str, dict[int, tuple[ParsedSpec, int]]] = {a: {} for a in ids}
             for r in await conn.fetch(self.q.version_specs_of, [w[0] for w in want], [w[1] for w in want]):
-                vspecs[r["app"]][r["version"]] = (json.loads(r["spec"]), r["restart_gen"])
+                vspecs[r["app"]][r["version"]] = (self._specs.get(r["spec"]), r["restart_gen"])
             failures = {r["app"]: r["failures"] for r in await conn.fetch(self.q.failures_of, ids)}
             deps = {r["app"]: r for r in await conn.fetch(self.q.latest_deployments_of, ids)}
 
@@ -182,18 +157,18 @@ class Committer:
         STOPPED.inc(res.stopped)
         return res
 
-    def _one(self, row: asyncpg.Record, inst_rows: list[asyncpg.Record], vspecs: dict[int, tuple[dict, int]],
-             failures: int, dep_row: asyncpg.Record | None, now: datetime, w: "_Writes", res: BatchResult) -> None:
+    def _one(self, row: asyncpg.Record, inst_rows: list[asyncpg.Record],
+             vspecs: dict[int, tuple[ParsedSpec, int]], failures: int, dep_row: asyncpg.Record | None,
+             now: datetime, w: "_Writes", res: BatchResult) -> None:
         app_id, version = row["id"], row["version"]
-        spec_json = json.loads(row["spec"])
-        try:
-            spec = AppSpec.model_validate(spec_json)
-        except pydantic.ValidationError as exc:
+        parsed = self._specs.get(row["spec"])
+        spec = parsed.spec
+        if spec is None:
             # A stored spec this version cannot read: permanent, so absorb and say why.
-            log.error("stored app spec is invalid; skipping", extra={"app": app_id, "error": str(exc)})
+            log.error("stored app spec is invalid; skipping", extra={"app": app_id, "error": parsed.error})
             return
-        key = launch_key(spec_json, row["restart_gen"])
-        compatible = frozenset(v for v, (sj, gen) in vspecs.items() if v != version and launch_key(sj, gen) == key)
+        key = parsed.launch_key(row["restart_gen"])
+        compatible = frozenset(v for v, (ps, gen) in vspecs.items() if v != version and ps.launch_key(gen) == key)
         dep = None
         if dep_row is not None:
             dep = deploys.DeploymentView(dep_row["id"], dep_row["from_version"], dep_row["to_version"],
@@ -212,14 +187,14 @@ class Committer:
             strategy=spec.placement, minimum_health_capacity=us.minimum_health_capacity,
             maximum_over_capacity=us.maximum_over_capacity, compatible_versions=compatible, paused=paused,
             may_launch=bo.may_launch(now), host_ports=tuple(p.host_port for p in spec.ports if p.host_port))
-        views = [core.InstanceView(id=r["id"], version=r["version"], host=r["host"], state=r["state"],
-                                   desired=r["desired"], seq=n, doomed=r["kill_requested"],
-                                   in_service=r["in_service"])
+        view = core.InstanceView
+        views = [view(r["id"], r["version"], r["host"], r["state"], r["desired"], n, r["kill_requested"],
+                      r["in_service"])
                  for n, r in enumerate(inst_rows)]
         # Seeded from the app and its version: a post-mortem can replay the same decision.
         plan = core.decide(app, views, self._scratch, seed=zlib.crc32(f"{app_id}:{version}".encode()),
                            draining=self._draining)
-        w.add_plan(self, spec, version, plan)
+        w.add_plan(self, spec, parsed.container(), version, plan)
         res.placed += len(plan.place)
         res.stopped += len(plan.stop)
         if plan.unplaced:
@@ -231,7 +206,7 @@ class Committer:
         if new_deployment:
             serving = collections.Counter(v.version for v in views if v.serving and v.desired == "RUNNING")
             last_good = deploys.rollback_target(last_good, dep, serving,
-                                                {v: sj.get("instances", 0) for v, (sj, _) in vspecs.items()})
+                                                {v: ps.json.get("instances", 0) for v, (ps, _) in vspecs.items()})
         if not row["deleted"]:
             step = deploys.track(version, last_good, dep, plan, target=row["instances"],
                                  deadline_s=us.progress_deadline_s, auto_rollback=us.auto_rollback, now=now)
@@ -332,8 +307,9 @@ class _Writes:
         self.new_deps: list[tuple] = []
         self.rollbacks: list[tuple[str, int]] = []
 
-    def add_plan(self, c: Committer, spec: AppSpec, version: int, plan: core.Plan) -> None:
-        self.specs[spec.id] = container_spec(spec)
+    def add_plan(self, c: Committer, spec: AppSpec, container: messages.ContainerSpec, version: int,
+                 plan: core.Plan) -> None:
+        self.specs[spec.id] = container
         r = spec.resources
         # 48 random bits per instance id, from one read of the system's random source per plan
         # (a uuid4 each was a visible share of placing 100,000 instances).
@@ -344,8 +320,7 @@ class _Writes:
         self.stop_ids += plan.stop
 
 
-@dataclass(frozen=True)
-class _Start:
+class _Start(NamedTuple):   # one per placement (100,000 a deployment): a tuple is cheap to build
     id: str
     app: str
     version: int

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from libs.constraints import Constraint
 from libs.messages import TERMINAL
@@ -19,8 +20,10 @@ from services.placer.placement import NO_HOSTS, Request, choose
 from services.placer.snapshot import Scratch
 
 
-@dataclass(frozen=True)
-class InstanceView:
+class InstanceView(NamedTuple):
+    """One live instance as a decision sees it.  A named tuple, not a frozen dataclass: a look at
+    an app builds one per live instance (100,000 for a big deployment), and a frozen dataclass
+    costs ~1.3 us each to build against ~0.3 us."""
     id: str
     version: int
     host: str

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +27,7 @@ HOSTS = Gauge("noops_placer_hosts_reporting", "Hosts heard from in the last flus
 
 
 _encode = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder(messages.Heartbeat).decode   # messages.decode's, without its lookup per call
 
 
 def _json(value: dict) -> str:
@@ -36,25 +38,30 @@ def _json(value: dict) -> str:
 class HeartbeatSink:
     def __init__(self, pool: asyncpg.Pool, queries: Queries, on_new_host: Callable[[list[str]], None],
                  on_host_back: Callable[[list[str]], Awaitable[None]], ears: silence.Ears | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, *, grace_s: float = 3.0) -> None:
         self.pool, self.q, self.on_new_host, self.on_host_back = pool, queries, on_new_host, on_host_back
         self.ears = silence.Ears() if ears is None else ears
         self._clock = clock
+        self.grace_s = grace_s                   # NOOPS_HEARTBEAT_GRACE_S: older than that, a host is not offered room
         self.latest: dict[str, messages.Heartbeat] = {}
-        self._previous: set[str] = set()
+        self._written_at: dict[str, float] = {}  # host -> when its heartbeat last reached the table (clock)
         self._written: dict[str, bytes] = {}   # host -> what its row holds (heartbeat less time and load)
         self._received = 0
 
     async def handle(self, msg: Msg) -> None:
+        self.hear(msg.subject, msg.data)
+
+    def hear(self, subject: str, data: bytes) -> None:
+        """One heartbeat as it came (heartbeat_feed.py calls this in nats-py's read loop)."""
         try:
-            hb = messages.decode(msg.data, messages.Heartbeat)
+            hb = _decode(data)
         except messages.DecodeError as exc:
             REJECTED.inc()
-            log.warning("malformed heartbeat", extra={"subject": msg.subject, "error": str(exc)})
+            log.warning("malformed heartbeat", extra={"subject": subject, "error": str(exc)})
             return
-        if hb.host != subjects.host_of(msg.subject):
+        if hb.host != subjects.host_of(subject):
             REJECTED.inc()
-            log.warning("heartbeat for another host", extra={"subject": msg.subject, "host": hb.host})
+            log.warning("heartbeat for another host", extra={"subject": subject, "host": hb.host})
             return
         self.latest[hb.host] = hb
         self.ears.hear(hb.host, self._clock())   # heard now, whenever the task log gets to know
@@ -70,6 +77,7 @@ class HeartbeatSink:
             raise
 
     async def _write(self, batch: dict[str, messages.Heartbeat]) -> int:
+        now = self._clock()
         HOSTS.set(len(batch))
         RECEIVED.inc(self._received)
         self._received = 0
@@ -83,6 +91,7 @@ class HeartbeatSink:
             else:
                 changed.append((h, key))
         back: list[str] = []
+        gone: list[str] = []
         if changed:
             hbs = [h for h, _ in changed]
             back += [r["id"] for r in await self.pool.fetch(
@@ -97,12 +106,19 @@ class HeartbeatSink:
                     back.append(r["id"])
                 else:
                     self._written.pop(r["id"], None)   # its row is gone: written in full next time
+                    gone.append(r["id"])
         if back:
             await self.on_host_back(back)
-        # A host not heard from in the previous interval is new or back: capacity appeared, so
-        # apps waiting for room are looked at again.
-        new = sorted(set(batch) - self._previous)
-        self._previous = set(batch)
+        # A host this placer never wrote, or whose last write is older than the grace (so the
+        # snapshot stopped offering it room), is new or back: capacity appeared, so apps waiting
+        # for room are looked at again.  Not a host merely missing from the last interval: under
+        # load a heartbeat round or a flush runs late, and every such "appearance" had every app
+        # looked at again (all their live instances re-read) for no new room.
+        written_at = self._written_at
+        new = sorted({*(h for h in batch if now - written_at.get(h, -math.inf) > self.grace_s), *back})
+        written_at.update(dict.fromkeys(batch, now))
+        for h in gone:
+            written_at.pop(h, None)                    # not in the table: new again once it is
         if new:
             log.info("hosts reporting", extra={"hosts": new})
             self.on_new_host(new)

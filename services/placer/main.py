@@ -15,10 +15,10 @@ from nats.aio.msg import Msg
 from prometheus_client import Counter, Gauge
 
 from libs import bus, db, deadletters, messages, natsauth, outbox, retry, subjects
-from libs.service import Backends, Health, Pacer, connect_backends, run_ops_server, run_service
+from libs.service import Backends, Health, Pacer, connect_backends, paced_gap, run_ops_server, run_service
 from libs.settings import PlacerSettings, load
-from services.placer import liveness, silence
-from services.placer.commit import Committer, Deposed
+from services.placer import heartbeat_feed, liveness, silence
+from services.placer.commit import BatchResult, Committer, Deposed
 from services.placer.heartbeats import HeartbeatSink
 from services.placer.sampling import Sampling
 from libs.leader import Leadership, LostLeadership
@@ -37,6 +37,19 @@ MAX_BATCH = 1000          # apps decided in one transaction
 # big app looked at once per report batch cost the placer most of its time.  Waiting this long
 # after a busy batch lets those requests pile up into one look; an idle placer starts at once.
 MIN_BATCH_GAP_S = 0.05
+# After a batch that placed and stopped nothing (bookkeeping looks: deployment progress, status),
+# the next waits its cost / NOOPS_PLACER_QUIET_SHARE, at most this long: while 100,000 instances
+# come into service such looks, each re-reading every live instance of its apps, kept the placer
+# busy through the registry's last seconds.
+QUIET_MAX_GAP_S = 1.0
+
+
+def batch_gap(res: BatchResult, cost_s: float, quiet_share: float) -> float:
+    """How long after a batch's start the next may start: at once (50 ms) while work moves
+    (placed, stopped, rolled back), else its cost / ``quiet_share``, at most QUIET_MAX_GAP_S."""
+    if res.placed or res.stopped or res.again:
+        return MIN_BATCH_GAP_S
+    return paced_gap(MIN_BATCH_GAP_S, cost_s, quiet_share, QUIET_MAX_GAP_S)
 
 
 class WorkQueue:
@@ -87,6 +100,7 @@ class Placer:
         while True:
             await self.queue.ready()
             await pacer.wait()
+            started = loop.time()
             batch = await self.queue.take()
             try:
                 res = await self.committer.reconcile(list(batch))
@@ -104,6 +118,7 @@ class Placer:
                 self.queue.nudge(batch)
                 continue
             failures.ok()
+            pacer.gap_s = batch_gap(res, loop.time() - started, self.settings.quiet_share)
             for futs in batch.values():
                 for f in futs:
                     if not f.done():
@@ -223,8 +238,9 @@ async def lead(settings: PlacerSettings, b: Backends, queries: db.Queries, leade
                          max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
     placer = Placer(settings, pool, committer, relay, queries)
     ears = silence.Ears()
-    sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back, ears=ears)
-    sub = await nc.subscribe(subjects.HEARTBEAT_ALL, cb=sink.handle)
+    sink = HeartbeatSink(pool, queries, on_new_host=placer.hosts_appeared, on_host_back=placer.host_back, ears=ears,
+                         grace_s=settings.heartbeat_grace_s)
+    feed = await heartbeat_feed.subscribe(nc, sink, fast=settings.heartbeat_fast_path)
     # A crashed loop restarts with the policy's backoff; losing leadership (Deposed from the
     # committer, LostLeadership from the watch) is escalated instead: the caller steps down.
     sup = health.supervisor(policy, escalate=(Deposed, LostLeadership))
@@ -242,7 +258,7 @@ async def lead(settings: PlacerSettings, b: Backends, queries: db.Queries, leade
         await sup.wait()
     finally:
         await sup.cancel()
-        await sub.unsubscribe()
+        await feed.unsubscribe()
         # A standby runs none of the leader's loops: they are not dead, just not ours now.
         for name in ("outbox-relay", "heartbeats", "worker", "resync", "liveness", "deploy-requests", "leadership"):
             health.loops.states.pop(name, None)

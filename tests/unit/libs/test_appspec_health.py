@@ -8,7 +8,7 @@ import pytest
 
 from libs import messages
 from libs.appspec import AppSpec
-from services.placer.commit import container_spec
+from services.placer.specs import container_spec
 
 PORTS = [{"name": "http", "container_port": 8080}, {"name": "admin", "container_port": 9000}]
 

@@ -8,7 +8,7 @@ import pytest
 from libs import messages
 from libs.appspec import AppSpec
 from services.hostd import containers as ct
-from services.placer.commit import container_spec
+from services.placer.specs import container_spec
 
 BASE = {"id": "web", "image": "noops/base:latest"}
 
