@@ -114,7 +114,7 @@ SELECT id, app, version, host, epoch, desired, state, ip, container_id, reason, 
  WHERE id = $1;
 
 -- name: hosts_view
--- Reserved = what placed, not-yet-terminal instances hold (the same rule as instances_host_active).
+-- Reserved = what placed, not-yet-terminal instances hold (the placer's rule for what a host holds).
 SELECT h.id, h.cpus, h.mem_mb, h.labels::text AS labels, h.load1, h.instances, h.last_seen,
        h.state, h.draining, h.cordoned, h.epoch,
        h.last_seen >= now() - make_interval(secs => $1) AS online,
