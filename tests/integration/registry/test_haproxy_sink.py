@@ -97,14 +97,18 @@ def _refuses(path) -> bool:
 
 async def test_haproxy_down_then_back_converges(make_sink, port_range, backends, haproxy, tmp_path):
     sink = make_sink(spare=2)
-    runner = SinkRunner(sink, backoff=retry.Policy(base_s=0.05, cap_s=0.2))
+    # Applications finished (``idle`` turns true when a step takes its work, before it is done: a
+    # stop of HAProxy during the first apply's reload held that step in its 10 s reload wait).
+    applied: list[object] = []
+    runner = SinkRunner(sink, backoff=retry.Policy(base_s=0.05, cap_s=0.2),
+                        observers=(lambda _name, work, _at: applied.append(work),))
     task = asyncio.create_task(runner.run())
     try:
         lo = port_range[0]
         a, b = await Backend("a").start(), await Backend("b").start()
         backends += [a, b]
         runner.submit_full({"web": state("web", lo, [a])})
-        await eventually(lambda: runner.idle and runner.failures == 0, timeout=10, what="first apply")
+        await eventually(lambda: applied and runner.idle and runner.failures == 0, timeout=10, what="first apply")
         sink_procs.stop_haproxy(tmp_path)    # master and workers gone
         assert _refuses(haproxy.admin_socket)
         runner.submit({"web": state("web", lo, [b])})
