@@ -4,7 +4,6 @@ one is refused without hurting the connection; the connection's other subscripti
 theirs; unsubscribing puts nats-py's own hook back."""
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -12,13 +11,11 @@ import pytest
 from libs import bus, db, messages, subjects
 from services.placer import heartbeat_feed
 from services.placer.heartbeats import HeartbeatSink
+from tests.support.wait import eventually
 
 
 async def _until(cond, what: str, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+    await eventually(cond, timeout=timeout_s, interval=0.02, what=what)
 
 
 def _hb(host: str) -> bytes:

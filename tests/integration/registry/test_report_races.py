@@ -15,6 +15,7 @@ from services.registry.announcer import Announcer
 from services.registry.judge import Row
 from services.registry.records import MOVED, Records
 from tests.integration.registry.taskrows import TaskRows
+from tests.support.wait import eventually
 
 
 def running(iid: str, app: str, ip: str) -> Msg:
@@ -23,15 +24,11 @@ def running(iid: str, app: str, ip: str) -> Msg:
     return Msg(_client=None, subject=subjects.report("h1"), data=messages.encode(r))  # type: ignore[arg-type]
 
 
-async def blocked_on(pool: asyncpg.Pool, holder_pid: int, deadline_s: float = 10.0) -> None:
+async def blocked_on(pool: asyncpg.Pool, holder_pid: int) -> None:
     """Until some backend waits for a lock the holder's transaction holds."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if await pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
-                               holder_pid):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the report batch never waited for the other writer's row lock")
+    await eventually(lambda: pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                                           holder_pid),
+                     timeout=10, interval=0.01, what="the report batch waiting for the other writer's row lock")
 
 
 async def test_a_writer_between_the_read_and_the_write_wins(pool: asyncpg.Pool, nc, rows: TaskRows,
