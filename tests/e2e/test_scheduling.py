@@ -48,7 +48,12 @@ async def test_waits_for_room_with_a_reason_then_is_placed(platform, uid):
                 return a if a["status"] == "waiting" else None
 
             a = await eventually(waiting, timeout=30, what="unschedulable with a reason")
-            assert a["status_reason"] == f"1 instance waiting for room (needs {int(mem * 0.5)} MiB memory: 2 hosts)"
+            # Both of this platform's hosts lack the memory; hosts other tests of the session made
+            # (a silent one the reconciler's test deletes again, DOWN in the placer's view until
+            # its next snapshot) may add their own reasons after it.
+            reason = a["status_reason"]
+            assert reason.startswith(f"1 instance waiting for room (needs {int(mem * 0.5)} MiB memory: 2 hosts"), reason
+            assert reason.endswith(")") and "memory" not in reason.split("memory: 2 hosts", 1)[1], reason
             # Capacity appears: the queued request is placed, never dropped.
             await c.delete(f"/v1/apps/{big}")
             await eventually(lambda: running(c, small, 1), timeout=60, what="placed once room appeared")
