@@ -53,6 +53,11 @@ def placer_e2e(out: str) -> str:
     return f"all RUNNING after {d['all_running_s']} s ({d['end_to_end_per_s']:,}/s); CPU s {d['cpu_s']}"
 
 
+def floor_e2e(out: str) -> str:
+    d = _dicts(out)[-1]
+    return f"all recorded after {d['all_recorded_s']} s; CPU s {d['cpu_s']} (sum {d['cpu_sum']})"
+
+
 def fanout(out: str) -> str:
     return "; ".join(f"{d['rate']}/s (achieved {d['achieved_rate']}): all sinks p50 {d['all_p50_ms']} ms, "
                      f"p99 {d['all_p99_ms']} ms"
@@ -88,8 +93,12 @@ BENCHES: list[tuple[str, list[str], float, Callable[[str], str], str]] = [
      "≥ 100,000 placements/s, peak < 1 GiB, binpack within 1% of the lower bound"),
     ("placer end to end, 100k instances (hollow hosts)", [M, "bench.placer_e2e", "--timeout", "90"], 300,
      placer_e2e, "< 8 s"),
+    ("  its floor: the same work with no scheduling or verification (bench.floor_e2e)", [M, "bench.floor_e2e"], 300,
+     floor_e2e, "(what this machine allows)"),
     ("fan-out, report → every sink", [M, "bench.fanout_latency", "--rates", "1000,5000"], 600, fanout,
      "5,000 reports/s with p99 < 25 ms"),
+    ("  its floor: the least a registry could do, HAProxy only (bench.floor_registry)",
+     [M, "bench.fanout_latency", "--rates", "1000,5000", "--registry", "floor"], 600, fanout, "(what this machine allows)"),
     ("network: placement → RUNNING + DHCP, one at a time", [M, "bench.net_start", "--n", "50"], 600,
      lines_with("median"), "(part of the start: ≤ 1.2× raw)"),
     ("network: TCP round trip, 64 B", [M, "bench.net_latency", "--trips", "2000", "--reps", "4"], 600,

@@ -13,6 +13,10 @@ discovery endpoint, which reads the task log, lists it: the monitoring "sink"), 
 the server, the nft set holds the address.  "all" is the latest of the three.
 
     .venv/bin/python -m bench.fanout_latency [--rates 100,1000] [--seconds 5] [--apps 200] [--profile DIR] [--dump DIR]
+                                             [--registry floor]
+
+``--registry floor`` runs bench/floor_registry.py in the registry's place: the least a registry
+could do per batch (one statement, acks, one HAProxy session), the floor under the goal.
 
 Starts its own NATS server, database, HAProxy and nft table; removes them at the end.
 """
@@ -45,6 +49,8 @@ from devtools.cluster import ClusterConfig
 from libs import bus, db, messages, subjects
 
 HOSTS = ("h1", "h2", "h3", "h4")
+# The process that takes the reports (--registry): the real registry, or the floor under it.
+REGISTRIES = {"noops": "bench.fanout_registry", "floor": "bench.floor_registry"}
 # Report addresses count up from here, inside 198.18.0.0/15 (room for 75,000 reports).
 FIRST_ADDRESS = ipaddress.ip_address("198.18.200.1")
 
@@ -112,7 +118,7 @@ def registry_env(run_dir: Path, db_name: str, nats_port: int, paths, table: str,
 
 async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seconds: float, n_apps: int,
                    tag: str, db_name: str, nats_pid: int, haproxy_pgid: int, profile: Path | None = None,
-                   dump: Path | None = None) -> dict:
+                   dump: Path | None = None, registry: str = "noops") -> dict:
     apps = [f"b{tag}-r{rate}-a{i}" for i in range(n_apps)]
     n = int(rate * seconds)
     rows = await setup_rows(pool, apps, (n + n_apps - 1) // n_apps)
@@ -122,7 +128,7 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
     out.mkdir()
     # The registry in its own process, as the platform runs it; this process only generates.
     pidfile = run_dir / f"registry-r{rate}.pid"
-    rpid = infra.spawn([sys.executable, "-m", "bench.fanout_registry", "--out", str(out), "--expect", str(n)],
+    rpid = infra.spawn([sys.executable, "-m", REGISTRIES[registry], "--out", str(out), "--expect", str(n)],
                        pidfile=pidfile, logfile=run_dir / "logs" / f"registry-r{rate}.log",
                        env={**os.environ, **env}, cwd=infra.REPO)
     spy: subprocess.Popen | None = None
@@ -229,7 +235,7 @@ async def _until_file(path: Path, timeout: float, pid: int, logfile: Path) -> No
 
 
 async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Path | None = None,
-                     dump: Path | None = None) -> list[dict]:
+                     dump: Path | None = None, registry: str = "noops") -> list[dict]:
     tag = uuid.uuid4().hex[:6]
     run_dir = Path(tempfile.mkdtemp(prefix="noops-bench-fanout-"))
     (run_dir / "logs").mkdir()
@@ -254,7 +260,7 @@ async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Pat
                 lo = 30000 + 1000 * (k % 2)          # below the ephemeral range, clear of cluster ranges
                 env = registry_env(run_dir, db_name, nport, paths, table, (lo, lo + 999))
                 results.append(await run_rate(pool, nc, run_dir, env, rate, seconds, n_apps, tag, db_name,
-                                              nats_pid, haproxy_pgid, profile, dump))
+                                              nats_pid, haproxy_pgid, profile, dump, registry))
                 print(json.dumps(results[-1]), flush=True)
         finally:
             await nc.close()
@@ -276,8 +282,11 @@ def main() -> None:
     p.add_argument("--apps", type=int, default=200)
     p.add_argument("--profile", type=Path, help="directory for py-spy's raw stacks of the registry, one file per rate")
     p.add_argument("--dump", type=Path, help="directory for each report's send time and latencies, one file per rate")
+    p.add_argument("--registry", choices=sorted(REGISTRIES), default="noops",
+                   help="noops: the real registry; floor: bench/floor_registry.py, the least a registry could do")
     args = p.parse_args()
-    asyncio.run(main_async([int(r) for r in args.rates.split(",")], args.seconds, args.apps, args.profile, args.dump))
+    asyncio.run(main_async([int(r) for r in args.rates.split(",")], args.seconds, args.apps, args.profile, args.dump,
+                           args.registry))
 
 
 if __name__ == "__main__":

@@ -40,3 +40,6 @@ def test_figures_read_from_outputs() -> None:
         "one comparison 0.41 s (best 0.4), core peak 120.5 MiB"
     fan = '{"rate": 1000, "achieved_rate": 999.0, "all_p50_ms": 3.1, "all_p99_ms": 9.9}\n'
     assert compare_others.fanout(fan) == "1000/s (achieved 999.0): all sinks p50 3.1 ms, p99 9.9 ms"
+    floor = ('{"instances": 100000, "all_placed_s": 6.3, "all_recorded_s": 6.64, "cpu_s": {"nats": 3.51}, '
+             '"cpu_sum": 12.87}\n')
+    assert compare_others.floor_e2e(floor) == "all recorded after 6.64 s; CPU s {'nats': 3.51} (sum 12.87)"
