@@ -50,10 +50,22 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     transactions, and ``remove_listener`` UNLISTENs."""
 
 
+def application_name(service: str) -> str:
+    """What a service's connections call themselves (pg_stat_activity; the writer named in outbox
+    notifications, migration 0020)."""
+    return f"noops-{service}"
+
+
+def service_of(application_name: str) -> str:
+    """The service an application name names ("" when it is not one of ours)."""
+    return application_name.removeprefix("noops-") if application_name.startswith("noops-") else ""
+
+
 async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_size: int = 10,
                   command_timeout_s: float | None = 30.0, policy: retry.Policy | None = None,
-                  random_page_cost: float = DEFAULT_RANDOM_PAGE_COST) -> asyncpg.Pool:
+                  random_page_cost: float = DEFAULT_RANDOM_PAGE_COST, service: str = "") -> asyncpg.Pool:
     """Open a pool, waiting (with a clear log line, no traceback) until PostgreSQL answers.
+    ``service``: whose connections these are (their application name).
 
     ``command_timeout_s`` bounds every statement run through the pool (asyncpg cancels it and
     raises asyncio.TimeoutError, a transient error): a stuck lock or a network partition costs a
@@ -69,7 +81,8 @@ async def connect(dsn: str, *, retry_max_s: float = 5.0, min_size: int = 1, max_
         # A coroutine: tenacity wants one (a Pool is awaitable but not a coroutine).
         return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
                                          command_timeout=command_timeout_s, reset=keep_session,
-                                         server_settings={**SERVER_SETTINGS, "random_page_cost": f"{random_page_cost:g}"})
+                                         server_settings={**SERVER_SETTINGS, "random_page_cost": f"{random_page_cost:g}",
+                                                          **({"application_name": application_name(service)} if service else {})})
 
     return await policy.until_ok(attempt, what="PostgreSQL", log=log, transient=waitable,
                                  extra={"dsn": _redact(dsn)})

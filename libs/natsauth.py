@@ -171,3 +171,11 @@ _RELAYS = {
 def relay_subjects(name: str) -> tuple[str, ...]:
     """The outbox rows this service's relay publishes (always within what it may publish)."""
     return _RELAYS[name]
+
+
+def relay_owners(kind: str) -> tuple[str, ...]:
+    """The services whose relay publishes outbox rows of this kind (``noops.<kind>.*``), in the
+    order of the table above: the first is the one that answers a notification of rows written by
+    a service that does not publish them itself (libs/outbox.py)."""
+    return tuple(name for name, patterns in _RELAYS.items()
+                 if any(p.split(".")[1:2] == [kind] for p in patterns))

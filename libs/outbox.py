@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError, NotFoundError
 from prometheus_client import Counter
 
-from libs import db, deadletters, messages, retry, subjects
+from libs import db, deadletters, messages, natsauth, retry, subjects
 from libs.jspublish import AckedPublisher
 
 log = logging.getLogger("noops.outbox")
@@ -36,18 +36,25 @@ def _q() -> db.Queries:
 
 # Writers NOTIFY this channel in their transaction (delivered at commit, once per transaction);
 # every relay LISTENs, so a row written by one service is published at once by the relay that
-# owns its subject, which may run in another service.  The payload names the kinds written
-# (``instance,endpoints``; libs/queries/outbox.sql builds it from the subjects), so a relay claims
-# only those and the relays of other kinds stay asleep: every commit used to wake every relay of
-# every service for a claim transaction per kind it owns (8 per commit).  An empty payload (the
-# triggers of migration 0015, older writers) wakes every kind.
+# owns its subject, which may run in another service.  The payload names the kinds written and
+# the writer, ``instance,endpoints@noops-registry`` (SQL function noops_outbox_notify, migration
+# 0020), so only one relay claims: of the kinds' relays, the writer's own when it publishes the
+# kind, otherwise the kind's first owner (natsauth.relay_owners).  Every commit used to wake every
+# relay of every service for a claim transaction per kind it owns (8 per commit), and then every
+# relay of a kind (deploy has three).  An empty payload (older writers) wakes every kind of every
+# relay; no writer, every relay of the kinds named.
 CHANNEL = "noops_outbox"
 
 
 def woken_kinds(payload: str) -> frozenset[str] | None:
     """The kinds a notification's payload names; None: all of them."""
-    kinds = frozenset(k for k in payload.split(",") if k)
+    kinds = frozenset(k for k in payload.partition("@")[0].split(",") if k)
     return kinds or None
+
+
+def writer_of(payload: str) -> str:
+    """The service a notification's payload names as the writer; "" when none."""
+    return db.service_of(payload.partition("@")[2])
 
 
 def columns(items: Iterable[tuple[str, str, messages.Msg]]) -> tuple[list[str], list[str], list[bytes]]:
@@ -97,10 +104,12 @@ class Relay:
     def __init__(self, pool: asyncpg.Pool, js: JetStreamContext, *, subjects: Sequence[str] = (">",),
                  batch: int = 500, poll_s: float = 1.0, policy: retry.Policy = retry.DEFAULT,
                  max_attempts: int = 10, declare_streams: Callable[[], Awaitable[None]] | None = None,
-                 dead_letters: deadletters.Recorder | None = None) -> None:
+                 dead_letters: deadletters.Recorder | None = None, service: str = "") -> None:
         """``max_attempts``: refusals (non-transient) before a row is set aside (NOOPS_OUTBOX_MAX_ATTEMPTS).
         ``declare_streams``: called when a publish finds no stream (a NATS server that came back
-        without its store); every relay runs in a service allowed to declare them."""
+        without its store); every relay runs in a service allowed to declare them.
+        ``service``: whose relay this is (natsauth), so it answers only the notifications it owes
+        a publish (see CHANNEL); "" answers every notification of its kinds."""
         self.pool, self.js, self.batch, self.poll_s = pool, js, batch, poll_s
         self.policy, self.max_attempts, self.declare_streams = policy, max_attempts, declare_streams
         self.dead_letters = dead_letters or deadletters.Recorder(pool, source="outbox")
@@ -108,43 +117,95 @@ class Relay:
         self._claims: list[tuple[str, tuple]] = ([("claim_all", ())] if kinds is None
                                                  else [("claim_kind", (k,)) for k in kinds])
         self._kinds: frozenset[str] | None = None if kinds is None else frozenset(kinds)
+        self.service = service
+        self._owners = {k: natsauth.relay_owners(k) for k in kinds or ()}
         self._more = False   # the last drain left rows behind (a claim came back full)
         # The kinds the next drain claims (None: all): those named by notifications since the
         # last drain, and those whose claim came back full.  The first drain, a poll and a retry
         # after a failure claim every kind.
         self._due: set[str] | None = None
         self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._listening = False   # LISTENing on a live connection (kick() then leaves it to the notification)
         # Acks checked, not parsed into nats-py's PubAck (libs/jspublish.py): the relay of the
         # registry publishes a change event for every report.  Made at the first publish.
         self._publisher: AckedPublisher | None = None
 
     def kick(self) -> None:
-        """Drain now, every kind (the caller just committed rows; its NOTIFY may come later)."""
+        """The caller just committed rows: drain now, every kind -- unless this relay listens, as
+        it does but when LISTEN failed or its connection was lost: then the commit's notification
+        wakes it for just the kinds written, a moment later.  Both used to come, one drain each,
+        and the kick's claimed every kind (the registry's announcer: five claims a round, three
+        of them empty)."""
+        if self._listening:
+            return
         self._due = None
         self._wake.set()
 
-    async def run(self) -> None:
-        listener: asyncpg.Connection | None = None
+    def _deaf(self, _conn: object = None) -> None:
+        """The listening connection is gone (PostgreSQL restarted, the backend was terminated):
+        listen again at once, then claim every kind (notifications were missed meanwhile)."""
+        self._listening = False
+        self._due = None
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        """LISTEN on a connection of the relay's own.  On failure it only polls, and tries again
+        at each turn of its loop (at least every ``poll_s``)."""
+        await self._unlisten()
         try:
-            try:
-                listener = await self.pool.acquire()
-                await listener.add_listener(CHANNEL, self._on_notify)
-            except (asyncpg.PostgresError, *retry.DB_TRANSIENT) as exc:  # the poll still covers every row
-                log.warning("outbox relay listens to no notifications; polling only",
-                            extra={"error": str(exc) or type(exc).__name__, "poll_s": self.poll_s})
+            conn = await self.pool.acquire()
+        except (asyncpg.PostgresError, *retry.DB_TRANSIENT) as exc:
+            log.warning("outbox relay listens to no notifications; polling only",
+                        extra={"error": retry.describe(exc), "poll_s": self.poll_s})
+            return
+        try:
+            await conn.add_listener(CHANNEL, self._on_notify)
+            conn.add_termination_listener(self._deaf)
+        except (asyncpg.PostgresError, *retry.DB_TRANSIENT) as exc:
+            log.warning("outbox relay listens to no notifications; polling only",
+                        extra={"error": retry.describe(exc), "poll_s": self.poll_s})
+            await self._release(conn)
+            return
+        self._listener, self._listening = conn, True
+        self._due = None   # rows written before the LISTEN took hold
+
+    async def _unlisten(self) -> None:
+        conn, self._listener, self._listening = self._listener, None, False
+        if conn is not None:
+            with contextlib.suppress(Exception):   # a lost connection: nothing to unlisten (the pool took it back)
+                conn.remove_termination_listener(self._deaf)
+                await conn.remove_listener(CHANNEL, self._on_notify)
+            await self._release(conn)
+
+    async def _release(self, conn: asyncpg.Connection) -> None:
+        with contextlib.suppress(Exception):   # the pool closes a broken connection itself
+            await self.pool.release(conn)
+
+    async def run(self) -> None:
+        try:
+            await self._listen()
             await self._loop()
         finally:
-            if listener is not None:
-                with contextlib.suppress(Exception):
-                    await listener.remove_listener(CHANNEL, self._on_notify)
-                await self.pool.release(listener)
+            await self._unlisten()
+
+    def _answers(self, kind: str, writer: str) -> bool:
+        """Whether this relay claims at once the rows of ``kind`` that ``writer`` announced (the
+        others of the kind leave them; every relay's poll still covers every row)."""
+        if not self.service or not writer:
+            return True
+        owners = self._owners.get(kind, ())
+        if writer in owners:
+            return writer == self.service
+        return not owners or owners[0] == self.service
 
     def _on_notify(self, _conn: object, _pid: object, _channel: object, payload: str) -> None:
         kinds = woken_kinds(payload)
         if kinds is None or self._kinds is None:
             self._due = None
         else:
-            mine = kinds & self._kinds
+            writer = writer_of(payload)
+            mine = {k for k in kinds & self._kinds if self._answers(k, writer)}
             if not mine:
                 return   # another relay's rows: stay asleep
             if self._due is not None:
@@ -154,6 +215,8 @@ class Relay:
     async def _loop(self) -> None:
         failures = retry.Failures(self.policy)
         while True:
+            if not self._listening:
+                await self._listen()
             due, self._due = self._due, set()
             try:
                 await self.drain_once(due)

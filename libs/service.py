@@ -186,7 +186,7 @@ class Backends:
 async def connect_backends(common: CommonSettings, name: str) -> Backends:
     """The task log (migrated) and the bus (streams declared), each waited for with a clear log
     line, in this order: a service never consumes before the schema it writes exists."""
-    pool = await db.connect_with(common)
+    pool = await db.connect_with(common, service=name)
     await db.migrate(pool)
     nc = await bus.connect_as(common, name)
     js = nc.jetstream()

@@ -2,10 +2,11 @@
 
 -- name: insert
 -- The NOTIFY rides in the same statement: one round trip per enqueue.  Its payload is the kinds
--- written (the subjects' second tokens, as the kind column), so only their relays wake.
+-- written (the subjects' second tokens, as the kind column) and the writer (migration 0020), so
+-- only the relay that owes them a publish wakes.
 WITH added AS (INSERT INTO outbox (subject, msg_id, payload)
                SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]))
-SELECT pg_notify($4, (SELECT string_agg(DISTINCT split_part(s, '.', 2), ',') FROM unnest($1::text[]) AS s));
+SELECT noops_outbox_notify($4, (SELECT string_agg(DISTINCT split_part(s, '.', 2), ',') FROM unnest($1::text[]) AS s));
 
 -- name: claim_kind
 -- A relay claims the rows of each subject kind it owns (the subject's second token, a generated

@@ -57,8 +57,8 @@ WITH applied AS (
     RETURNING 1
 )
 SELECT noops_unchanged_or_fail((SELECT count(*) FROM applied) = cardinality($1::text[])) AS applied,
-       CASE WHEN cardinality($15::text[]) > 0 THEN pg_notify($18, (SELECT string_agg(DISTINCT split_part(s, '.', 2), ',')
-                                                                FROM unnest($15::text[]) AS s)) END AS notified;
+       CASE WHEN cardinality($15::text[]) > 0 THEN noops_outbox_notify($18, (SELECT string_agg(DISTINCT split_part(s, '.', 2), ',')
+                                                                          FROM unnest($15::text[]) AS s)) END AS notified;
 
 -- name: renew_leases
 -- Only ever forward: a late report of an older lease does not shorten it.

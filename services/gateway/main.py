@@ -23,14 +23,14 @@ async def main(cfg: GatewaySettings) -> None:
     policy = retry.Policy.from_settings(common)
     health = Health()
     async with contextlib.AsyncExitStack() as stack:
-        pool = await db.connect_with(common)
+        pool = await db.connect_with(common, service="gateway")
         stack.push_async_callback(_close_pool, pool)
         await db.migrate(pool)
         nc = await bus.connect_as(common, "gateway")
         stack.push_async_callback(nc.close)
         js = nc.jetstream()
         await bus.ensure_streams(js)
-        relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("gateway"), policy=policy,
+        relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("gateway"), service="gateway", policy=policy,
                              max_attempts=common.outbox_max_attempts, declare_streams=lambda: bus.ensure_streams(js))
         # The relay restarts with the policy's backoff if it crashes; /healthz shows it (503 if dead).
         sup = health.supervisor(policy)

@@ -234,7 +234,7 @@ async def lead(settings: PlacerSettings, b: Backends, queries: db.Queries, leade
     committer = Committer(pool, queries, heartbeat_grace_s=settings.heartbeat_grace_s,
                           sampling=Sampling.from_settings(settings))
     committer.token = token
-    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("placer"), policy=policy,
+    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("placer"), service="placer", policy=policy,
                          max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
     placer = Placer(settings, pool, committer, relay, queries)
     ears = silence.Ears()

@@ -23,7 +23,7 @@ LEADER_LOOPS = ("outbox-relay", "rounds", "leadership")
 async def lead(settings: ReconcilerSettings, b: Backends, q: db.Queries, leadership: Leadership, health: Health,
                token: int, policy: retry.Policy, holder: str) -> None:
     common = settings.common
-    relay = outbox.Relay(b.pool, b.js, subjects=natsauth.relay_subjects("reconciler"), policy=policy,
+    relay = outbox.Relay(b.pool, b.js, subjects=natsauth.relay_subjects("reconciler"), service="reconciler", policy=policy,
                          max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
     async with httpx.AsyncClient(timeout=settings.sinks_timeout_s) as http:
         rec = Reconciler(settings, b.pool, q, b.nc, relay, holder=holder, fence=token, http=http)

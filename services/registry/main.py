@@ -47,7 +47,7 @@ async def main(settings: RegistrySettings, *, observers: tuple[Observer, ...] = 
     recorder = deadletters.Recorder(pool, source="registry")
     advisories = deadletters.AdvisoryRecorder(nc, js, recorder)
     await advisories.start()
-    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("registry"), policy=policy,
+    relay = outbox.Relay(pool, js, subjects=natsauth.relay_subjects("registry"), service="registry", policy=policy,
                          max_attempts=common.outbox_max_attempts, declare_streams=b.declare_streams)
     announcer = Announcer(pool, relay, busy_share=settings.announce_busy_share, policy=policy)
     ranges = settings.container_networks()

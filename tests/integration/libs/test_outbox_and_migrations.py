@@ -140,6 +140,9 @@ def test_a_notification_payload_names_kinds_or_all():
     assert outbox.woken_kinds("instance,endpoints") == {"instance", "endpoints"}
     assert outbox.woken_kinds("") is None          # migration 0015's triggers, older writers: all kinds
     assert outbox.woken_kinds(",") is None
+    assert outbox.woken_kinds("deploy@noops-gateway") == {"deploy"} and outbox.writer_of("deploy@noops-gateway") == "gateway"
+    assert outbox.woken_kinds("@noops-placer") is None and outbox.writer_of("instance") == ""
+    assert outbox.writer_of("host@psql") == ""     # not one of ours: every relay of the kind
 
 
 async def test_pools_plan_with_the_configured_page_cost_and_custom_plans(cluster_cfg):
