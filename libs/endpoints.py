@@ -38,6 +38,18 @@ def ports_of(text: str | None, cache: dict[str, dict[str, int]]) -> dict[str, in
     return ports
 
 
+def _announcements(rows: Iterable[asyncpg.Record], seqs: dict[str, int]) -> list[tuple[str, str, messages.Msg]]:
+    """One EndpointsChanged per app of ``seqs`` from in-service rows (app, id, host, ip, ports)."""
+    eps: dict[str, list[messages.Endpoint]] = defaultdict(list)
+    parsed: dict[str, dict[str, int]] = {}
+    for r in rows:
+        eps[r["app"]].append(messages.Endpoint(instance=r["id"], host=r["host"], ip=r["ip"],
+                                               ports=ports_of(r["ports"], parsed)))
+    return [(subjects.endpoints(app), f"endpoints:{app}:{seq}",
+             messages.EndpointsChanged(app=app, endpoints=eps.get(app, []), seq=seq))
+            for app, seq in sorted(seqs.items())]
+
+
 async def announcements(conn: asyncpg.Connection, apps: Iterable[str]) -> list[tuple[str, str, messages.Msg]]:
     """One EndpointsChanged per app (complete set; ``seq`` orders them), ready for outbox.enqueue.
     Call inside a transaction: announcements take turns (``announce_lock``) until it commits."""
@@ -45,15 +57,10 @@ async def announcements(conn: asyncpg.Connection, apps: Iterable[str]) -> list[t
     if not names:
         return []
     await conn.execute(_Q.announce_lock)
-    eps: dict[str, list[messages.Endpoint]] = defaultdict(list)
-    parsed: dict[str, dict[str, int]] = {}
-    for r in await in_service(conn, names):
-        eps[r["app"]].append(messages.Endpoint(instance=r["id"], host=r["host"], ip=r["ip"],
-                                               ports=ports_of(r["ports"], parsed)))
+    rows = await in_service(conn, names)
+    # Taken after reading, under the lock: a higher seq never carries an older set.
     seqs = [r[0] for r in await conn.fetch(_Q.next_seqs, len(names))]
-    return [(subjects.endpoints(app), f"endpoints:{app}:{seq}",
-             messages.EndpointsChanged(app=app, endpoints=eps.get(app, []), seq=seq))
-            for app, seq in zip(names, seqs)]
+    return _announcements(rows, dict(zip(names, seqs)))
 
 
 async def mark_changed(conn: asyncpg.Connection, apps: Iterable[str]) -> None:
@@ -66,6 +73,9 @@ async def mark_changed(conn: asyncpg.Connection, apps: Iterable[str]) -> None:
 
 async def announce_changed(conn: asyncpg.Connection) -> list[tuple[str, str, messages.Msg]]:
     """In the caller's transaction: take every committed mark and return one EndpointsChanged per
-    marked app (read now, so it holds every change marked so far), ready for outbox.enqueue."""
-    await conn.execute(_Q.announce_lock)   # before taking: a second announcer waits, then sees new marks only
-    return await announcements(conn, [r["app"] for r in await conn.fetch(_Q.take_changed)])
+    marked app (read now, so it holds every change marked so far), ready for outbox.enqueue.
+    Two round trips: the lock (before taking: a second announcer waits, then sees new marks
+    only), then the marks, seqs and sets in one statement (it used to be five)."""
+    await conn.execute(_Q.announce_lock)
+    rows = await conn.fetch(_Q.take_changed_sets)
+    return _announcements((r for r in rows if r["id"] is not None), {r["app"]: r["seq"] for r in rows})

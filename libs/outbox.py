@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import lru_cache
 
@@ -22,7 +23,8 @@ log = logging.getLogger("noops.outbox")
 
 PUBLISHED = Counter("noops_outbox_published_total", "Outbox messages published to JetStream")
 REFUSED = Counter("noops_outbox_refused_total", "Outbox publishes refused for a non-transient reason")
-CLAIMS = Counter("noops_outbox_claims_total", "Outbox claims (one transaction each), by kind ('*': a relay of every kind)",
+CLAIMS = Counter("noops_outbox_claims_total", "Outbox claims of each kind (a claim transaction counts for every kind it "
+                 "claims; '*': a relay of every kind)",
                  ["kind"])
 SET_ASIDE = Counter("noops_outbox_set_aside_total", "Outbox rows set aside after NOOPS_OUTBOX_MAX_ATTEMPTS refusals")
 # Room the headers (Nats-Msg-Id) and the protocol line take next to the payload, under max_payload.
@@ -114,8 +116,7 @@ class Relay:
         self.policy, self.max_attempts, self.declare_streams = policy, max_attempts, declare_streams
         self.dead_letters = dead_letters or deadletters.Recorder(pool, source="outbox")
         kinds = claim_kinds(subjects)
-        self._claims: list[tuple[str, tuple]] = ([("claim_all", ())] if kinds is None
-                                                 else [("claim_kind", (k,)) for k in kinds])
+        self._kind_order: list[str] = kinds or []
         self._kinds: frozenset[str] | None = None if kinds is None else frozenset(kinds)
         self.service = service
         self._owners = {k: natsauth.relay_owners(k) for k in kinds or ()}
@@ -248,31 +249,38 @@ class Relay:
             log.warning("declaring the streams failed", extra={"error": retry.describe(exc)})
 
     async def drain_once(self, kinds: Iterable[str] | None = None) -> int:
-        """Publish what is waiting, up to one batch per owned kind (of ``kinds`` only, when given);
-        returns how many rows were published (rows set aside are not counted)."""
-        total, self._more = 0, False
-        wanted = None if kinds is None else set(kinds)
-        for claim, args in self._claims:
-            if wanted is not None and args and args[0] not in wanted:
-                continue
-            n, claimed = await self._drain(getattr(_q(), claim), args)
-            total += n
-            if claimed >= self.batch:
+        """Publish what is waiting, up to one batch per owned kind (of ``kinds`` only, when given),
+        claimed in one statement; returns how many rows were published (rows set aside are not
+        counted)."""
+        self._more = False
+        if self._kinds is None:
+            due: list[str] = []
+            n, claimed = await self._drain(_q().claim_all, (), ("*",))
+        else:
+            wanted = None if kinds is None else set(kinds)
+            due = [k for k in self._kind_order if wanted is None or k in wanted]
+            if not due:
+                return 0
+            n, claimed = await self._drain(_q().claim_kinds, (due,), due)
+        for kind, count in claimed.items():
+            if count >= self.batch:
                 self._more = True
-                if args and self._due is not None:
-                    self._due.add(args[0])   # that kind again next (claim_all claims all anyway)
-        return total
+                if due and self._due is not None:
+                    self._due.add(kind)   # that kind again next (claim_all claims all anyway)
+        return n
 
-    async def _drain(self, claim: str, args: tuple) -> tuple[int, int]:
+    async def _drain(self, claim: str, args: tuple, labels: Sequence[str]) -> tuple[int, Tally[str]]:
+        """One claim transaction: (rows published, rows claimed by kind)."""
         max_payload = getattr(self.js._nc, "max_payload", 0) or 0
         if self._publisher is None:
             self._publisher = AckedPublisher(self.js._nc)
         publisher = self._publisher
-        CLAIMS.labels(args[0] if args else "*").inc()
+        for label in labels:
+            CLAIMS.labels(label).inc()
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(claim, self.batch, *args)
             if not rows:
-                return 0, 0
+                return 0, Tally()
             # Published in id order on one connection, so order within a subject (a start then a
             # stop for one host) is kept; acks are awaited together (pipelined, not one round trip
             # each).  A transient failure (NATS away, no stream) leaves every row for the next try
@@ -319,7 +327,7 @@ class Relay:
         PUBLISHED.inc(len(done))
         if transient is not None:
             raise transient   # after the commit: the loop backs off (and declares streams if missing)
-        return len(done), len(rows)
+        return len(done), Tally(r["kind"] for r in rows)
 
     async def _refused(self, conn: asyncpg.Connection, row: asyncpg.Record, reason: str) -> None:
         REFUSED.inc()

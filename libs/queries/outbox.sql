@@ -8,14 +8,18 @@ WITH added AS (INSERT INTO outbox (subject, msg_id, payload)
                SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]))
 SELECT noops_outbox_notify($4, (SELECT string_agg(DISTINCT split_part(s, '.', 2), ',') FROM unnest($1::text[]) AS s));
 
--- name: claim_kind
--- A relay claims the rows of each subject kind it owns (the subject's second token, a generated
--- column with an index on (kind, id): migration 0009).
-SELECT id, subject, msg_id, payload, attempts FROM outbox WHERE kind = $2
- ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED;
+-- name: claim_kinds
+-- A relay claims the rows of the subject kinds it is due ($2; the subject's second token, a
+-- generated column with an index on (kind, id): migration 0009), at most $1 of each kind, in
+-- one statement: each kind through its own index range, then all in id order.
+SELECT o.id, o.subject, o.msg_id, o.payload, o.attempts, o.kind
+  FROM unnest($2::text[]) AS k(kind)
+ CROSS JOIN LATERAL (SELECT id, subject, msg_id, payload, attempts, kind FROM outbox
+                      WHERE outbox.kind = k.kind ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED) AS o
+ ORDER BY o.id;
 
 -- name: claim_all
-SELECT id, subject, msg_id, payload, attempts FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED;
+SELECT id, subject, msg_id, payload, attempts, kind FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED;
 
 -- name: delete
 DELETE FROM outbox WHERE id = ANY($1::bigint[]);

@@ -186,3 +186,26 @@ async def test_a_pooled_connection_comes_back_without_the_relays_listen(cluster_
             await pool.release(second)
     finally:
         await pool.close()
+
+
+async def test_one_claim_takes_every_due_kind_in_id_order_and_a_full_kind_comes_again(pool, nc, uid):
+    """A relay of two kinds claims both in one statement (one transaction), at most ``batch`` of
+    each, published in id order; a kind that filled its batch is due again, the other is not."""
+    js = nc.jetstream()
+    app = f"mk-{uid}"
+    relay = outbox.Relay(pool, js, subjects=[subjects.ENDPOINTS_ALL, subjects.DEPLOY_ALL], batch=3)
+    announcements = [(subjects.endpoints(app), f"mk:{uid}:ep{k}", messages.EndpointsChanged(app=app, endpoints=[], seq=k))
+                     for k in range(4)]
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, [*announcements[:2], (subjects.deploy(app), f"mk:{uid}:deploy",
+                                                          messages.DeployRequest(app=app)), *announcements[2:]])
+    before = {k: _claims(k) for k in ("endpoints", "deploy")}
+    relay._due = set()
+    assert await relay.drain_once() == 4            # 3 announcements (the batch) + the deploy request
+    assert {k: _claims(k) - before[k] for k in before} == {"endpoints": 1, "deploy": 1}
+    assert relay._more and relay._due == {"endpoints"}
+    left = [r["msg_id"] for r in await pool.fetch("SELECT msg_id FROM outbox WHERE msg_id LIKE $1", f"mk:{uid}:%")]
+    assert left == [f"mk:{uid}:ep3"]                 # the newest: id order within the kind
+    assert await relay.drain_once(relay._due) == 1 and not relay._more
+    got = await _stream_msgs(js, subjects.endpoints(app), 10)
+    assert [messages.decode(d, messages.EndpointsChanged).seq for d in got] == [0, 1, 2, 3]

@@ -67,3 +67,20 @@ async def test_marks_coalesce_and_a_later_commit_gets_a_later_announcement(pool,
     assert await _announced(pool, app) == []
     assert await _announced(pool, quiet) == []
     assert await _looks(pool, app) == [] and await _looks(pool, quiet) == []
+
+
+async def test_an_app_with_nothing_in_service_is_announced_empty(pool, nc, rows, uid):
+    """Its last instance left service: the set subscribers replace theirs with is empty (one
+    statement reads the marks, seqs and sets: an app without rows must not be lost)."""
+    gone, kept = f"ae-{uid}", f"ak-{uid}"
+    await rows.app(gone, {"http": 8080})
+    await rows.app(kept, {"http": 8080})
+    await rows.instance(gone, f"{gone}-1", "198.18.7.9")
+    await rows.instance(kept, f"{kept}-1", "198.18.7.10")
+    await rows.set_state(f"{gone}-1", "KILLED")
+    async with pool.acquire() as conn, conn.transaction():
+        await endpoints.mark_changed(conn, [gone, kept])
+    assert await Announcer(pool, outbox.Relay(pool, nc.jetstream())).announce_once() == 2
+    [empty], [full] = await _announced(pool, gone), await _announced(pool, kept)
+    assert empty.endpoints == [] and [e.instance for e in full.endpoints] == [f"{kept}-1"]
+    assert empty.seq != full.seq
