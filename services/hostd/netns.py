@@ -29,6 +29,8 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from services.hostd import linkdump
+
 T = TypeVar("T")
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -153,12 +155,9 @@ def _strays(ipr: IPRoute, prefix: str, parent: str) -> list[tuple[str, int]]:
     base = link_index(ipr, parent)
     if base is None:  # not ours to judge: other hostds' links hang off other parents
         return []
-    found = []
-    for link in ipr.get_links():
-        name = link.get_attr("IFLA_IFNAME") or ""
-        if name.startswith(prefix) and link.get_attr("IFLA_LINK") == base:
-            found.append((name, link["index"]))
-    return found
+    # The macvlans only, filtered by the kernel (linkdump.py): not a decoded dump of every link.
+    return [(link.name, link.index) for link in linkdump.links_of_kind("macvlan")
+            if link.name.startswith(prefix) and link.parent == base]
 
 
 def list_strays(prefix: str, parent: str) -> list[str]:
