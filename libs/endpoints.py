@@ -74,8 +74,10 @@ async def mark_changed(conn: asyncpg.Connection, apps: Iterable[str]) -> None:
 async def announce_changed(conn: asyncpg.Connection) -> list[tuple[str, str, messages.Msg]]:
     """In the caller's transaction: take every committed mark and return one EndpointsChanged per
     marked app (read now, so it holds every change marked so far), ready for outbox.enqueue.
-    Two round trips: the lock (before taking: a second announcer waits, then sees new marks
-    only), then the marks, seqs and sets in one statement (it used to be five)."""
+    Three round trips: the lock (before taking: a second announcer waits, then sees new marks
+    only), the marks with their seqs, the sets (it used to be five)."""
     await conn.execute(_Q.announce_lock)
-    rows = await conn.fetch(_Q.take_changed_sets)
-    return _announcements((r for r in rows if r["id"] is not None), {r["app"]: r["seq"] for r in rows})
+    seqs = {r["app"]: r["seq"] for r in await conn.fetch(_Q.take_changed)}
+    if not seqs:
+        return []
+    return _announcements(await in_service(conn, sorted(seqs)), seqs)
