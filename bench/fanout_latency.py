@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import math
 import os
 import shutil
 import signal
@@ -116,32 +117,62 @@ def registry_env(run_dir: Path, db_name: str, nats_port: int, paths, table: str,
             "NOOPS_REGISTRY_CONTAINER_RANGES": "198.18.0.0/15"}
 
 
+def parse_rates(text: str) -> list[int]:
+    """``--rates``: report rates per second, comma-separated; a rate may repeat (each run is its own)."""
+    try:
+        rates = [int(r) for r in text.split(",")]
+    except ValueError:
+        rates = []
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError(f"want positive whole reports per second, comma-separated (e.g. 100,1000), not {text!r}")
+    return rates
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"want a positive number, not {text!r}")
+        return value
+    return parse
+
+
+def run_label(position: int, rate: int) -> str:
+    """What one run's apps, files and registry are named by: its place in ``--rates`` and its rate,
+    so that a repeated rate (``--rates 1000,1000``) inserts apps of its own."""
+    return f"{position + 1}-r{rate}"
+
+
 async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seconds: float, n_apps: int,
                    tag: str, db_name: str, nats_pid: int, haproxy_pgid: int, profile: Path | None = None,
-                   dump: Path | None = None, registry: str = "noops") -> dict:
-    apps = [f"b{tag}-r{rate}-a{i}" for i in range(n_apps)]
+                   dump: Path | None = None, registry: str = "noops", label: str = "") -> dict:
+    label = label or run_label(0, rate)
+    apps = [f"b{tag}-{label}-a{i}" for i in range(n_apps)]
     n = int(rate * seconds)
     rows = await setup_rows(pool, apps, (n + n_apps - 1) // n_apps)
     rows = rows[:n]
     published: dict[str, float] = {}
-    out = run_dir / f"registry-r{rate}"
+    out = run_dir / f"registry-{label}"
     out.mkdir()
     # The registry in its own process, as the platform runs it; this process only generates.
-    pidfile = run_dir / f"registry-r{rate}.pid"
+    pidfile = run_dir / f"registry-{label}.pid"
     rpid = infra.spawn([sys.executable, "-m", REGISTRIES[registry], "--out", str(out), "--expect", str(n)],
-                       pidfile=pidfile, logfile=run_dir / "logs" / f"registry-r{rate}.log",
+                       pidfile=pidfile, logfile=run_dir / "logs" / f"registry-{label}.log",
                        env={**os.environ, **env}, cwd=infra.REPO)
     spy: subprocess.Popen | None = None
     try:
         # Frontends for every app exist before the clock starts (one reload), as in steady state.
-        await _until_file(out / "ready", 60, rpid, run_dir / "logs" / f"registry-r{rate}.log")
+        await _until_file(out / "ready", 60, rpid, run_dir / "logs" / f"registry-{label}.log")
         procs = {"registry": lambda: [rpid], "bench (generator)": lambda: [os.getpid()],
                  "postgres (this db)": lambda: postgres_backends(db_name), "nats": lambda: [nats_pid],
                  "haproxy": lambda: group_pids(haproxy_pgid)}
         if profile is not None:   # py-spy on the registry while the reports flow (raw stacks, for flamegraph.pl)
             profile.mkdir(parents=True, exist_ok=True)
             spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--nonblocking", "-r", "100",
-                                    "-f", "raw", "-o", str(profile / f"registry-r{rate}.txt"), "--pid", str(rpid)],
+                                    "-f", "raw", "-o", str(profile / f"registry-{label}.txt"), "--pid", str(rpid)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         cpu0 = {k: cpu_seconds(f()) for k, f in procs.items()}
         load0, busy0 = os.getloadavg()[0], machine_busy_s()
@@ -157,7 +188,7 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
             await nc.publish(subjects.report(host), messages.encode(rep))
         sent_s = time.monotonic() - t0
         try:
-            await _until_file(out / "done.json", 180, rpid, run_dir / "logs" / f"registry-r{rate}.log")
+            await _until_file(out / "done.json", 180, rpid, run_dir / "logs" / f"registry-{label}.log")
         except TimeoutError:
             infra.stop_pidfile(pidfile)   # it writes what it has on the way out
             got = json.loads((out / "done.json").read_text()) if (out / "done.json").exists() else {"times": {}}
@@ -191,7 +222,7 @@ async def run_rate(pool, nc, run_dir: Path, env: dict[str, str], rate: int, seco
     if dump is not None:   # per report, in publish order: when it was sent (s after the first) and its latencies
         dump.mkdir(parents=True, exist_ok=True)
         sent = np.array([published[i] - t0 for i, _, _ in rows])
-        np.savetxt(dump / f"reports-r{rate}.tsv", np.column_stack([sent, lat["commit"], lat["haproxy"], lat["nft"]]),
+        np.savetxt(dump / f"reports-{label}.tsv", np.column_stack([sent, lat["commit"], lat["haproxy"], lat["nft"]]),
                    fmt="%.4f", delimiter="\t", header="sent_s\tcommit_ms\thaproxy_ms\tnft_ms")
     return {"rate": rate, "reports": n, "achieved_rate": round(n / sent_s, 1),
             **{f"{k}_p50_ms": round(float(np.percentile(v, 50)), 2) for k, v in lat.items()},
@@ -260,7 +291,7 @@ async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Pat
                 lo = 30000 + 1000 * (k % 2)          # below the ephemeral range, clear of cluster ranges
                 env = registry_env(run_dir, db_name, nport, paths, table, (lo, lo + 999))
                 results.append(await run_rate(pool, nc, run_dir, env, rate, seconds, n_apps, tag, db_name,
-                                              nats_pid, haproxy_pgid, profile, dump, registry))
+                                              nats_pid, haproxy_pgid, profile, dump, registry, run_label(k, rate)))
                 print(json.dumps(results[-1]), flush=True)
         finally:
             await nc.close()
@@ -277,16 +308,16 @@ async def main_async(rates: list[int], seconds: float, n_apps: int, profile: Pat
 def main() -> None:
     unwind_on_sigterm()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rates", default="100,1000")
-    p.add_argument("--seconds", type=float, default=5.0)
-    p.add_argument("--apps", type=int, default=200)
-    p.add_argument("--profile", type=Path, help="directory for py-spy's raw stacks of the registry, one file per rate")
-    p.add_argument("--dump", type=Path, help="directory for each report's send time and latencies, one file per rate")
+    p.add_argument("--rates", type=parse_rates, default=parse_rates("100,1000"),
+                   help="report rates per second, comma-separated; a rate may repeat")
+    p.add_argument("--seconds", type=_positive(float), default=5.0)
+    p.add_argument("--apps", type=_positive(int), default=200)
+    p.add_argument("--profile", type=Path, help="directory for py-spy's raw stacks of the registry, one file per run")
+    p.add_argument("--dump", type=Path, help="directory for each report's send time and latencies, one file per run")
     p.add_argument("--registry", choices=sorted(REGISTRIES), default="noops",
                    help="noops: the real registry; floor: bench/floor_registry.py, the least a registry could do")
     args = p.parse_args()
-    asyncio.run(main_async([int(r) for r in args.rates.split(",")], args.seconds, args.apps, args.profile, args.dump,
-                           args.registry))
+    asyncio.run(main_async(args.rates, args.seconds, args.apps, args.profile, args.dump, args.registry))
 
 
 if __name__ == "__main__":

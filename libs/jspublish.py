@@ -31,12 +31,20 @@ class AckedPublisher:
         self._prefix = ""
         self._seq = itertools.count()
         self._waiting: dict[str, asyncio.Future[None]] = {}
+        # Concurrent first publishes (the hollow hosts' two pull batches in flight) start once:
+        # the SUB waits for the flusher when the pending buffer is over its limit, and without
+        # the lock each of them subscribed an inbox of its own (one leaked subscription each).
+        # A failed start leaves no prefix: the next publish tries again.
+        self._starting = asyncio.Lock()
 
     async def _start(self) -> None:
-        # The connection's inbox prefix: the identity's own (libs/natsauth.py) when it has one.
-        prefix = f"{self.nc.new_inbox()}."
-        await self.nc.subscribe(f"{prefix}*", cb=self._answered)
-        self._prefix = prefix
+        async with self._starting:
+            if self._prefix:
+                return
+            # The connection's inbox prefix: the identity's own (libs/natsauth.py) when it has one.
+            prefix = f"{self.nc.new_inbox()}."
+            await self.nc.subscribe(f"{prefix}*", cb=self._answered)
+            self._prefix = prefix
 
     async def _answered(self, msg: Msg) -> None:
         fut = self._waiting.pop(msg.subject[len(self._prefix):], None)

@@ -10,7 +10,8 @@ the per-message nak delays (``Policy.backoff``) and the connect-style waits (``u
 from one formula.
 
 Transient means "the same call may succeed later without anyone changing anything": the network,
-a server restarting (PostgreSQL's shutdown SQLSTATEs 57P01/57P02/57P03), too many connections,
+a server restarting (PostgreSQL's shutdown SQLSTATEs 57P01/57P02/57P03, a connection asyncpg can
+no longer use), too many connections,
 serialization failures and deadlocks, a timed-out statement, NATS away or without responders.
 Anything else is a bug or bad data: retrying it only hides it.
 """
@@ -38,7 +39,23 @@ DB_TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,                            # asyncpg's command_timeout, our own wait_for
     asyncpg.PostgresConnectionError,                 # class 08: connection exceptions
-    asyncpg.InterfaceError,                          # connection closed under us, pool closing
+    # Both client-side families below mean "this connection, not the statement": the same call
+    # succeeds on another connection, and the pool never hands the broken one out again.  asyncpg
+    # aborts a connection whose protocol refused a statement (protocol.pyx, _coreproto_error);
+    # its pool terminates a closed connection on release and connects anew on the next acquire
+    # (pool.py, PoolConnectionHolder.release/acquire), so noops' empty reset (db.keep_session)
+    # loses nothing here (tests/integration/libs/test_db_fatal_while_idle.py).
+    asyncpg.InterfaceError,                          # connection closed under us, pool closing;
+    #   also its subclasses DataError / ClientConfigurationError (a bad argument, a bad DSN), which
+    #   are not transient but cannot be told apart in an ``except`` tuple: the retry's warning
+    #   names them, and tests meet them first.
+    asyncpg.InternalClientError,                     # the protocol's state, not the statement's: an
+    #   idle connection that read the server's FATAL 57P01 (PostgreSQL stopping, pg_terminate_backend)
+    #   before its close raises "cannot switch to state 12; another operation (2) is in progress"
+    #   on its next statement (the placer's leadership check and the registry's announcer met it
+    #   in a database-outage test).  Its subclasses too: ProtocolError (a stream out of step ends
+    #   the connection), OutdatedSchemaCacheError (asyncpg cleared its statement cache: the retry
+    #   prepares again), TargetServerAttributeNotMatched (at connect: a standby, maybe promoted).
     asyncpg.exceptions.AdminShutdownError,           # 57P01 the server is shutting down
     asyncpg.exceptions.CrashShutdownError,           # 57P02 another backend crashed
     asyncpg.exceptions.CannotConnectNowError,        # 57P03 starting up / recovering

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
+import nats
 import pytest
 from nats.js.api import StreamConfig
 from nats.js.errors import APIError, NoStreamResponseError
 
-from libs import jspublish, retry
+from libs import jspublish, natsauth, retry
 from libs.outbox import _stream_missing
 
 
@@ -48,3 +49,29 @@ async def test_futures_given_up_on_are_forgotten(nc, uid):
         f.cancel()
     pub.forget(futures)
     assert pub.waiting == 0
+
+
+async def test_concurrent_first_publishes_share_one_inbox_subscription(cluster_cfg, uid):
+    # The hollow hosts publish from two pull batches in flight: their first publishes start the
+    # publisher together.  The inbox SUB yields to the loop only when the client's pending buffer
+    # is over its limit (a burst of publishes ahead of it: the command waits for the flusher); a
+    # one-byte limit makes every command wait so.  A client of its own, so the session client's
+    # subscriptions don't count.
+    user, password = cluster_cfg.nats_credentials("admin").values()
+    client = await nats.connect(servers=[cluster_cfg.nats_url], name=f"tests-jspub-{uid}", pending_size=1,
+                                user=user, password=password, inbox_prefix=natsauth.inbox_prefix(user))
+    js = client.jetstream()
+    stream, subject = f"JSPUBC_{uid}", f"jspubc.{uid}"
+    await js.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+    try:
+        before = len(client._subs)
+        pub = jspublish.AckedPublisher(client)
+        futures = await asyncio.wait_for(asyncio.gather(
+            *(pub.publish(f"{subject}.k{k}", b"x", msg_id=f"c{k}") for k in range(20))), 10)
+        assert len(client._subs) - before == 1
+        assert await asyncio.wait_for(asyncio.gather(*futures), 10) == [None] * 20
+        assert pub.waiting == 0
+        assert (await js.stream_info(stream)).state.messages == 20
+    finally:
+        await js.delete_stream(stream)
+        await client.drain()

@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from devtools import sinks as sink_procs
 from devtools.infra import port_open
+from libs import subjects
 from services.registry.sinks.haproxy import HAProxyOptions, HAProxySink
 from services.registry.sinks.haproxy_config import Paths
 from tests.integration.registry.taskrows import TaskRows
@@ -21,11 +22,15 @@ from tests.integration.registry.taskrows import TaskRows
 
 @pytest_asyncio.fixture
 async def rows(pool) -> AsyncIterator[TaskRows]:  # type: ignore[no-untyped-def]
-    """Task-log rows a test writes (apps, hosts, instances), removed at teardown even on failure."""
+    """Task-log rows a test writes (apps, hosts, instances), removed at teardown even on failure,
+    with the endpoints marks and announcements (outbox rows) of their apps."""
     t = TaskRows(pool)
     try:
         yield t
     finally:
+        await pool.execute("DELETE FROM endpoints_changed WHERE app = ANY($1)", t.apps)
+        await pool.execute("DELETE FROM outbox WHERE subject = ANY($1)",
+                           [*(subjects.endpoints(a) for a in t.apps), *(subjects.deploy(a) for a in t.apps)])
         await t.cleanup()
 
 

@@ -3,25 +3,8 @@ become one EndpointsChanged per app holding the complete set, read after the mar
 a batch not committed yet is announced by the next round, with a higher seq."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
-
 from libs import endpoints, messages, outbox, subjects
 from services.registry.announcer import Announcer
-from tests.integration.registry.taskrows import TaskRows
-
-
-@pytest_asyncio.fixture
-async def rows(pool) -> AsyncIterator[TaskRows]:
-    t = TaskRows(pool)
-    try:
-        yield t
-    finally:
-        await pool.execute("DELETE FROM endpoints_changed WHERE app = ANY($1)", t.apps)
-        await pool.execute("DELETE FROM outbox WHERE subject = ANY($1)",
-                           [*(subjects.endpoints(a) for a in t.apps), *(subjects.deploy(a) for a in t.apps)])
-        await t.cleanup()
 
 
 async def _announced(pool, app: str) -> list[messages.EndpointsChanged]:
