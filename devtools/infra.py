@@ -230,15 +230,65 @@ def drop_database(name: str) -> None:
 
 # ---------------------------------------------------------------- Docker engine
 
+# How long `docker info` may take.  Docker 20.10's libnetwork can deadlock under many containers
+# created and removed at once (moby/moby#46661, fixed after Debian's 20.10.24): every API call then
+# hangs, and a test session waiting on it hung until pytest's timeout, then every later module.
+DOCKER_INFO_TIMEOUT_S = 30.0
+DOCKER_CONTAINERD_PID = Path("/var/run/docker/containerd/containerd.pid")   # the containerd dockerd starts
+
+
+def _docker_answer() -> str:
+    """"ok", "refused" (not running, or not yet) or "wedged" (no answer within the timeout)."""
+    try:
+        done = subprocess.run(["docker", "info"], capture_output=True, timeout=DOCKER_INFO_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return "wedged"
+    return "ok" if done.returncode == 0 else "refused"
+
+
 def docker_ok() -> bool:
-    return subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    """The engine answers (not when it refuses or is wedged)."""
+    return _docker_answer() == "ok"
+
+
+def _our_dockerds() -> list[int]:
+    """dockerd processes started by ensure_dockerd (their --pidfile is a noops run directory's
+    dockerd.engine.pid); a dockerd of the system's or anyone else's is never among them."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                argv = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"dockerd") and any(a.endswith(b"/dockerd.engine.pid") for a in argv):
+                found.append(int(d.name))
+    return found
 
 
 def ensure_dockerd(run_dir: Path) -> bool:
-    """Start dockerd unless one answers already.  Returns True when this call started it."""
-    if docker_ok():
+    """Start dockerd unless one answers already; one of ours that no longer answers (wedged) is
+    stopped and started again.  Returns True when this call started it."""
+    answer = _docker_answer()
+    if answer == "ok":
         check_docker_bridge()
         return False
+    if answer == "wedged":
+        ours = _our_dockerds()
+        if not ours:
+            raise InfraError(f"dockerd does not answer `docker info` within {DOCKER_INFO_TIMEOUT_S:.0f} s and was not "
+                             "started by noops: restart it (systemctl restart docker)")
+        for pid in ours:
+            log(f"dockerd {pid} (started by noops) does not answer within {DOCKER_INFO_TIMEOUT_S:.0f} s; restarting it")
+            stop_pid(pid, 10)
+        # Its containerd (started by it) goes too, before the next dockerd looks: one still shutting
+        # down was taken for running, and the new dockerd waited for it in vain.
+        containerd = read_pid(DOCKER_CONTAINERD_PID)
+        if containerd is not None:
+            stop_pid(containerd, 10)
+        # A killed containerd can linger as a zombie (its parent gone, not reaped yet), which the
+        # next dockerd takes for a live one by its PID file: without the file it starts its own.
+        DOCKER_CONTAINERD_PID.unlink(missing_ok=True)
     if not shutil.which("dockerd"):
         raise InfraError("dockerd is not installed (apt-get install docker.io)")
     log(f"starting dockerd (bridge {DOCKER_BIP})")
