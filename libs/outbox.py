@@ -262,11 +262,13 @@ class Relay:
             if not due:
                 return 0
             n, claimed = await self._drain(_q().claim_kinds, (due,), due)
+        if not due:   # claim_all: at most one batch in all
+            self._more = sum(claimed.values()) >= self.batch
         for kind, count in claimed.items():
-            if count >= self.batch:
+            if due and count >= self.batch:   # at most one batch of each kind
                 self._more = True
-                if due and self._due is not None:
-                    self._due.add(kind)   # that kind again next (claim_all claims all anyway)
+                if self._due is not None:
+                    self._due.add(kind)   # that kind again next
         return n
 
     async def _drain(self, claim: str, args: tuple, labels: Sequence[str]) -> tuple[int, Tally[str]]:

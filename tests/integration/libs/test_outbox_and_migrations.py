@@ -209,3 +209,22 @@ async def test_one_claim_takes_every_due_kind_in_id_order_and_a_full_kind_comes_
     assert await relay.drain_once(relay._due) == 1 and not relay._more
     got = await _stream_msgs(js, subjects.endpoints(app), 10)
     assert [messages.decode(d, messages.EndpointsChanged).seq for d in got] == [0, 1, 2, 3]
+
+
+async def test_a_relay_of_every_kind_comes_again_after_a_full_batch_of_mixed_kinds(pool, nc, uid):
+    """claim_all takes one batch in all: a batch full of several kinds (none alone fills it)
+    leaves more to do at once.  Rows other tests left come first (id order): the batch is sized
+    to end inside this test's three, newest of all."""
+    js = nc.jetstream()
+    app = f"ma-{uid}"
+    others = await pool.fetchval("SELECT count(*) FROM outbox")
+    async with pool.acquire() as conn, conn.transaction():
+        await outbox.enqueue(conn, [
+            (subjects.endpoints(app), f"ma:{uid}:ep", messages.EndpointsChanged(app=app, endpoints=[], seq=1)),
+            (subjects.deploy(app), f"ma:{uid}:deploy", messages.DeployRequest(app=app)),
+            (subjects.endpoints(app), f"ma:{uid}:ep2", messages.EndpointsChanged(app=app, endpoints=[], seq=2))])
+    relay = outbox.Relay(pool, js, batch=others + 2)
+    await relay.drain_once()
+    assert relay._more, "a full batch of mixed kinds was taken for the last"
+    await relay.drain_once()
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE msg_id LIKE $1", f"ma:{uid}:%") == 0
