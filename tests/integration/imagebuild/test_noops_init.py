@@ -4,6 +4,7 @@ orphans reaped, cron runs logged, stats and readiness over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -67,10 +68,20 @@ async def start(binary: Path, tmp_path: Path) -> AsyncIterator:
         return init
 
     yield run
-    for init in started:   # whatever a failed test left running, with its group
+    for init in started:   # whatever a test left running, and the app under it
         if init.proc.returncode is None:
+            # A killed init leaves its app to PID 1 (an http.server of the readiness test
+            # outlived every session): its descendants are found first, then all get SIGKILL.
+            below, todo = [], [init.proc.pid]
+            while todo:
+                kids = [pid for pid, _, _ in children_of(todo.pop())]
+                below += kids
+                todo += kids
             init.proc.kill()
             await init.proc.wait()
+            for pid in below:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 async def test_exit_code_and_reason(start) -> None:  # type: ignore[no-untyped-def]
